@@ -1,0 +1,66 @@
+from marshmallow import Schema, fields, validate
+
+from schemas.common import PageQuerySchema
+from service.ingest import SUPPORTED_FORMATS
+from service.models import SYNC_STATUSES
+
+
+class DatasetUploadRequestSchema(Schema):
+    """multipart/form-data upload."""
+
+    file = fields.Raw(required=True, metadata={"type": "string", "format": "binary"})
+    name = fields.String(validate=validate.Length(min=1, max=255))
+    description = fields.String(validate=validate.Length(max=10_000))
+
+
+class DatasetRecordsRequestSchema(Schema):
+    """application/json upload of records."""
+
+    name = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    description = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=10_000))
+    records = fields.List(fields.Dict(), required=True, validate=validate.Length(min=1))
+
+
+class ColumnSchema(Schema):
+    name = fields.String(required=True, metadata={"description": "snake_case name in the silver table"})
+    source_name = fields.String(required=True, metadata={"description": "name in the source file and the bronze table"})
+    type = fields.String(required=True, metadata={"description": "silver type once inferred, else the source type"})
+    source_type = fields.String()
+
+
+class DatasetResponseSchema(Schema):
+    id = fields.UUID(required=True)
+    name = fields.String(required=True)
+    description = fields.String(allow_none=True)
+    source_format = fields.String(required=True, metadata={"enum": list(SUPPORTED_FORMATS)})
+    original_file_name = fields.String(allow_none=True)
+    file_name = fields.String(required=True, metadata={"description": "the stored Parquet file, <uuid>.parquet"})
+    size_bytes = fields.Integer(required=True)
+    row_count = fields.Integer(required=True)
+    columns = fields.List(fields.Nested(ColumnSchema), required=True)
+    created_at = fields.DateTime(required=True)
+    sync_status = fields.String(required=True, metadata={"enum": list(SYNC_STATUSES)})
+
+
+class DatasetListQuerySchema(PageQuerySchema):
+    status = fields.String(validate=validate.OneOf(SYNC_STATUSES))
+
+
+class DatasetListResponseSchema(Schema):
+    items = fields.List(fields.Nested(DatasetResponseSchema), required=True)
+    total = fields.Integer(required=True)
+    limit = fields.Integer(required=True)
+    offset = fields.Integer(required=True)
+
+
+class RowsQuerySchema(PageQuerySchema):
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+
+
+class RowsResponseSchema(Schema):
+    dataset_id = fields.UUID(required=True)
+    columns = fields.List(fields.String(), required=True)
+    rows = fields.List(fields.Dict(), required=True)
+    limit = fields.Integer(required=True)
+    offset = fields.Integer(required=True)
+    total = fields.Integer(required=True)

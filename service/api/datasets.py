@@ -1,0 +1,181 @@
+"""Datasets: upload, list, get, sync status, row preview."""
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+from flask import current_app, g, request, url_for
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from marshmallow import ValidationError
+
+from schemas.common import ErrorResponseSchema
+from schemas.datasets import (
+    DatasetListQuerySchema,
+    DatasetListResponseSchema,
+    DatasetRecordsRequestSchema,
+    DatasetResponseSchema,
+    DatasetUploadRequestSchema,
+    RowsQuerySchema,
+    RowsResponseSchema,
+)
+from schemas.sync import SyncStatusResponseSchema
+from service import datasets as service
+from service.auth import require_tenant
+from service.db import session_scope
+from service.errors import APIError, IngestError
+from service.ingest import SUPPORTED_FORMATS
+from service.storage import LocalStore
+from service.sync import duckdb_settings
+
+blp = Blueprint(
+    "datasets", __name__, url_prefix="/api/v1/datasets", description="Upload datasets and follow their sync"
+)
+
+
+@blp.before_request
+def _authenticate():
+    require_tenant()
+
+
+def _upload_doc() -> dict:
+    return {
+        "required": True,
+        "content": {
+            "multipart/form-data": {"schema": DatasetUploadRequestSchema},
+            "application/json": {"schema": DatasetRecordsRequestSchema},
+        },
+    }
+
+
+def _validation_error(err: ValidationError, location: str) -> APIError:
+    fields = "; ".join(f"{k}: {' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in err.messages.items())
+    return APIError(f"invalid request: {fields}", code="validation_error", status=422, details={location: err.messages})
+
+
+def _upload_from_form():
+    upload = request.files.get("file")
+    if upload is None:
+        if request.files:
+            names = ", ".join(sorted(request.files))
+            raise APIError(f"no part named 'file' in the upload (got: {names})", code="missing_file")
+        raise APIError("no file uploaded: send the dataset as the multipart part 'file'", code="missing_file")
+    try:
+        form = DatasetUploadRequestSchema(partial=("file",)).load(request.form.to_dict())
+    except ValidationError as err:
+        raise _validation_error(err, "form")
+    stream = upload.stream
+    stream.flush()
+    path = Path(stream.name) if isinstance(getattr(stream, "name", None), str) else None
+    if path is None or path.stat().st_size == 0:
+        raise IngestError("the uploaded file is empty", code="empty_file")
+    store = LocalStore.from_config(current_app.config)
+    return service.create_from_file(
+        store,
+        duckdb_settings(current_app.config),
+        g.tenant,
+        path,
+        original_file_name=upload.filename or None,
+        name=form.get("name"),
+        description=form.get("description"),
+    )
+
+
+def _upload_from_json():
+    limit = int(current_app.config["MAX_JSON_BODY_MB"]) * 1024 * 1024
+    request.max_content_length = limit
+    body = request.get_json(silent=True)
+    if body is None:
+        raise IngestError("the request body is not valid JSON", code="invalid_json")
+    if not isinstance(body, dict):
+        raise IngestError('the JSON body must be an object: {"name": ..., "records": [...]}', code="invalid_json")
+    try:
+        data = DatasetRecordsRequestSchema().load(body)
+    except ValidationError as err:
+        raise _validation_error(err, "json")
+    store = LocalStore.from_config(current_app.config)
+    return service.create_from_records(
+        store, duckdb_settings(current_app.config), g.tenant, data["records"], name=data["name"], description=data["description"]
+    )
+
+
+@blp.route("")
+class Datasets(MethodView):
+    @blp.arguments(DatasetListQuerySchema, location="query")
+    @blp.response(200, DatasetListResponseSchema)
+    @blp.doc(security=[{"bearerAuth": []}])
+    def get(self, args):
+        """List the tenant's datasets, newest first."""
+        with session_scope() as session:
+            items, total = service.list_for_tenant(
+                session, g.tenant.id, limit=args["limit"], offset=args["offset"], status=args.get("status")
+            )
+            return {"items": items, "total": total, "limit": args["limit"], "offset": args["offset"]}
+
+    @blp.doc(requestBody=_upload_doc(), security=[{"bearerAuth": []}])
+    @blp.response(201, DatasetResponseSchema)
+    @blp.alt_response(400, schema=ErrorResponseSchema)
+    @blp.alt_response(401, schema=ErrorResponseSchema)
+    @blp.alt_response(413, schema=ErrorResponseSchema)
+    @blp.alt_response(415, schema=ErrorResponseSchema)
+    @blp.alt_response(422, schema=ErrorResponseSchema)
+    def post(self):
+        """Upload a dataset (CSV, TSV, JSON, NDJSON, Parquet, or JSON records).
+
+        The file is stored as a local Parquet file at once; its sync to the lakehouse
+        runs in the background.
+        """
+        if request.mimetype == "multipart/form-data":
+            dataset = _upload_from_form()
+        elif request.mimetype == "application/json":
+            dataset = _upload_from_json()
+        else:
+            raise APIError(
+                f"unsupported content type {request.mimetype or '(none)'}: send multipart/form-data with a "
+                f"'file' part ({', '.join(SUPPORTED_FORMATS)}) or application/json with records",
+                code="unsupported_media_type",
+                status=415,
+                details={"supported_formats": list(SUPPORTED_FORMATS)},
+            )
+        location = url_for("datasets.Dataset", dataset_id=dataset.id)
+        return dataset, 201, {"Location": location}
+
+
+@blp.route("/<uuid:dataset_id>")
+class Dataset(MethodView):
+    @blp.response(200, DatasetResponseSchema)
+    @blp.alt_response(404, schema=ErrorResponseSchema)
+    @blp.doc(security=[{"bearerAuth": []}])
+    def get(self, dataset_id: uuid.UUID):
+        """One dataset."""
+        with session_scope() as session:
+            return service.get_for_tenant(session, g.tenant.id, dataset_id)
+
+
+@blp.route("/<uuid:dataset_id>/sync")
+class DatasetSync(MethodView):
+    @blp.response(200, SyncStatusResponseSchema)
+    @blp.alt_response(404, schema=ErrorResponseSchema)
+    @blp.doc(security=[{"bearerAuth": []}])
+    def get(self, dataset_id: uuid.UUID):
+        """Where the dataset's sync is, its tables and the history of its runs."""
+        with session_scope() as session:
+            dataset = service.get_for_tenant(session, g.tenant.id, dataset_id)
+            return service.sync_status(session, dataset)
+
+
+@blp.route("/<uuid:dataset_id>/rows")
+class DatasetRows(MethodView):
+    @blp.arguments(RowsQuerySchema, location="query")
+    @blp.response(200, RowsResponseSchema)
+    @blp.alt_response(404, schema=ErrorResponseSchema)
+    @blp.doc(security=[{"bearerAuth": []}])
+    def get(self, args, dataset_id: uuid.UUID):
+        """Preview rows of the local Parquet file."""
+        with session_scope() as session:
+            dataset = service.get_for_tenant(session, g.tenant.id, dataset_id)
+        path = LocalStore.from_config(current_app.config).path_for(dataset.file_name)
+        if not path.is_file():
+            raise APIError(f"the local file of dataset {dataset_id} is missing", code="file_missing", status=404)
+        columns, rows, total = service.preview_rows(path, limit=args["limit"], offset=args["offset"])
+        return {"dataset_id": dataset_id, "columns": columns, "rows": rows, "limit": args["limit"], "offset": args["offset"], "total": total}

@@ -1,0 +1,69 @@
+"""Every error answers ``{"error": {"code", "message", "details"}}`` with the right status."""
+from __future__ import annotations
+
+import logging
+import re
+
+import sqlalchemy.exc
+from flask import Flask, current_app, jsonify
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from service.errors import APIError
+
+log = logging.getLogger(__name__)
+
+
+def _code(exc: HTTPException) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", (exc.name or "error").lower()).strip("_")
+
+
+def error_response(status: int, code: str, message: str, details=None):
+    response = jsonify({"error": {"code": code, "message": message, "details": details or {}}})
+    response.status_code = status
+    return response
+
+
+def http_error(exc: HTTPException):
+    if isinstance(exc, RequestEntityTooLarge):
+        limit = current_app.config["MAX_UPLOAD_MB"]
+        return error_response(413, "payload_too_large", f"the request body exceeds the limit of {limit} MB", {"limit_mb": limit})
+    details = {}
+    data = getattr(exc, "data", None) or {}
+    messages = data.get("messages")
+    if messages:
+        # webargs validation errors, keyed by location then field.
+        details = messages
+        message = "invalid request: " + "; ".join(
+            f"{field}: {' '.join(map(str, errs)) if isinstance(errs, list) else errs}"
+            for fields in messages.values()
+            for field, errs in (fields.items() if isinstance(fields, dict) else [("body", fields)])
+        )
+    else:
+        message = exc.description or exc.name
+    response = error_response(exc.code or 500, _code(exc), message, details)
+    for header, value in (getattr(exc, "get_headers", lambda: [])() or []):
+        if header.lower() not in ("content-type", "content-length"):
+            response.headers[header] = value
+    return response
+
+
+def register_error_handlers(app: Flask, api) -> None:
+    @app.errorhandler(APIError)
+    def _api_error(exc: APIError):
+        return error_response(exc.status, exc.code, exc.message, exc.details)
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException):
+        return http_error(exc)
+
+    @app.errorhandler(sqlalchemy.exc.OperationalError)
+    def _db_down(exc):
+        log.error("database unavailable: %s", exc)
+        return error_response(503, "database_unavailable", "PostgreSQL is unavailable; try again shortly")
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        if isinstance(exc, HTTPException):
+            return http_error(exc)
+        log.exception("unhandled error")
+        return error_response(500, "internal_error", "internal server error")

@@ -1,0 +1,51 @@
+"""Configuration, read from the environment in one place."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA_DIR = ROOT / ".data"
+
+DEFAULT_NULL_TOKENS = ("", "NULL", "null", "N/A", "NA", "None")
+
+
+def _int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def _float(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
+
+def _list(name: str, default: tuple[str, ...]) -> list[str]:
+    raw = os.environ.get(name)
+    if raw is None:
+        return list(default)
+    # Comma-separated; an empty item ("a,,b" or a leading comma) is the empty-string token.
+    return raw.split(",")
+
+
+def from_env() -> dict:
+    """Every setting the app, the worker and the CLI read, with its default."""
+    data_dir = Path(os.environ.get("DATA_DIR", DEFAULT_DATA_DIR))
+    mcp_key = os.environ.get("MCP_API_KEY", "")
+    return {
+        "DATA_DIR": str(data_dir),
+        "DATABASE_URL": os.environ.get("DATABASE_URL", ""),
+        "REDIS_URL": os.environ.get("REDIS_URL", ""),
+        "STORAGE_DIR": os.environ.get("STORAGE_DIR", str(data_dir / "datasets")),
+        "LAKEHOUSE_DIR": os.environ.get("LAKEHOUSE_DIR", str(data_dir / "lakehouse")),
+        "MAX_UPLOAD_MB": _int("MAX_UPLOAD_MB", 1024),
+        "MAX_JSON_BODY_MB": _int("MAX_JSON_BODY_MB", 64),
+        "INTERNAL_API_KEY": os.environ.get("INTERNAL_API_KEY", mcp_key),
+        "SYNC_TARGET": os.environ.get("SYNC_TARGET", "delta"),
+        "SYNC_RETRY_ATTEMPTS": _int("SYNC_RETRY_ATTEMPTS", 3),
+        "SYNC_RETRY_INTERVAL": _float("SYNC_RETRY_INTERVAL", 300.0),
+        "BROKER_VISIBILITY_TIMEOUT": _int("BROKER_VISIBILITY_TIMEOUT", 7200),
+        "NULL_TOKENS": _list("NULL_TOKENS", DEFAULT_NULL_TOKENS),
+        "DUCKDB_MEMORY_LIMIT": os.environ.get("DUCKDB_MEMORY_LIMIT", "512MB"),
+        "DUCKDB_THREADS": _int("DUCKDB_THREADS", os.cpu_count() or 2),
+        "PREVIEW_MAX_ROWS": _int("PREVIEW_MAX_ROWS", 1000),
+        "LOG_LEVEL": os.environ.get("LOG_LEVEL", "INFO"),
+    }

@@ -1,0 +1,228 @@
+"""Datasets: accepting an upload, finding a tenant's datasets, previewing rows."""
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import decimal
+import logging
+import uuid
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, selectinload
+
+from service.db import session_scope
+from service.errors import NotFound
+from service.ingest import ConvertResult, IngestSettings, convert_file, convert_records
+from service.models import Dataset, LakehouseTable, SyncRun, Tenant
+from service.runs import request_run
+from service.storage import LocalStore
+from service.transform import snake_case_names
+
+log = logging.getLogger(__name__)
+
+
+def _columns(result: ConvertResult) -> list[dict]:
+    names = snake_case_names([c.name for c in result.columns])
+    return [
+        {"name": name, "source_name": col.name, "type": col.type, "source_type": col.type}
+        for name, col in zip(names, result.columns)
+    ]
+
+
+def _store_new(
+    store: LocalStore,
+    tenant: Tenant,
+    *,
+    name: str,
+    description: str | None,
+    original_file_name: str | None,
+    convert,
+) -> Dataset:
+    """Convert into the store, then commit the dataset and its first run together.
+
+    The sync chain is published only after the commit; on any error the Parquet file is
+    removed, so a rejected upload leaves nothing behind.
+    """
+    dataset_id = uuid.uuid4()
+    file_name = store.file_name_for(dataset_id)
+    dest = store.path_for(file_name)
+    try:
+        result: ConvertResult = convert(dest)
+        with session_scope() as session:
+            dataset = Dataset(
+                id=dataset_id,
+                tenant_id=tenant.id,
+                name=name,
+                description=description,
+                source_format=result.source_format,
+                original_file_name=original_file_name,
+                file_name=file_name,
+                size_bytes=result.size_bytes,
+                row_count=result.row_count,
+                columns=_columns(result),
+            )
+            session.add(dataset)
+            session.flush()
+            request_run(session, dataset, trigger="upload")
+    except BaseException:
+        dest.unlink(missing_ok=True)
+        raise
+    return dataset
+
+
+def create_from_file(
+    store: LocalStore,
+    settings: IngestSettings,
+    tenant: Tenant,
+    src: Path,
+    *,
+    original_file_name: str | None,
+    name: str | None,
+    description: str | None,
+) -> Dataset:
+    stem = Path(original_file_name or "").stem if original_file_name else ""
+    return _store_new(
+        store,
+        tenant,
+        name=name or stem or "dataset",
+        description=description,
+        original_file_name=original_file_name,
+        convert=lambda dest: convert_file(src, dest, file_name=original_file_name, settings=settings),
+    )
+
+
+def create_from_records(
+    store: LocalStore, settings: IngestSettings, tenant: Tenant, records: list, *, name: str, description: str | None
+) -> Dataset:
+    return _store_new(
+        store,
+        tenant,
+        name=name,
+        description=description,
+        original_file_name=None,
+        convert=lambda dest: convert_records(records, dest, settings=settings),
+    )
+
+
+def get_for_tenant(session: Session, tenant_id: uuid.UUID, dataset_id: uuid.UUID) -> Dataset:
+    """A tenant's dataset; another tenant's id is answered as not found."""
+    dataset = session.scalar(
+        select(Dataset)
+        .where(Dataset.id == dataset_id, Dataset.tenant_id == tenant_id)
+        .options(selectinload(Dataset.tables))
+    )
+    if dataset is None:
+        raise NotFound(f"dataset {dataset_id} not found")
+    return dataset
+
+
+def list_for_tenant(
+    session: Session, tenant_id: uuid.UUID, *, limit: int, offset: int, status: str | None
+) -> tuple[list[Dataset], int]:
+    query = select(Dataset).where(Dataset.tenant_id == tenant_id)
+    if status:
+        query = query.where(Dataset.sync_status == status)
+    total = session.scalar(select(func.count()).select_from(query.subquery()))
+    rows = session.scalars(query.order_by(Dataset.created_at.desc(), Dataset.id).limit(limit).offset(offset)).all()
+    return list(rows), total or 0
+
+
+def sync_status(session: Session, dataset: Dataset) -> dict:
+    tables: dict[str, LakehouseTable] = {t.layer: t for t in dataset.tables}
+    runs = session.scalars(
+        select(SyncRun)
+        .where(SyncRun.dataset_id == dataset.id)
+        .options(selectinload(SyncRun.steps))
+        .order_by(SyncRun.created_at.desc())
+    ).all()
+    current = next((r for r in runs if r.id == dataset.current_run_id), None)
+    attempts = sum(s.attempts for s in current.steps) if current else 0
+
+    def run_dict(run: SyncRun) -> dict:
+        duration = None
+        if run.started_at and run.finished_at:
+            duration = int((run.finished_at - run.started_at).total_seconds() * 1000)
+        return {
+            "id": run.id,
+            "trigger": run.trigger,
+            "status": run.status,
+            "step": run.step,
+            "error": run.error,
+            "created_at": run.created_at,
+            "started_at": run.started_at,
+            "finished_at": run.finished_at,
+            "duration_ms": duration,
+            "steps": [
+                {
+                    "step": s.step,
+                    "status": s.status,
+                    "attempts": s.attempts,
+                    "started_at": s.started_at,
+                    "finished_at": s.finished_at,
+                    "duration_ms": s.duration_ms,
+                    "rows": s.rows,
+                    "error": s.error,
+                }
+                for s in sorted(run.steps, key=lambda s: ("bronze", "silver", "metadata").index(s.step))
+            ],
+        }
+
+    bronze, silver = tables.get("bronze"), tables.get("silver")
+    return {
+        "dataset_id": dataset.id,
+        "status": dataset.sync_status,
+        "step": dataset.sync_step,
+        "attempts": attempts,
+        "target": (bronze or silver).target if (bronze or silver) else None,
+        "bronze_table": bronze.full_name if bronze else None,
+        "silver_table": silver.full_name if silver else None,
+        "bronze_location": bronze.location if bronze else None,
+        "silver_location": silver.location if silver else None,
+        "row_count_local": dataset.row_count,
+        "row_count_bronze": dataset.row_count_bronze,
+        "row_count_silver": dataset.row_count_silver,
+        "duplicates_removed": dataset.duplicates_removed,
+        "last_sync_at": dataset.last_sync_at,
+        "last_error": dataset.last_error,
+        "runs": [run_dict(r) for r in runs],
+    }
+
+
+def _json_value(value):
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    if isinstance(value, dict):
+        return {k: _json_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_value(v) for v in value]
+    if isinstance(value, float) and value != value:  # NaN is not JSON
+        return None
+    return value
+
+
+def preview_rows(path: Path, *, limit: int, offset: int) -> tuple[list[str], list[dict], int]:
+    """Rows [offset, offset+limit) of a Parquet file, reading only the row groups they sit in."""
+    parquet = pq.ParquetFile(path)
+    meta = parquet.metadata
+    total = meta.num_rows
+    columns = parquet.schema_arrow.names
+    wanted, start, first_row = [], 0, None
+    for index in range(meta.num_row_groups):
+        size = meta.row_group(index).num_rows
+        if start + size > offset and start < offset + limit:
+            wanted.append(index)
+            if first_row is None:
+                first_row = start
+        start += size
+    if not wanted:
+        return columns, [], total
+    table = parquet.read_row_groups(wanted)
+    table = table.slice(offset - first_row, limit)
+    rows = [{k: _json_value(v) for k, v in row.items()} for row in table.to_pylist()]
+    return columns, rows, total

@@ -1,0 +1,60 @@
+"""SQLAlchemy engine and session handling shared by the API, the worker and the CLI."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+from sqlalchemy import create_engine
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+_engine: Engine | None = None
+_session_factory: sessionmaker[Session] | None = None
+
+
+def init_engine(url: str, **kwargs) -> Engine:
+    """Create (or replace) the process-wide engine."""
+    global _engine, _session_factory
+    if _engine is not None:
+        _engine.dispose()
+    kwargs.setdefault("pool_pre_ping", True)
+    kwargs.setdefault("pool_size", 5)
+    kwargs.setdefault("max_overflow", 10)
+    # Fail fast when PostgreSQL is away instead of hanging a request or a task.
+    kwargs.setdefault("connect_args", {"connect_timeout": 5})
+    _engine = create_engine(url, **kwargs)
+    _session_factory = sessionmaker(bind=_engine, expire_on_commit=False)
+    return _engine
+
+
+def get_engine() -> Engine:
+    if _engine is None:
+        raise RuntimeError("database engine is not initialised; call init_engine() first")
+    return _engine
+
+
+def dispose_engine() -> None:
+    """Drop pooled connections; called in each worker child after fork."""
+    if _engine is not None:
+        _engine.dispose(close=False)
+
+
+@contextmanager
+def session_scope() -> Iterator[Session]:
+    """One transaction: commit on success, roll back on any error."""
+    if _session_factory is None:
+        raise RuntimeError("database engine is not initialised; call init_engine() first")
+    session = _session_factory()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()

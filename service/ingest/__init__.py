@@ -1,0 +1,21 @@
+"""Turning an uploaded file into the dataset's local Parquet file.
+
+Public interface (used by the upload endpoint and the benchmarks):
+
+- ``SUPPORTED_FORMATS``: ``("csv", "tsv", "json", "ndjson", "parquet")``.
+- ``convert_file(src, dest, *, file_name=None, settings=None) -> ConvertResult``
+- ``convert_records(records, dest, *, settings=None) -> ConvertResult``
+
+Both raise ``service.errors.IngestError`` for bad input and leave no file at ``dest``.
+"""
+from service.ingest.model import ConvertResult, IngestSettings, SourceColumn, SUPPORTED_FORMATS
+from service.ingest.convert import convert_file, convert_records
+
+__all__ = [
+    "ConvertResult",
+    "IngestSettings",
+    "SourceColumn",
+    "SUPPORTED_FORMATS",
+    "convert_file",
+    "convert_records",
+]

@@ -1,0 +1,272 @@
+"""The steps of a sync run (bronze → silver → metadata) and how their progress is recorded.
+
+Each step is one call here: it marks itself started in PostgreSQL, does its work against
+the lakehouse target outside any transaction, then records its result in one transaction.
+Steps are idempotent: tables are replaced, never appended to, so a step delivered twice
+leaves the same table. A run that is no longer the dataset's current run does nothing.
+"""
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from flask import current_app
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.db import session_scope
+from service.lakehouse import LakehouseTarget, PermanentTargetError, TableRef, get_target
+from service.lakehouse.base import BronzeSource
+from service.models import Dataset, LakehouseTable, SyncRun, SyncStepRun, Tenant, utcnow
+from service.naming import table_name
+from service.retry import quick_retrying
+from service.storage import LocalStore
+from service.transform import infer_plan
+
+log = logging.getLogger(__name__)
+
+
+class PermanentSyncError(Exception):
+    """The step cannot succeed by trying again."""
+
+
+@dataclass(frozen=True)
+class StepInput:
+    dataset_id: uuid.UUID
+    run_id: uuid.UUID
+    catalog: str
+    table: str
+    file_name: str
+    row_count: int
+    ingested_at: datetime
+
+    def ref(self, layer: str) -> TableRef:
+        return TableRef(self.catalog, layer, self.table)
+
+
+def target() -> LakehouseTarget:
+    """The process's lakehouse target, built once from the app config."""
+    ext = current_app.extensions
+    if "lakehouse_target" not in ext:
+        ext["lakehouse_target"] = get_target(current_app.config)
+    return ext["lakehouse_target"]
+
+
+def _step_row(session: Session, run_id: uuid.UUID, step: str) -> SyncStepRun:
+    row = session.scalar(select(SyncStepRun).where(SyncStepRun.run_id == run_id, SyncStepRun.step == step))
+    if row is None:
+        row = SyncStepRun(run_id=run_id, step=step, status="pending", attempts=0)
+        session.add(row)
+    return row
+
+
+def _current(session: Session, dataset_id: uuid.UUID, run_id: uuid.UUID) -> tuple[Dataset, SyncRun] | None:
+    """The dataset and run, locked, or None when the run is no longer the one to do."""
+    dataset = session.get(Dataset, dataset_id, with_for_update=True)
+    if dataset is None:
+        return None
+    run = session.get(SyncRun, run_id, with_for_update=True)
+    if run is None or dataset.current_run_id != run.id or run.status in ("synced", "failed"):
+        return None
+    return dataset, run
+
+
+def begin_step(step: str, dataset_id: uuid.UUID, run_id: uuid.UUID) -> StepInput | None:
+    """Record that a step starts; None when the run was superseded, finished or deleted."""
+    now = utcnow()
+    for attempt in quick_retrying():
+        with attempt, session_scope() as session:
+            found = _current(session, dataset_id, run_id)
+            if found is None:
+                return None
+            dataset, run = found
+            tenant = session.get(Tenant, dataset.tenant_id)
+            row = _step_row(session, run_id, step)
+            row.status = "running"
+            row.attempts += 1
+            row.started_at = row.started_at or now
+            row.finished_at = None
+            run.status = "syncing"
+            run.step = step
+            run.started_at = run.started_at or now
+            run.heartbeat_at = now
+            dataset.sync_status = "syncing"
+            dataset.sync_step = step
+            dataset.sync_attempts += 1
+            return StepInput(
+                dataset_id=dataset.id,
+                run_id=run.id,
+                catalog=tenant.catalog,
+                table=table_name(dataset.name, dataset.id),
+                file_name=dataset.file_name,
+                row_count=dataset.row_count,
+                ingested_at=run.started_at,
+            )
+    raise AssertionError("unreachable")
+
+
+def _finish_step(step: str, inp: StepInput, rows: int | None, apply) -> bool:
+    """Record a step's success and apply its changes; False when the run was superseded."""
+    now = utcnow()
+    for attempt in quick_retrying():
+        with attempt, session_scope() as session:
+            found = _current(session, inp.dataset_id, inp.run_id)
+            if found is None:
+                return False
+            dataset, run = found
+            row = _step_row(session, inp.run_id, step)
+            row.status = "succeeded"
+            row.finished_at = now
+            row.rows = rows
+            row.error = None
+            run.heartbeat_at = now
+            apply(session, dataset, run)
+            return True
+    raise AssertionError("unreachable")
+
+
+def _upsert_table(session: Session, dataset: Dataset, ref: TableRef, location: str, rows: int | None) -> None:
+    row = session.scalar(
+        select(LakehouseTable).where(LakehouseTable.dataset_id == dataset.id, LakehouseTable.layer == ref.schema)
+    )
+    if row is None:
+        row = LakehouseTable(dataset_id=dataset.id, layer=ref.schema)
+        session.add(row)
+    row.target = target().name
+    row.catalog, row.schema, row.table = ref.catalog, ref.schema, ref.table
+    row.full_name = ref.full_name
+    row.location = location
+    row.row_count = rows
+
+
+def _local_parquet(inp: StepInput) -> Path:
+    path = LocalStore.from_config(current_app.config).path_for(inp.file_name)
+    if not path.exists():
+        raise PermanentSyncError(f"the local file {inp.file_name} of dataset {inp.dataset_id} is missing")
+    return path
+
+
+def run_bronze(dataset_id: uuid.UUID, run_id: uuid.UUID) -> dict:
+    inp = begin_step("bronze", dataset_id, run_id)
+    if inp is None:
+        return {"dataset_id": str(dataset_id), "skipped": True}
+    ref = inp.ref("bronze")
+    source = BronzeSource(
+        dataset_id=str(inp.dataset_id),
+        parquet_path=_local_parquet(inp),
+        source_file=inp.file_name,
+        ingested_at=inp.ingested_at,
+    )
+    result = target().write_bronze(ref, source)
+    if result.row_count != inp.row_count:
+        raise PermanentSyncError(f"bronze table has {result.row_count} rows, the dataset has {inp.row_count}")
+
+    def apply(session, dataset, run):
+        dataset.row_count_bronze = result.row_count
+        _upsert_table(session, dataset, ref, result.location, result.row_count)
+
+    _finish_step("bronze", inp, result.row_count, apply)
+    return {"dataset_id": str(dataset_id), "bronze_table": ref.full_name, "rows": result.row_count}
+
+
+def run_silver(dataset_id: uuid.UUID, run_id: uuid.UUID) -> dict:
+    inp = begin_step("silver", dataset_id, run_id)
+    if inp is None:
+        return {"dataset_id": str(dataset_id), "skipped": True}
+    config = current_app.config
+    plan = infer_plan(_local_parquet(inp), null_tokens=config["NULL_TOKENS"], settings=duckdb_settings(config))
+    ref = inp.ref("silver")
+    result = target().write_silver(inp.ref("bronze"), ref, plan)
+    planned = {c.source_name: c for c in plan.columns}
+
+    def apply(session, dataset, run):
+        columns = []
+        for col in dataset.columns:
+            silver = planned.get(col["source_name"])
+            if silver is not None:
+                col = {**col, "name": silver.name, "type": silver.source_type if silver.type == "source" else silver.type}
+            columns.append(col)
+        dataset.columns = columns
+        dataset.row_count_silver = result.row_count
+        dataset.duplicates_removed = result.duplicates_removed
+        _upsert_table(session, dataset, ref, result.location, result.row_count)
+
+    _finish_step("silver", inp, result.row_count, apply)
+    return {"dataset_id": str(dataset_id), "silver_table": ref.full_name, "rows": result.row_count}
+
+
+def run_metadata(dataset_id: uuid.UUID, run_id: uuid.UUID) -> dict:
+    inp = begin_step("metadata", dataset_id, run_id)
+    if inp is None:
+        return {"dataset_id": str(dataset_id), "skipped": True}
+    tgt = target()
+    bronze, silver = inp.ref("bronze"), inp.ref("silver")
+    bronze_rows = tgt.count_rows(bronze)
+    silver_rows = tgt.count_rows(silver)
+    if bronze_rows != inp.row_count:
+        raise PermanentSyncError(f"bronze table {bronze.full_name} has {bronze_rows} rows, expected {inp.row_count}")
+
+    def apply(session, dataset, run):
+        now = utcnow()
+        dataset.row_count_bronze = bronze_rows
+        dataset.row_count_silver = silver_rows
+        dataset.duplicates_removed = bronze_rows - silver_rows
+        _upsert_table(session, dataset, bronze, tgt.location(bronze), bronze_rows)
+        _upsert_table(session, dataset, silver, tgt.location(silver), silver_rows)
+        dataset.sync_status = "synced"
+        dataset.sync_step = None
+        dataset.last_error = None
+        dataset.last_sync_at = now
+        run.status = "synced"
+        run.step = None
+        run.finished_at = now
+
+    _finish_step("metadata", inp, silver_rows, apply)
+    return {"dataset_id": str(dataset_id), "status": "synced", "bronze_rows": bronze_rows, "silver_rows": silver_rows}
+
+
+STEPS = {"bronze": run_bronze, "silver": run_silver, "metadata": run_metadata}
+
+
+def describe_error(exc: BaseException) -> str:
+    text = str(exc).strip() or exc.__class__.__name__
+    return f"{exc.__class__.__name__}: {text}"[:2000]
+
+
+def record_step_error(step: str, dataset_id: uuid.UUID, run_id: uuid.UUID, exc: BaseException, *, final: bool) -> None:
+    """Write a step's error; a final one fails the run and the dataset's sync."""
+    message = f"{step}: {describe_error(exc)}"
+    now = utcnow()
+    for attempt in quick_retrying():
+        with attempt, session_scope() as session:
+            found = _current(session, dataset_id, run_id)
+            if found is None:
+                return
+            dataset, run = found
+            row = _step_row(session, run_id, step)
+            row.status = "failed" if final else "retrying"
+            row.error = message
+            row.finished_at = now if final else None
+            dataset.last_error = message
+            if final:
+                dataset.sync_status = "failed"
+                dataset.sync_step = step
+                run.status = "failed"
+                run.error = message
+                run.finished_at = now
+
+
+def duckdb_settings(config: dict):
+    from service.ingest import IngestSettings
+
+    return IngestSettings(
+        duckdb_memory_limit=config["DUCKDB_MEMORY_LIMIT"],
+        duckdb_threads=config["DUCKDB_THREADS"],
+        temp_dir=str(Path(config["DATA_DIR"]) / "tmp"),
+    )
+
+
+PERMANENT_ERRORS = (PermanentSyncError, PermanentTargetError)

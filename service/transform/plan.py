@@ -1,0 +1,28 @@
+"""The silver plan: for each bronze column, its silver name and type."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Logical types a silver column can take.
+SILVER_TYPES = ("string", "integer", "double", "boolean", "date", "timestamp")
+
+
+@dataclass(frozen=True)
+class SilverColumn:
+    source_name: str  # column name in the local Parquet file / bronze table
+    name: str  # snake_case silver name, unique within the table
+    type: str  # one of SILVER_TYPES, or "source" to keep a non-string source type as it is
+    source_type: str  # the source column's logical type (see service.ingest.SourceColumn.type)
+
+
+@dataclass(frozen=True)
+class SilverPlan:
+    columns: list[SilverColumn]
+    null_tokens: list[str] = field(default_factory=list)
+
+
+def infer_plan(parquet_path: Path | str, *, null_tokens: list[str], settings=None) -> SilverPlan:
+    from service.transform.inference import infer_plan as _infer
+
+    return _infer(parquet_path, null_tokens=null_tokens, settings=settings)

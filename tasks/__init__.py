@@ -1,0 +1,1 @@
+"""Celery tasks: thin wrappers that unpack ids and call functions in ``service``."""

@@ -1,0 +1,50 @@
+"""The sync chain: ``sync.bronze`` → ``sync.silver`` → ``sync.metadata``.
+
+Each task takes ids, calls the step in ``service.sync`` and returns JSON-safe data.
+Transient errors are retried through the broker with a backoff countdown; anything else,
+or a transient error that outlives its attempts, fails the run with a readable reason.
+"""
+from __future__ import annotations
+
+import logging
+import uuid
+
+from celery import Task, shared_task
+from flask import current_app
+
+from service import sync
+from service.retry import StepRetryPolicy
+
+log = logging.getLogger(__name__)
+
+
+def _run_step(task: Task, step: str, dataset_id: str, run_id: str) -> dict:
+    ds_id, r_id = uuid.UUID(dataset_id), uuid.UUID(run_id)
+    attempt = task.request.retries + 1
+    try:
+        return sync.STEPS[step](ds_id, r_id)
+    except Exception as exc:
+        policy = StepRetryPolicy.from_config(current_app.config)
+        if policy.should_retry(exc, attempt):
+            countdown = policy.countdown(attempt)
+            log.warning("%s of dataset %s failed (attempt %d), retrying in %.1fs: %s", step, dataset_id, attempt, countdown, exc)
+            sync.record_step_error(step, ds_id, r_id, exc, final=False)
+            raise task.retry(exc=exc, countdown=countdown)
+        log.error("%s of dataset %s failed for good (attempt %d): %s", step, dataset_id, attempt, exc)
+        sync.record_step_error(step, ds_id, r_id, exc, final=True)
+        raise
+
+
+@shared_task(bind=True, name="sync.bronze", max_retries=None)
+def bronze(self: Task, dataset_id: str, run_id: str) -> dict:
+    return _run_step(self, "bronze", dataset_id, run_id)
+
+
+@shared_task(bind=True, name="sync.silver", max_retries=None)
+def silver(self: Task, dataset_id: str, run_id: str) -> dict:
+    return _run_step(self, "silver", dataset_id, run_id)
+
+
+@shared_task(bind=True, name="sync.metadata", max_retries=None)
+def metadata(self: Task, dataset_id: str, run_id: str) -> dict:
+    return _run_step(self, "metadata", dataset_id, run_id)
