@@ -1,0 +1,100 @@
+# Local development and CI. Needs only python3 (3.11+), make and a C compiler: PostgreSQL
+# and Redis are embedded (see service/devstack.py) unless DATABASE_URL / REDIS_URL are set.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.requirements.stamp
+# Ops commands get DATABASE_URL / REDIS_URL from here, reusing the servers of a running
+# `make run` or starting (and afterwards stopping) embedded ones.
+DEVSTACK := $(PY) -m service.devstack
+WITH_STACK := $(DEVSTACK) exec --
+FLASK  := $(PY) -m flask --app wsgi
+CELERY := $(PY) -m celery -A tasks.celery_app
+# service/devstack.py reads DATA_DIR itself (same default); not exported, so tests never
+# see a relative DATA_DIR.
+DATA_DIR ?= .data
+
+WORKER_CONCURRENCY ?= 2
+# `make worker WORKER_BEAT=` runs a worker without the embedded scheduler (then run `make beat`).
+WORKER_BEAT ?= -B -s "$(DATA_DIR)/celerybeat-schedule"
+
+.DEFAULT_GOAL := help
+
+.PHONY: help venv run api worker beat flower migrate revision tenant revoke-key resync \
+	resync-failed bench test test-unit test-faults stop clean clean-data
+
+help: ## this list
+	@echo "usage: make TARGET [VAR=value]"
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
+		awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
+
+# Reinstall only when requirements.txt changed since the last install.
+$(STAMP): requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check --no-input -r requirements.txt
+	touch $@
+
+venv: $(STAMP) ## create .venv and install requirements.txt
+
+run: $(STAMP) ## everything: migrate, dev tenant, API :8000, worker+beat, Flower :5555
+	$(DEVSTACK) run
+
+api: $(STAMP) ## Flask development server on 127.0.0.1:8000
+	$(WITH_STACK) $(FLASK) run --host 127.0.0.1 --port 8000 --debug
+
+worker: $(STAMP) ## Celery worker (with beat; WORKER_BEAT= to run without)
+	@mkdir -p "$(DATA_DIR)"
+	$(WITH_STACK) $(CELERY) worker $(WORKER_BEAT) --loglevel=INFO -E --concurrency=$(WORKER_CONCURRENCY)
+
+beat: $(STAMP) ## standalone Celery beat
+	@mkdir -p "$(DATA_DIR)"
+	$(WITH_STACK) $(CELERY) beat --loglevel=INFO -s "$(DATA_DIR)/celerybeat-schedule"
+
+flower: $(STAMP) ## Flower on 127.0.0.1:5555
+	$(WITH_STACK) $(CELERY) flower --address=127.0.0.1 --port=5555
+
+migrate: $(STAMP) ## alembic upgrade head
+	$(WITH_STACK) $(PY) -m alembic upgrade head
+
+revision: $(STAMP) ## new migration: MSG="add x"
+	@test -n "$(MSG)" || { echo 'usage: make revision MSG="what changed"' >&2; exit 2; }
+	$(WITH_STACK) $(PY) -m alembic revision --autogenerate -m "$(MSG)"
+
+# The API key is the last line of the output; the recipes echo nothing after it.
+tenant: $(STAMP) ## create a tenant, print its API key last: NAME=acme
+	@test -n "$(NAME)" || { echo 'usage: make tenant NAME=acme' >&2; exit 2; }
+	@$(WITH_STACK) sh -c '$(PY) -m alembic upgrade head 2>/dev/null && $(FLASK) tenant create "$$0"' "$(NAME)"
+
+revoke-key: $(STAMP) ## revoke an API key: PREFIX=...
+	@test -n "$(PREFIX)" || { echo 'usage: make revoke-key PREFIX=<key prefix>' >&2; exit 2; }
+	@$(WITH_STACK) $(FLASK) tenant revoke-key "$(PREFIX)"
+
+resync: $(STAMP) ## sync a dataset again: ID=...
+	@test -n "$(ID)" || { echo 'usage: make resync ID=<dataset id>' >&2; exit 2; }
+	@$(WITH_STACK) $(FLASK) sync resync "$(ID)"
+
+resync-failed: $(STAMP) ## sync every failed dataset again
+	@$(WITH_STACK) $(FLASK) sync resync-failed
+
+bench: $(STAMP) ## benchmark (python -m bench.run)
+	$(PY) -m bench.run
+
+test: $(STAMP) ## all tests (embedded servers, or TEST_DATABASE_URL / TEST_REDIS_URL)
+	$(PY) -m pytest -q tests
+
+test-unit: $(STAMP) ## unit tests
+	$(PY) -m pytest -q tests/unit
+
+test-faults: $(STAMP) ## fault-injection tests
+	$(PY) -m pytest -q tests/faults
+
+stop: ## stop embedded servers left running under DATA_DIR
+	@if [ -x $(PY) ]; then $(DEVSTACK) stop; fi
+
+clean: ## remove caches (keeps .data and .venv; stops nothing)
+	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -exec rm -rf {} +
+	rm -rf .pytest_cache
+
+clean-data: stop ## stop embedded servers, then delete DATA_DIR
+	rm -rf "$(DATA_DIR)"

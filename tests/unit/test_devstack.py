@@ -1,0 +1,108 @@
+"""The embedded servers behind `make run` and the test suite."""
+from __future__ import annotations
+
+import socket
+
+import pytest
+import redis
+import sqlalchemy as sa
+
+from service.devstack import EmbeddedPostgres, EmbeddedRedis, resolve_stack
+
+
+def _port_closed(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+@pytest.fixture
+def embedded_redis(tmp_path):
+    server = EmbeddedRedis(tmp_path / "redis", port=0)
+    yield server
+    server.stop()
+
+
+def test_redis_survives_restart_and_stops(embedded_redis):
+    url = embedded_redis.start()
+    assert embedded_redis.started
+    port = embedded_redis.port
+    assert port and url == f"redis://127.0.0.1:{port}/0"
+
+    client = redis.Redis.from_url(url)
+    assert client.ping()
+    client.set("queued", "message")
+    client.close()
+
+    assert embedded_redis.restart() == url  # SIGTERM: the AOF is flushed on the way out
+    client = redis.Redis.from_url(url)
+    assert client.get("queued") == b"message"
+    client.close()
+
+    embedded_redis.stop()
+    assert _port_closed(port)
+    assert not embedded_redis.pid_path.exists()
+
+
+def test_redis_second_start_reuses_running_server(embedded_redis):
+    url = embedded_redis.start()
+    other = EmbeddedRedis(embedded_redis.data_dir, port=0)
+    assert other.start() == url
+    assert not other.started  # reused, so a resolve_stack around it would leave it up
+
+
+def test_redis_refuses_a_port_held_by_someone_else(tmp_path):
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        server = EmbeddedRedis(tmp_path / "redis", port=squatter.getsockname()[1])
+        with pytest.raises(RuntimeError, match="taken"):
+            server.start()
+
+
+def test_postgres_with_deep_data_dir_creates_database_and_is_reused(tmp_path):
+    # Deeper than a Unix socket path may be (~107 bytes): the socket must go elsewhere.
+    data_dir = tmp_path / ("d" * 60) / ("e" * 60) / "pg"
+    server = EmbeddedPostgres(data_dir)
+    try:
+        url = server.start()
+        assert url.startswith("postgresql+psycopg2://") and "/lakesync?" in url
+        assert server.started
+
+        engine = sa.create_engine(url)
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("select 1")).scalar() == 1
+            assert conn.execute(sa.text("select current_database()")).scalar() == "lakesync"
+        engine.dispose()
+
+        again = EmbeddedPostgres(data_dir)
+        assert again.start() == url
+        assert not again.started
+
+        server.stop()
+        assert not server.is_running()
+        assert server.start() == url  # a stop() does not leave a stale handle behind
+        assert server.started
+    finally:
+        server.stop()
+
+
+def test_resolve_stack_uses_urls_from_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", "postgresql+psycopg2://u@db.example/x")
+    monkeypatch.setenv("REDIS_URL", "redis://broker.example:6379/0")
+    with resolve_stack(tmp_path / "data") as urls:
+        assert urls == {
+            "DATABASE_URL": "postgresql+psycopg2://u@db.example/x",
+            "REDIS_URL": "redis://broker.example:6379/0",
+        }
+    assert not (tmp_path / "data").exists()  # nothing embedded was started
+
+
+def test_redis_comes_back_on_the_same_port_after_a_crash(embedded_redis):
+    url = embedded_redis.start()
+    port = embedded_redis.port
+    embedded_redis.kill()
+    assert _port_closed(port)
+    assert not embedded_redis.is_running()
+    assert embedded_redis.start() == url
+    assert embedded_redis.ping()
