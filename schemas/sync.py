@@ -1,4 +1,4 @@
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
 
 from service.models import SYNC_STATUSES, SYNC_STEPS
 
@@ -44,3 +44,12 @@ class SyncStatusResponseSchema(Schema):
     last_sync_at = fields.DateTime(allow_none=True)
     last_error = fields.String(allow_none=True)
     runs = fields.List(fields.Nested(SyncRunResponseSchema), required=True)
+
+
+class BulkResyncRequestSchema(Schema):
+    status = fields.String(required=True, validate=validate.OneOf(["synced", "failed"]), metadata={"example": "failed"})
+
+
+class BulkResyncResponseSchema(Schema):
+    requested = fields.Integer(required=True)
+    dataset_ids = fields.List(fields.UUID(), required=True)

@@ -26,6 +26,13 @@ def create_app(config: dict | None = None) -> Flask:
     )
     if config:
         app.config.update(config)
+    app.config.setdefault(
+        "CELERY_BEAT_SCHEDULE",
+        {
+            "relay-unpublished-runs": {"task": "sync.relay", "schedule": float(app.config["SYNC_RELAY_INTERVAL"])},
+            "sweep-stuck-runs": {"task": "sync.sweep", "schedule": float(app.config["SYNC_SWEEP_INTERVAL"])},
+        },
+    )
     app.config["MAX_CONTENT_LENGTH"] = int(app.config["MAX_UPLOAD_MB"]) * 1024 * 1024
     if not app.config["DATABASE_URL"]:
         raise RuntimeError("DATABASE_URL is not set (run through `make run`, or export it)")

@@ -46,5 +46,39 @@ def revoke(prefix: str) -> None:
     click.echo(f"revoked key {prefix}")
 
 
+sync_cli = click.Group("sync", help="Sync runs.")
+
+
+@sync_cli.command("resync")
+@click.argument("dataset_id", type=click.UUID)
+def resync(dataset_id) -> None:
+    """Start a new sync run of DATASET_ID."""
+    from service.datasets import request_resync
+    from service.errors import APIError
+    from service.models import Dataset
+
+    with session_scope() as session:
+        dataset = session.get(Dataset, dataset_id)
+        if dataset is None:
+            raise click.ClickException(f"no dataset {dataset_id}")
+        try:
+            run = request_resync(session, dataset, trigger="cli")
+        except APIError as exc:
+            raise click.ClickException(exc.message)
+        run_id = run.id
+    click.echo(f"sync run {run_id} of dataset {dataset_id} requested")
+
+
+@sync_cli.command("resync-failed")
+def resync_failed() -> None:
+    """Start new sync runs of every failed dataset, all tenants."""
+    from service.datasets import resync_where
+
+    with session_scope() as session:
+        ids = resync_where(session, tenant_id=None, status="failed", trigger="cli")
+    click.echo(f"{len(ids)} failed dataset(s) requested for resync")
+
+
 def register_cli(app: Flask) -> None:
     app.cli.add_command(tenant_cli)
+    app.cli.add_command(sync_cli)

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from service.db import session_scope
-from service.errors import NotFound
+from service.errors import Conflict, NotFound
 from service.ingest import ConvertResult, IngestSettings, convert_file, convert_records
 from service.models import Dataset, LakehouseTable, SyncRun, Tenant
 from service.runs import request_run
@@ -106,13 +106,13 @@ def create_from_records(
     )
 
 
-def get_for_tenant(session: Session, tenant_id: uuid.UUID, dataset_id: uuid.UUID) -> Dataset:
+def get_for_tenant(session: Session, tenant_id: uuid.UUID, dataset_id: uuid.UUID, *, lock: bool = False) -> Dataset:
     """A tenant's dataset; another tenant's id is answered as not found."""
-    dataset = session.scalar(
-        select(Dataset)
-        .where(Dataset.id == dataset_id, Dataset.tenant_id == tenant_id)
-        .options(selectinload(Dataset.tables))
-    )
+    query = select(Dataset).where(Dataset.id == dataset_id, Dataset.tenant_id == tenant_id)
+    if lock:
+        # Serialises concurrent resyncs of one dataset: the second sees the first's run.
+        query = query.with_for_update(of=Dataset)
+    dataset = session.scalar(query.options(selectinload(Dataset.tables)))
     if dataset is None:
         raise NotFound(f"dataset {dataset_id} not found")
     return dataset
@@ -226,3 +226,55 @@ def preview_rows(path: Path, *, limit: int, offset: int) -> tuple[list[str], lis
     table = table.slice(offset - first_row, limit)
     rows = [{k: _json_value(v) for k, v in row.items()} for row in table.to_pylist()]
     return columns, rows, total
+
+
+ACTIVE_STATUSES = ("pending", "syncing")
+
+
+def request_resync(session: Session, dataset: Dataset, *, trigger: str = "manual") -> SyncRun:
+    """Start a new run of the dataset; 409 while one is still pending or running."""
+    if dataset.sync_status in ACTIVE_STATUSES:
+        raise Conflict(
+            f"dataset {dataset.id} already has a sync {dataset.sync_status}; wait for it to finish",
+            details={"sync_status": dataset.sync_status, "step": dataset.sync_step},
+        )
+    return request_run(session, dataset, trigger=trigger)
+
+
+def resync_where(session: Session, *, tenant_id: uuid.UUID | None, status: str, trigger: str = "bulk") -> list[uuid.UUID]:
+    """Start new runs for every dataset (of one tenant, or all) in ``status``."""
+    if status in ACTIVE_STATUSES:
+        raise Conflict(f"datasets that are {status} already have a sync under way")
+    query = select(Dataset).where(Dataset.sync_status == status).with_for_update(skip_locked=True)
+    if tenant_id is not None:
+        query = query.where(Dataset.tenant_id == tenant_id)
+    started = []
+    for dataset in session.scalars(query):
+        request_run(session, dataset, trigger=trigger)
+        started.append(dataset.id)
+    return started
+
+
+def delete_dataset(store: LocalStore, tenant_id: uuid.UUID, dataset_id: uuid.UUID) -> None:
+    """Remove the dataset's tables, local file and row.
+
+    Holding the dataset's lock waits for a step that is writing; steps that come later find
+    no dataset and do nothing. Tables and file go first, so a failure leaves the row to
+    delete again.
+    """
+    from service.locks import dataset_lock
+    from service.sync import table_refs, target
+
+    with dataset_lock(dataset_id, wait=60.0):
+        with session_scope() as session:
+            dataset = get_for_tenant(session, tenant_id, dataset_id)
+            refs = table_refs(session, dataset)
+            file_name = dataset.file_name
+        lakehouse = target()
+        for ref in refs:
+            lakehouse.drop_table(ref)
+        store.remove(file_name)
+        with session_scope() as session:
+            dataset = session.get(Dataset, dataset_id)
+            if dataset is not None:
+                session.delete(dataset)

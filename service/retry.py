@@ -18,9 +18,11 @@ from tenacity import (
 )
 
 from service.lakehouse.base import TransientTargetError
+from service.locks import DatasetBusy
 
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     TransientTargetError,
+    DatasetBusy,  # another step of the dataset holds its lock
     sqlalchemy.exc.OperationalError,  # PostgreSQL unreachable, restarting, connection dropped
     sqlalchemy.exc.InterfaceError,
     redis.exceptions.ConnectionError,

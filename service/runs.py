@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import logging
 import uuid
+from datetime import timedelta
 
 import kombu.exceptions
 import redis.exceptions
-from sqlalchemy import event, update
+from sqlalchemy import event, func, select, update
 from sqlalchemy.orm import Session
 
 from service.db import session_scope
@@ -49,22 +50,89 @@ def _drop_after_rollback(session: Session) -> None:
     session.info.pop(_PENDING_KEY, None)
 
 
-def publish(dataset_id: str, run_id: str) -> bool:
-    """Send the chain to the broker; False (logged) when the broker cannot take it now."""
+def publish(dataset_id: str, run_id: str, from_step: str = "bronze") -> bool:
+    """Send the chain (from ``from_step`` on) to the broker; False, logged, when the broker
+    cannot take it now."""
     from celery import chain
 
     from tasks import sync as sync_tasks
 
     args = (dataset_id, run_id)
+    tasks = {"bronze": sync_tasks.bronze, "silver": sync_tasks.silver, "metadata": sync_tasks.metadata}
+    steps = list(tasks)[list(tasks).index(from_step):]
     try:
-        chain(
-            sync_tasks.bronze.si(*args),
-            sync_tasks.silver.si(*args),
-            sync_tasks.metadata.si(*args),
-        ).apply_async()
+        chain(*(tasks[s].si(*args) for s in steps)).apply_async()
     except PUBLISH_ERRORS as exc:
         log.warning("could not publish sync run %s of dataset %s: %s", run_id, dataset_id, exc)
         return False
     with session_scope() as session:
         session.execute(update(SyncRun).where(SyncRun.id == uuid.UUID(run_id)).values(published_at=utcnow()))
     return True
+
+
+def relay_unpublished(min_age: float = 5.0, batch: int = 500) -> int:
+    """Publish pending runs that were committed but never reached the broker."""
+    cutoff = utcnow() - timedelta(seconds=min_age)
+    with session_scope() as session:
+        rows = session.execute(
+            select(SyncRun.id, SyncRun.dataset_id)
+            .join(Dataset, Dataset.current_run_id == SyncRun.id)
+            .where(SyncRun.published_at.is_(None), SyncRun.status == "pending", SyncRun.created_at < cutoff)
+            .order_by(SyncRun.created_at)
+            .limit(batch)
+        ).all()
+    published = 0
+    for run_id, dataset_id in rows:
+        if not publish(str(dataset_id), str(run_id)):
+            break  # the broker is still away; the next relay tries again
+        published += 1
+    return published
+
+
+def sweep_stuck() -> dict:
+    """Re-enqueue current runs that have not moved for SYNC_STUCK_TIMEOUT seconds.
+
+    A run whose dataset lock is held is alive (a step is working on it) and is left alone.
+    Each re-enqueue is counted; past SYNC_MAX_DELIVERIES the run fails instead.
+    """
+    from flask import current_app
+
+    from service.locks import is_locked
+
+    timeout = float(current_app.config["SYNC_STUCK_TIMEOUT"])
+    limit = int(current_app.config["SYNC_MAX_DELIVERIES"])
+    cutoff = utcnow() - timedelta(seconds=timeout)
+    last_move = func.coalesce(SyncRun.heartbeat_at, SyncRun.published_at)
+    with session_scope() as session:
+        candidates = session.execute(
+            select(SyncRun.id, SyncRun.dataset_id)
+            .join(Dataset, Dataset.current_run_id == SyncRun.id)
+            .where(SyncRun.status.in_(("pending", "syncing")), SyncRun.published_at.is_not(None), last_move < cutoff)
+        ).all()
+    resent, failed = 0, 0
+    for run_id, dataset_id in candidates:
+        if is_locked(dataset_id):
+            continue
+        with session_scope() as session:
+            run = session.get(SyncRun, run_id, with_for_update=True)
+            dataset = session.get(Dataset, dataset_id, with_for_update=True)
+            if run is None or dataset is None or dataset.current_run_id != run.id or run.status not in ("pending", "syncing"):
+                continue
+            move = run.heartbeat_at or run.published_at
+            if move is None or move >= cutoff:
+                continue  # it moved meanwhile
+            run.deliveries += 1
+            if run.deliveries > limit:
+                message = f"sync stopped moving {run.deliveries - 1} times (lost worker or message); giving up"
+                now = utcnow()
+                run.status, run.error, run.finished_at = "failed", message, now
+                dataset.sync_status, dataset.last_error = "failed", message
+                failed += 1
+                continue
+            done = {s.step for s in run.steps if s.status == "succeeded"}
+            from_step = next(s for s in ("bronze", "silver", "metadata") if s not in done)
+            run.heartbeat_at = utcnow()
+        log.warning("re-enqueuing stuck sync run %s of dataset %s from %s", run_id, dataset_id, from_step)
+        if publish(str(dataset_id), str(run_id), from_step=from_step):
+            resent += 1
+    return {"resent": resent, "failed": failed}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from flask import current_app
@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from service.db import session_scope
 from service.lakehouse import LakehouseTarget, PermanentTargetError, TableRef, get_target
 from service.lakehouse.base import BronzeSource
+from service.locks import dataset_lock
 from service.models import Dataset, LakehouseTable, SyncRun, SyncStepRun, Tenant, utcnow
 from service.naming import table_name
 from service.retry import quick_retrying
@@ -37,6 +38,9 @@ class PermanentSyncError(Exception):
 class StepInput:
     dataset_id: uuid.UUID
     run_id: uuid.UUID
+    tenant_id: uuid.UUID
+    dataset_name: str
+    columns: tuple
     catalog: str
     table: str
     file_name: str
@@ -85,6 +89,14 @@ def begin_step(step: str, dataset_id: uuid.UUID, run_id: uuid.UUID) -> StepInput
             dataset, run = found
             tenant = session.get(Tenant, dataset.tenant_id)
             row = _step_row(session, run_id, step)
+            if row.status == "succeeded":
+                return None  # a duplicate delivery (e.g. re-sent by the sweeper); the work is done
+            limit = int(current_app.config["SYNC_MAX_DELIVERIES"])
+            if row.attempts >= limit:
+                # Started that often without an outcome: the step kills its worker. Stop here.
+                _fail(dataset, run, row, f"{step}: started {row.attempts} times without finishing "
+                      f"(the worker was lost each time); giving up after SYNC_MAX_DELIVERIES={limit}", now)
+                return None
             row.status = "running"
             row.attempts += 1
             row.started_at = row.started_at or now
@@ -99,6 +111,9 @@ def begin_step(step: str, dataset_id: uuid.UUID, run_id: uuid.UUID) -> StepInput
             return StepInput(
                 dataset_id=dataset.id,
                 run_id=run.id,
+                tenant_id=dataset.tenant_id,
+                dataset_name=dataset.name,
+                columns=tuple(dataset.columns),
                 catalog=tenant.catalog,
                 table=table_name(dataset.name, dataset.id),
                 file_name=dataset.file_name,
@@ -142,6 +157,15 @@ def _upsert_table(session: Session, dataset: Dataset, ref: TableRef, location: s
     row.row_count = rows
 
 
+def table_refs(session: Session, dataset: Dataset) -> list[TableRef]:
+    """The dataset's bronze and silver tables, recorded or not yet."""
+    tenant = session.get(Tenant, dataset.tenant_id)
+    name = table_name(dataset.name, dataset.id)
+    refs = {TableRef(tenant.catalog, layer, name) for layer in ("bronze", "silver")}
+    refs.update(TableRef(t.catalog, t.schema, t.table) for t in dataset.tables)
+    return sorted(refs, key=lambda r: r.full_name)
+
+
 def _local_parquet(inp: StepInput) -> Path:
     path = LocalStore.from_config(current_app.config).path_for(inp.file_name)
     if not path.exists():
@@ -159,6 +183,9 @@ def run_bronze(dataset_id: uuid.UUID, run_id: uuid.UUID) -> dict:
         parquet_path=_local_parquet(inp),
         source_file=inp.file_name,
         ingested_at=inp.ingested_at,
+        tenant_id=str(inp.tenant_id),
+        dataset_name=inp.dataset_name,
+        columns=inp.columns,
     )
     result = target().write_bronze(ref, source)
     if result.row_count != inp.row_count:
@@ -228,7 +255,19 @@ def run_metadata(dataset_id: uuid.UUID, run_id: uuid.UUID) -> dict:
     return {"dataset_id": str(dataset_id), "status": "synced", "bronze_rows": bronze_rows, "silver_rows": silver_rows}
 
 
-STEPS = {"bronze": run_bronze, "silver": run_silver, "metadata": run_metadata}
+def _locked(step_fn):
+    """Run a step holding its dataset's lock, so no two steps of a dataset interleave."""
+
+    def run(dataset_id: uuid.UUID, run_id: uuid.UUID) -> dict:
+        with dataset_lock(dataset_id, wait=2.0):
+            return step_fn(dataset_id, run_id)
+
+    run.__name__ = step_fn.__name__
+    return run
+
+
+STEPS = {"bronze": _locked(run_bronze), "silver": _locked(run_silver), "metadata": _locked(run_metadata)}
+STEP_ORDER = ("bronze", "silver", "metadata")
 
 
 def describe_error(exc: BaseException) -> str:
@@ -236,7 +275,21 @@ def describe_error(exc: BaseException) -> str:
     return f"{exc.__class__.__name__}: {text}"[:2000]
 
 
-def record_step_error(step: str, dataset_id: uuid.UUID, run_id: uuid.UUID, exc: BaseException, *, final: bool) -> None:
+def _fail(dataset: Dataset, run: SyncRun, row: SyncStepRun, message: str, now: datetime) -> None:
+    row.status = "failed"
+    row.error = message
+    row.finished_at = now
+    dataset.last_error = message
+    dataset.sync_status = "failed"
+    dataset.sync_step = row.step
+    run.status = "failed"
+    run.error = message
+    run.finished_at = now
+
+
+def record_step_error(
+    step: str, dataset_id: uuid.UUID, run_id: uuid.UUID, exc: BaseException, *, final: bool, retry_in: float = 0.0
+) -> None:
     """Write a step's error; a final one fails the run and the dataset's sync."""
     message = f"{step}: {describe_error(exc)}"
     now = utcnow()
@@ -247,16 +300,14 @@ def record_step_error(step: str, dataset_id: uuid.UUID, run_id: uuid.UUID, exc: 
                 return
             dataset, run = found
             row = _step_row(session, run_id, step)
-            row.status = "failed" if final else "retrying"
-            row.error = message
-            row.finished_at = now if final else None
-            dataset.last_error = message
             if final:
-                dataset.sync_status = "failed"
-                dataset.sync_step = step
-                run.status = "failed"
-                run.error = message
-                run.finished_at = now
+                _fail(dataset, run, row, message, now)
+                return
+            row.status = "retrying"
+            row.error = message
+            dataset.last_error = message
+            # The run is alive until its retry is due; the sweeper waits that long.
+            run.heartbeat_at = now + timedelta(seconds=retry_in)
 
 
 def duckdb_settings(config: dict):

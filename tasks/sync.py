@@ -12,10 +12,18 @@ import uuid
 from celery import Task, shared_task
 from flask import current_app
 
-from service import sync
-from service.retry import StepRetryPolicy
+from service import runs, sync
+from service.retry import TRANSIENT_ERRORS, StepRetryPolicy
 
 log = logging.getLogger(__name__)
+
+
+def _record(step: str, ds_id: uuid.UUID, r_id: uuid.UUID, exc: BaseException, **kwargs) -> None:
+    try:
+        sync.record_step_error(step, ds_id, r_id, exc, **kwargs)
+    except TRANSIENT_ERRORS as record_exc:
+        # PostgreSQL is away too: the retry (or the sweeper) carries the run on.
+        log.warning("could not record the error of %s for dataset %s: %s", step, ds_id, record_exc)
 
 
 def _run_step(task: Task, step: str, dataset_id: str, run_id: str) -> dict:
@@ -28,10 +36,10 @@ def _run_step(task: Task, step: str, dataset_id: str, run_id: str) -> dict:
         if policy.should_retry(exc, attempt):
             countdown = policy.countdown(attempt)
             log.warning("%s of dataset %s failed (attempt %d), retrying in %.1fs: %s", step, dataset_id, attempt, countdown, exc)
-            sync.record_step_error(step, ds_id, r_id, exc, final=False)
+            _record(step, ds_id, r_id, exc, final=False, retry_in=countdown)
             raise task.retry(exc=exc, countdown=countdown)
         log.error("%s of dataset %s failed for good (attempt %d): %s", step, dataset_id, attempt, exc)
-        sync.record_step_error(step, ds_id, r_id, exc, final=True)
+        _record(step, ds_id, r_id, exc, final=True)
         raise
 
 
@@ -48,3 +56,15 @@ def silver(self: Task, dataset_id: str, run_id: str) -> dict:
 @shared_task(bind=True, name="sync.metadata", max_retries=None)
 def metadata(self: Task, dataset_id: str, run_id: str) -> dict:
     return _run_step(self, "metadata", dataset_id, run_id)
+
+
+@shared_task(name="sync.relay")
+def relay() -> dict:
+    """Publish runs whose chain never reached the broker (e.g. Redis was down at upload)."""
+    return {"published": runs.relay_unpublished()}
+
+
+@shared_task(name="sync.sweep")
+def sweep() -> dict:
+    """Send again the runs that stopped moving (a worker died, the broker lost a message)."""
+    return runs.sweep_stuck()

@@ -25,6 +25,7 @@ class UploadRequest(Request):
 
 def register_api(app: Flask) -> Api:
     from service.api.datasets import blp as datasets_blp
+    from service.api.datasets import sync_blp
     from service.api.errors import register_error_handlers
     from service.api.health import blp as health_blp
     from service.api.internal import blp as internal_blp
@@ -32,7 +33,7 @@ def register_api(app: Flask) -> Api:
     app.request_class = UploadRequest
     api = Api(app, spec_kwargs={"info": {"description": "Uploaded datasets into lakehouse tables."}})
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
-    for blp in (health_blp, datasets_blp, internal_blp):
+    for blp in (health_blp, datasets_blp, sync_blp, internal_blp):
         api.register_blueprint(blp)
     register_error_handlers(app, api)
     app.extensions["lakesync_api"] = api

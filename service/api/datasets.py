@@ -19,7 +19,7 @@ from schemas.datasets import (
     RowsQuerySchema,
     RowsResponseSchema,
 )
-from schemas.sync import SyncStatusResponseSchema
+from schemas.sync import BulkResyncRequestSchema, BulkResyncResponseSchema, SyncStatusResponseSchema
 from service import datasets as service
 from service.auth import require_tenant
 from service.db import session_scope
@@ -151,6 +151,13 @@ class Dataset(MethodView):
         with session_scope() as session:
             return service.get_for_tenant(session, g.tenant.id, dataset_id)
 
+    @blp.response(204)
+    @blp.alt_response(404, schema=ErrorResponseSchema)
+    @blp.doc(security=[{"bearerAuth": []}])
+    def delete(self, dataset_id: uuid.UUID):
+        """Delete the dataset: its bronze and silver tables, its local file and its record."""
+        service.delete_dataset(LocalStore.from_config(current_app.config), g.tenant.id, dataset_id)
+
 
 @blp.route("/<uuid:dataset_id>/sync")
 class DatasetSync(MethodView):
@@ -159,6 +166,19 @@ class DatasetSync(MethodView):
     @blp.doc(security=[{"bearerAuth": []}])
     def get(self, dataset_id: uuid.UUID):
         """Where the dataset's sync is, its tables and the history of its runs."""
+        with session_scope() as session:
+            dataset = service.get_for_tenant(session, g.tenant.id, dataset_id)
+            return service.sync_status(session, dataset)
+
+    @blp.response(202, SyncStatusResponseSchema)
+    @blp.alt_response(404, schema=ErrorResponseSchema)
+    @blp.alt_response(409, schema=ErrorResponseSchema)
+    @blp.doc(security=[{"bearerAuth": []}])
+    def post(self, dataset_id: uuid.UUID):
+        """Start a new sync run (409 while one is pending or running)."""
+        with session_scope() as session:
+            dataset = service.get_for_tenant(session, g.tenant.id, dataset_id, lock=True)
+            service.request_resync(session, dataset)
         with session_scope() as session:
             dataset = service.get_for_tenant(session, g.tenant.id, dataset_id)
             return service.sync_status(session, dataset)
@@ -179,3 +199,23 @@ class DatasetRows(MethodView):
             raise APIError(f"the local file of dataset {dataset_id} is missing", code="file_missing", status=404)
         columns, rows, total = service.preview_rows(path, limit=args["limit"], offset=args["offset"])
         return {"dataset_id": dataset_id, "columns": columns, "rows": rows, "limit": args["limit"], "offset": args["offset"], "total": total}
+
+
+sync_blp = Blueprint("sync", __name__, url_prefix="/api/v1/sync", description="Bulk sync operations")
+
+
+@sync_blp.before_request
+def _authenticate_sync():
+    require_tenant()
+
+
+@sync_blp.route("")
+class BulkSync(MethodView):
+    @sync_blp.arguments(BulkResyncRequestSchema)
+    @sync_blp.response(202, BulkResyncResponseSchema)
+    @sync_blp.doc(security=[{"bearerAuth": []}])
+    def post(self, args):
+        """Start new sync runs for all the tenant's datasets in a status (e.g. failed)."""
+        with session_scope() as session:
+            ids = service.resync_where(session, tenant_id=g.tenant.id, status=args["status"])
+        return {"requested": len(ids), "dataset_ids": ids}

@@ -34,6 +34,9 @@ class BronzeSource:
     parquet_path: Path  # the local Parquet file, source values exactly as uploaded
     source_file: str  # the stored file name, written to _source_file
     ingested_at: datetime  # UTC, written to _ingested_at
+    tenant_id: str = ""
+    dataset_name: str = ""
+    columns: tuple = ()  # the dataset's columns: dicts of name, source_name, type, source_type
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,11 @@ class TableResult:
 
 class LakehouseTarget(abc.ABC):
     name: str
+
+    @classmethod
+    @abc.abstractmethod
+    def from_config(cls, config: dict) -> "LakehouseTarget":
+        """Build the target from the app config."""
 
     @abc.abstractmethod
     def write_bronze(self, ref: TableRef, source: BronzeSource) -> TableResult:
@@ -69,3 +77,11 @@ class LakehouseTarget(abc.ABC):
 
     def ping(self) -> None:
         """Raise when the target cannot be reached."""
+
+    def initialize_catalog(self, catalog: str) -> dict:
+        """Create the tenant's catalog and its bronze/silver schemas if missing; says what exists."""
+        return {"catalog": catalog, "schemas": ["bronze", "silver"]}
+
+    def describe(self) -> dict:
+        """Non-secret facts about the target (host, directory...) for status pages."""
+        return {"target": self.name}

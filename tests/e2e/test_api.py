@@ -1,0 +1,199 @@
+"""API behaviour: bad input, auth and tenant isolation, listing, preview, internal files, health."""
+from __future__ import annotations
+
+import io
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from tests.conftest import INTERNAL_KEY
+from tests.helpers import upload, wait_for_sync
+
+
+@pytest.fixture
+def leftovers(app):
+    """Counts stored Parquet files, incoming parts and dataset rows, to prove nothing was kept."""
+    from service.db import session_scope
+    from service.models import Dataset
+
+    store = Path(app.config["STORAGE_DIR"])
+
+    def snapshot():
+        with app.app_context(), session_scope() as session:
+            rows = session.scalar(select(func.count()).select_from(Dataset))
+        files = sorted(p.name for p in store.glob("*.parquet"))
+        incoming = sorted(p.name for p in (store / ".incoming").iterdir())
+        return rows, files, incoming
+
+    return snapshot
+
+
+def assert_error(response, status: int, code: str) -> dict:
+    assert response.status_code == status, response.get_data(as_text=True)
+    body = response.get_json()
+    assert set(body) == {"error"}
+    assert body["error"]["code"] == code
+    assert body["error"]["message"]
+    return body["error"]
+
+
+@pytest.mark.parametrize(
+    ("content", "file_name", "status", "code", "needle"),
+    [
+        (b"", "empty.csv", 400, "empty_file", "empty"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00", "image.png", 415, "unsupported_format", "csv"),
+        (b"a,b\n1,2\n3,4,5\n", "extra.csv", 400, "malformed_csv", "line 3"),
+        (b'a,b\n1,2\n"3,4\n5,6\n', "quote.csv", 400, "malformed_csv", "line 3"),
+        (b'[{"a": 1},\n{"a": 2,,}]', "bad.json", 400, "invalid_json", "line 2"),
+        (b'{"a": 1}\n{"a": \n{"a": 3}\n', "bad.ndjson", 400, "invalid_json", "line 2"),
+        (b'{"a": 1, "b": [1, 2]}', "one.json", 400, "invalid_json", "array of objects"),
+        (b"[1, 2, 3]", "numbers.json", 400, "invalid_json", "array of objects"),
+    ],
+)
+def test_bad_uploads_answer_clear_errors_and_leave_nothing(client, auth, leftovers, content, file_name, status, code, needle):
+    before = leftovers()
+    error = assert_error(upload(client, auth, content, file_name), status, code)
+    assert needle in error["message"].lower()
+    assert leftovers() == before
+
+
+def test_upload_without_file_part(client, auth, leftovers):
+    before = leftovers()
+    response = client.post("/api/v1/datasets", headers=auth, data={"name": "x"}, content_type="multipart/form-data")
+    assert "file" in assert_error(response, 400, "missing_file")["message"]
+    assert leftovers() == before
+
+
+def test_upload_over_the_size_limit_is_413(client, auth, leftovers):
+    before = leftovers()
+    big = b"a,b\n" + b"1234567890,1234567890\n" * (6 * 1024 * 1024 // 22)
+    error = assert_error(upload(client, auth, big, "big.csv"), 413, "payload_too_large")
+    assert "5 MB" in error["message"]
+    assert leftovers() == before
+
+
+def test_chunked_upload_over_the_limit_is_413(client, auth, leftovers):
+    before = leftovers()
+    boundary = "bnd"
+    head = f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.csv"\r\n\r\n'.encode()
+    body = head + b"a,b\n" + b"1234567890,1234567890\n" * (6 * 1024 * 1024 // 22) + f"\r\n--{boundary}--\r\n".encode()
+
+    def chunks():
+        for i in range(0, len(body), 65536):
+            yield body[i : i + 65536]
+
+    response = client.post(
+        "/api/v1/datasets",
+        headers={**auth, "Content-Type": f"multipart/form-data; boundary={boundary}", "Transfer-Encoding": "chunked"},
+        input_stream=io.BytesIO(body),
+    )
+    assert_error(response, 413, "payload_too_large")
+    assert leftovers() == before
+
+
+def test_unsupported_content_type_is_415(client, auth):
+    response = client.post("/api/v1/datasets", headers={**auth, "Content-Type": "text/plain"}, data="a,b")
+    error = assert_error(response, 415, "unsupported_media_type")
+    assert error["details"]["supported_formats"] == ["csv", "tsv", "json", "ndjson", "parquet"]
+
+
+def test_json_records_validation(client, auth, leftovers):
+    before = leftovers()
+    error = assert_error(client.post("/api/v1/datasets", headers=auth, json={"records": []}), 422, "validation_error")
+    assert "name" in error["details"]["json"] and "records" in error["details"]["json"]
+    error = assert_error(
+        client.post("/api/v1/datasets", headers=auth, json={"name": "x", "records": [{"a": 1}, 5]}), 422, "validation_error"
+    )
+    response = client.post(
+        "/api/v1/datasets", headers={**auth, "Content-Type": "application/json"}, data='{"name": "x", "records": [{"a": 1}'
+    )
+    assert_error(response, 400, "invalid_json")
+    assert leftovers() == before
+
+
+def test_missing_and_wrong_keys_are_401(client):
+    assert_error(client.get("/api/v1/datasets"), 401, "unauthorized")
+    assert_error(client.get("/api/v1/datasets", headers={"Authorization": "Bearer lks_nope_nope"}), 401, "unauthorized")
+    assert_error(client.get("/api/v1/datasets", headers={"Authorization": "Basic abc"}), 401, "unauthorized")
+
+
+def test_revoked_key_is_401(app, client, tenant, auth):
+    from service.auth import revoke_key
+    from service.db import session_scope
+
+    assert client.get("/api/v1/datasets", headers=auth).status_code == 200
+    with app.app_context(), session_scope() as session:
+        assert revoke_key(session, tenant["key"].split("_")[1])
+    assert_error(client.get("/api/v1/datasets", headers=auth), 401, "unauthorized")
+
+
+def test_tenants_see_only_their_own_datasets(client, auth, other_auth):
+    dataset_id = upload(client, auth, "a\n1\n", "mine.csv").get_json()["id"]
+    for path in ("", "/sync", "/rows"):
+        assert_error(client.get(f"/api/v1/datasets/{dataset_id}{path}", headers=other_auth), 404, "not_found")
+    assert client.get("/api/v1/datasets", headers=other_auth).get_json()["total"] == 0
+    assert_error(client.get(f"/api/v1/datasets/{uuid.uuid4()}", headers=auth), 404, "not_found")
+
+
+@pytest.mark.usefixtures("worker")
+def test_list_paginates_and_filters_by_status(client, auth):
+    ids = [upload(client, auth, f"a\n{i}\n", f"d{i}.csv").get_json()["id"] for i in range(3)]
+    for dataset_id in ids:
+        wait_for_sync(client, auth, dataset_id)
+    page = client.get("/api/v1/datasets?limit=2&offset=0", headers=auth).get_json()
+    assert page["total"] == 3 and len(page["items"]) == 2 and page["limit"] == 2
+    rest = client.get("/api/v1/datasets?limit=2&offset=2", headers=auth).get_json()
+    assert {d["id"] for d in page["items"] + rest["items"]} == set(ids)
+    assert client.get("/api/v1/datasets?status=synced", headers=auth).get_json()["total"] == 3
+    assert client.get("/api/v1/datasets?status=failed", headers=auth).get_json()["total"] == 0
+    assert_error(client.get("/api/v1/datasets?status=bogus", headers=auth), 422, "unprocessable_entity")
+    assert_error(client.get("/api/v1/datasets?limit=0", headers=auth), 422, "unprocessable_entity")
+
+
+def test_preview_rows_from_local_parquet(client, auth):
+    content = "n,word\n" + "".join(f"{i},w{i}\n" for i in range(250))
+    dataset_id = upload(client, auth, content, "words.csv").get_json()["id"]
+    body = client.get(f"/api/v1/datasets/{dataset_id}/rows?limit=3&offset=100", headers=auth).get_json()
+    assert body["columns"] == ["n", "word"]
+    assert body["rows"] == [{"n": "100", "word": "w100"}, {"n": "101", "word": "w101"}, {"n": "102", "word": "w102"}]
+    assert body["total"] == 250
+    assert client.get(f"/api/v1/datasets/{dataset_id}/rows?offset=1000", headers=auth).get_json()["rows"] == []
+
+
+def test_internal_file_endpoint(app, client, auth):
+    created = upload(client, auth, "a\n1\n", "internal.csv").get_json()
+    url = f"/internal/storage/datasets/{created['file_name']}"
+    assert_error(client.get(url), 401, "unauthorized")
+    assert_error(client.get(url, headers={"Authorization": "Bearer wrong"}), 401, "unauthorized")
+    good = {"Authorization": f"Bearer {INTERNAL_KEY}"}
+    response = client.get(url, headers=good)
+    assert response.status_code == 200
+    stored = Path(app.config["STORAGE_DIR"]) / created["file_name"]
+    assert response.data == stored.read_bytes() and response.data[:4] == b"PAR1"
+    for bad in ("..%2F..%2Fetc%2Fpasswd", "notes.txt", "..", f"{created['file_name']}.bak"):
+        assert client.get(f"/internal/storage/datasets/{bad}", headers=good).status_code in (400, 404)
+    assert_error(client.get("/internal/storage/datasets/not-a-file.parquet", headers=good), 400, "invalid_file_name")
+    assert_error(client.get(f"/internal/storage/datasets/{uuid.uuid4()}.parquet", headers=good), 404, "not_found")
+
+
+def test_health_and_readiness(client):
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.get_json() == {"status": "ready", "checks": {"postgres": "ok", "redis": "ok"}}
+
+
+def test_openapi_is_generated_from_the_schemas(client):
+    spec = client.get("/api/openapi.json").get_json()
+    assert spec["info"]["title"] == "lakesync"
+    paths = spec["paths"]
+    for path in ("/api/v1/datasets", "/api/v1/datasets/{dataset_id}", "/api/v1/datasets/{dataset_id}/sync",
+                 "/api/v1/datasets/{dataset_id}/rows", "/internal/storage/datasets/{file_name}", "/healthz", "/readyz"):
+        assert path in paths, path
+    post = paths["/api/v1/datasets"]["post"]
+    assert set(post["requestBody"]["content"]) == {"multipart/form-data", "application/json"}
+    assert "SyncStatusResponse" in json.dumps(spec["components"]["schemas"])
+    assert client.get("/api/docs").status_code == 200

@@ -1,0 +1,27 @@
+"""Helpers shared by end-to-end tests."""
+from __future__ import annotations
+
+import io
+import time
+
+
+def upload(client, auth, content: bytes | str, file_name: str = "data.csv", **form):
+    """POST a file as multipart; returns the response."""
+    if isinstance(content, str):
+        content = content.encode()
+    data = {"file": (io.BytesIO(content), file_name), **form}
+    return client.post("/api/v1/datasets", headers=auth, data=data, content_type="multipart/form-data")
+
+
+def wait_for_sync(client, auth, dataset_id: str, timeout: float = 60.0, until=("synced", "failed")) -> dict:
+    """Poll the sync status until it reaches one of `until`; returns the last status body."""
+    deadline = time.monotonic() + timeout
+    body = None
+    while time.monotonic() < deadline:
+        response = client.get(f"/api/v1/datasets/{dataset_id}/sync", headers=auth)
+        assert response.status_code == 200, response.get_json()
+        body = response.get_json()
+        if body["status"] in until:
+            return body
+        time.sleep(0.1)
+    raise AssertionError(f"dataset {dataset_id} did not reach {until} in {timeout}s; last status: {body}")
