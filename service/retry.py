@@ -42,7 +42,7 @@ def quick_retrying(attempts: int = 3) -> Retrying:
     """In-process retries with short waits, for one call that may hit a brief outage."""
     return Retrying(
         stop=stop_after_attempt(attempts),
-        wait=wait_exponential_jitter(initial=0.2, max=2.0),
+        wait=wait_exponential_jitter(initial=0.2, max=2.0, jitter=0.2),
         retry=retry_if_exception(is_transient),
         reraise=True,
     )

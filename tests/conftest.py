@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -38,10 +40,20 @@ def _drop_database(db_url: str) -> None:
     admin.dispose()
 
 
+def scratch_dir(prefix: str):
+    """A world-traversable temporary directory: the embedded PostgreSQL runs as its own
+    user when tests run as root, and pytest's own temp root is private to the test user."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o755)
+    return path
+
+
 @pytest.fixture(scope="session")
-def stack_dir(tmp_path_factory) -> Path:
+def stack_dir():
     """Scratch directory for this session's servers, files and lakehouse."""
-    return tmp_path_factory.mktemp("stack")
+    path = scratch_dir("lakesync-test-")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -200,3 +212,19 @@ def other_auth(app) -> dict:
         session.flush()
         key = issue_key(session, row).key
     return {"Authorization": f"Bearer {key}"}
+
+
+@pytest.fixture(scope="session")
+def live_server(app):
+    """The app served over real HTTP (werkzeug, threaded) on a free port; yields its base URL."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    from service.devstack import free_port
+
+    server = make_server("127.0.0.1", free_port(), app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
