@@ -42,7 +42,7 @@ def quick_retrying(attempts: int = 3) -> Retrying:
     """In-process retries with short waits, for one call that may hit a brief outage."""
     return Retrying(
         stop=stop_after_attempt(attempts),
-        wait=wait_exponential_jitter(initial=0.2, max=2.0, jitter=0.2),
+        wait=wait_exponential_jitter(multiplier=0.2, max=2.0, jitter=0.2),
         retry=retry_if_exception(is_transient),
         reraise=True,
     )
@@ -64,7 +64,7 @@ class StepRetryPolicy:
         return attempt < self.attempts and is_transient(exc)
 
     def countdown(self, attempt: int) -> float:
-        wait = wait_exponential_jitter(initial=self.interval, max=self.max_wait, jitter=self.interval)
+        wait = wait_exponential_jitter(multiplier=self.interval, max=self.max_wait, jitter=self.interval)
         state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})
         state.attempt_number = attempt
         return min(wait(state), self.max_wait)

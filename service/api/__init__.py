@@ -6,7 +6,14 @@ import tempfile
 from flask import Flask, Request
 from flask_smorest import Api
 
+from schemas.common import ErrorResponseSchema
 from service.storage import LocalStore
+
+
+class LakesyncApi(Api):
+    """flask-smorest's Api documenting our error envelope for every error response."""
+
+    ERROR_SCHEMA = ErrorResponseSchema
 
 
 class UploadRequest(Request):
@@ -28,12 +35,13 @@ def register_api(app: Flask) -> Api:
     from service.api.datasets import sync_blp
     from service.api.errors import register_error_handlers
     from service.api.health import blp as health_blp
+    from service.api.integration import blp as integration_blp
     from service.api.internal import blp as internal_blp
 
     app.request_class = UploadRequest
-    api = Api(app, spec_kwargs={"info": {"description": "Uploaded datasets into lakehouse tables."}})
+    api = LakesyncApi(app, spec_kwargs={"info": {"description": "Uploaded datasets into lakehouse tables."}})
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
-    for blp in (health_blp, datasets_blp, sync_blp, internal_blp):
+    for blp in (health_blp, datasets_blp, sync_blp, internal_blp, integration_blp):
         api.register_blueprint(blp)
     register_error_handlers(app, api)
     app.extensions["lakesync_api"] = api
