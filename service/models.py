@@ -110,6 +110,7 @@ class SyncRun(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Liveness of the step in progress; a stale heartbeat marks work a dead worker left.
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Times the sweeper re-sent this run because it had stopped moving.
     deliveries: Mapped[int] = mapped_column(Integer, default=0)
 
     steps: Mapped[list["SyncStepRun"]] = relationship(

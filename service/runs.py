@@ -21,6 +21,8 @@ from service.models import Dataset, SyncRun, utcnow
 log = logging.getLogger(__name__)
 
 _PENDING_KEY = "lakesync_runs_to_publish"
+# Longest wait between two re-sends of the same stuck run.
+MAX_SWEEP_SPACING = 3600.0
 
 # What a publish raises when the broker is away; the run then waits for the relay.
 PUBLISH_ERRORS = (kombu.exceptions.OperationalError, redis.exceptions.RedisError, OSError)
@@ -93,46 +95,45 @@ def sweep_stuck() -> dict:
     """Re-enqueue current runs that have not moved for SYNC_STUCK_TIMEOUT seconds.
 
     A run whose dataset lock is held is alive (a step is working on it) and is left alone.
-    Each re-enqueue is counted; past SYNC_MAX_DELIVERIES the run fails instead.
+    A run that merely waits behind a long queue looks the same as one whose message was
+    lost, so re-sending is harmless (steps already done are skipped) and spaced out
+    exponentially per run. Crash loops end in begin_step, which counts step starts.
     """
     from flask import current_app
 
     from service.locks import is_locked
 
     timeout = float(current_app.config["SYNC_STUCK_TIMEOUT"])
-    limit = int(current_app.config["SYNC_MAX_DELIVERIES"])
-    cutoff = utcnow() - timedelta(seconds=timeout)
+    now = utcnow()
     last_move = func.coalesce(SyncRun.heartbeat_at, SyncRun.published_at)
     with session_scope() as session:
         candidates = session.execute(
             select(SyncRun.id, SyncRun.dataset_id)
             .join(Dataset, Dataset.current_run_id == SyncRun.id)
-            .where(SyncRun.status.in_(("pending", "syncing")), SyncRun.published_at.is_not(None), last_move < cutoff)
+            .where(
+                SyncRun.status.in_(("pending", "syncing")),
+                SyncRun.published_at.is_not(None),
+                last_move < now - timedelta(seconds=timeout),
+            )
         ).all()
-    resent, failed = 0, 0
+    resent = 0
     for run_id, dataset_id in candidates:
         if is_locked(dataset_id):
             continue
         with session_scope() as session:
             run = session.get(SyncRun, run_id, with_for_update=True)
-            dataset = session.get(Dataset, dataset_id, with_for_update=True)
+            dataset = session.get(Dataset, dataset_id)
             if run is None or dataset is None or dataset.current_run_id != run.id or run.status not in ("pending", "syncing"):
                 continue
+            wait = min(timeout * 2 ** run.deliveries, MAX_SWEEP_SPACING)
             move = run.heartbeat_at or run.published_at
-            if move is None or move >= cutoff:
-                continue  # it moved meanwhile
-            run.deliveries += 1
-            if run.deliveries > limit:
-                message = f"sync stopped moving {run.deliveries - 1} times (lost worker or message); giving up"
-                now = utcnow()
-                run.status, run.error, run.finished_at = "failed", message, now
-                dataset.sync_status, dataset.last_error = "failed", message
-                failed += 1
-                continue
+            if move is None or move >= utcnow() - timedelta(seconds=wait):
+                continue  # moved meanwhile, or re-sent recently
             done = {s.step for s in run.steps if s.status == "succeeded"}
             from_step = next(s for s in ("bronze", "silver", "metadata") if s not in done)
+            run.deliveries += 1
             run.heartbeat_at = utcnow()
         log.warning("re-enqueuing stuck sync run %s of dataset %s from %s", run_id, dataset_id, from_step)
         if publish(str(dataset_id), str(run_id), from_step=from_step):
             resent += 1
-    return {"resent": resent, "failed": failed}
+    return {"resent": resent}

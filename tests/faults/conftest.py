@@ -121,7 +121,16 @@ class FaultStack:
             time.sleep(0.3)
         raise RuntimeError(f"API not ready:\n{self.procs['api'].tail()}")
 
+    def keep_logs(self) -> None:
+        """Copy the processes' logs out of the scratch dir, for a look after a failure."""
+        out = Path(os.environ.get("FAULT_LOG_DIR", "/tmp/lakesync-fault-logs"))
+        out.mkdir(parents=True, exist_ok=True)
+        for proc in self.procs.values():
+            if proc.log_path.exists():
+                shutil.copy(proc.log_path, out / proc.log_path.name)
+
     def shutdown(self) -> None:
+        self.keep_logs()
         for proc in self.procs.values():
             proc.stop()
         self.redis.stop()
@@ -174,6 +183,7 @@ def verify(stack: FaultStack, fault: str, expected: dict[str, tuple[int, int]], 
     from deltalake import DeltaTable
 
     synced = failed = lost = duplicated = 0
+    reasons: set[str] = set()
     for dataset_id, (source_rows, distinct_rows) in expected.items():
         body = final.get(dataset_id)
         if body is None:
@@ -181,6 +191,7 @@ def verify(stack: FaultStack, fault: str, expected: dict[str, tuple[int, int]], 
             continue
         if body["status"] != "synced":
             failed += 1
+            reasons.add(body["last_error"])
             continue
         synced += 1
         bronze = DeltaTable(body["bronze_location"]).to_pyarrow_table()
@@ -189,7 +200,8 @@ def verify(stack: FaultStack, fault: str, expected: dict[str, tuple[int, int]], 
                 body["row_count_bronze"] != source_rows or body["row_count_silver"] != distinct_rows:
             duplicated += 1
     line = {"fault": fault, "uploads_sent": sent if sent is not None else len(expected), "accepted": len(expected),
-            "synced": synced, "failed": failed, "lost": lost, "duplicated": duplicated}
+            "synced": synced, "failed": failed, "lost": lost, "duplicated": duplicated,
+            "reasons": sorted(reasons)[:5]}
     REPORT.append(line)
     return line
 

@@ -164,4 +164,4 @@ def test_load_with_worker_killed_and_restarted(stack):
     final = stack.wait_done(accepted, timeout=300)
     line = verify(stack, "200 uploads / 20 clients, worker killed and restarted", accepted, final, sent=sent)
     assert sent == uploads and len(accepted) == uploads, line
-    assert line["synced"] == uploads and line["duplicated"] == 0, line
+    assert line["synced"] == uploads and line["duplicated"] == 0, str(line)
