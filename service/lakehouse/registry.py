@@ -11,6 +11,8 @@ from service.lakehouse.base import LakehouseTarget
 
 BUILTIN_TARGETS = {
     "delta": "service.lakehouse.delta:DeltaTarget",
+    "databricks": "service.lakehouse.databricks:DatabricksTarget",
+    "mcp": "service.lakehouse.mcp:McpTarget",
 }
 
 
