@@ -34,7 +34,8 @@ def _run_step(task: Task, step: str, dataset_id: str, run_id: str) -> dict:
     except Exception as exc:
         policy = StepRetryPolicy.from_config(current_app.config)
         if policy.should_retry(exc, attempt):
-            countdown = policy.countdown(attempt)
+            # A server that said when to come back (Retry-After) is not asked sooner.
+            countdown = min(max(policy.countdown(attempt), float(getattr(exc, "retry_after", 0) or 0)), policy.max_wait)
             log.warning("%s of dataset %s failed (attempt %d), retrying in %.1fs: %s", step, dataset_id, attempt, countdown, exc)
             _record(step, ds_id, r_id, exc, final=False, retry_in=countdown)
             raise task.retry(exc=exc, countdown=countdown)

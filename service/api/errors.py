@@ -9,6 +9,7 @@ from flask import Flask, current_app, jsonify
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from service.errors import APIError
+from service.lakehouse.base import PermanentTargetError, TransientTargetError
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,16 @@ def register_error_handlers(app: Flask, api) -> None:
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):
         return http_error(exc)
+
+    @app.errorhandler(TransientTargetError)
+    def _target_down(exc):
+        log.warning("lakehouse target unavailable: %s", exc)
+        return error_response(503, "target_unavailable", f"the lakehouse target is unavailable: {exc}")
+
+    @app.errorhandler(PermanentTargetError)
+    def _target_refused(exc):
+        log.warning("lakehouse target refused the request: %s", exc)
+        return error_response(502, "target_error", f"the lakehouse target refused the request: {exc}")
 
     @app.errorhandler(sqlalchemy.exc.OperationalError)
     def _db_down(exc):
