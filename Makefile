@@ -80,13 +80,13 @@ resync-failed: $(STAMP) ## sync every failed dataset again
 bench: $(STAMP) ## benchmark (python -m bench.run)
 	$(PY) -m bench.run
 
-test: $(STAMP) ## all tests (embedded servers, or TEST_DATABASE_URL / TEST_REDIS_URL)
-	$(PY) -m pytest -q tests
+test: $(STAMP) ## the suite but the fault injection (embedded servers, or TEST_DATABASE_URL / TEST_REDIS_URL)
+	$(PY) -m pytest -q tests --ignore=tests/faults
 
 test-unit: $(STAMP) ## unit tests
 	$(PY) -m pytest -q tests/unit
 
-test-faults: $(STAMP) ## fault-injection tests
+test-faults: $(STAMP) ## fault-injection suite: kills workers, restarts Redis and PostgreSQL
 	$(PY) -m pytest -q tests/faults
 
 stop: ## stop embedded servers left running under DATA_DIR

@@ -50,7 +50,6 @@ def from_env() -> dict:
         "NULL_TOKENS": _list("NULL_TOKENS", DEFAULT_NULL_TOKENS),
         "DUCKDB_MEMORY_LIMIT": os.environ.get("DUCKDB_MEMORY_LIMIT", "512MB"),
         "DUCKDB_THREADS": _int("DUCKDB_THREADS", os.cpu_count() or 2),
-        "PREVIEW_MAX_ROWS": _int("PREVIEW_MAX_ROWS", 1000),
         "LOG_LEVEL": os.environ.get("LOG_LEVEL", "INFO"),
         # Databricks Unity Catalog (SYNC_TARGET=databricks)
         "DATABRICKS_HOST": os.environ.get("DATABRICKS_HOST", ""),
