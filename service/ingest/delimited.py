@@ -1,0 +1,456 @@
+"""CSV / TSV (and semicolon or pipe separated) files to Parquet, every value kept as its exact text.
+
+The conversion runs in DuckDB (parallel, streaming, bounded memory) with its sniffer switched
+off: the dialect and the header are read here from the head of the file, and the reader is
+strict so that malformed rows fail instead of being patched. Python's ``csv`` module is the
+reference parser for the rare cases DuckDB rejects: it finds the exact physical line of an
+error, and converts files DuckDB's strict reader refuses but that are valid CSV (for example
+mixed line endings or very long lines).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from service.errors import IngestError
+from service.ingest.columns import unique_names
+from service.ingest.encoding import (
+    CP1252,
+    UTF8,
+    decode_prefix,
+    is_utf8_prefix,
+    open_text,
+    transcode_cp1252_to_utf8,
+)
+from service.ingest.model import ConvertResult, IngestSettings, SourceColumn
+from service.ingest.output import remove_quietly, scratch_file
+from service.ingest.sql import connect, sql_string
+
+SNIFF_BYTES = 1 << 20
+MAX_HEADER_BYTES = 64 << 20
+SNIFF_RECORDS = 200
+DELIMITERS = (",", "\t", ";", "|")
+
+# Largest field the fallback parser accepts (characters); it also bounds memory when a quote
+# is left open near the start of a large file.
+FIELD_LIMIT = 32 << 20
+if csv.field_size_limit() < FIELD_LIMIT:
+    csv.field_size_limit(FIELD_LIMIT)
+
+# Rows per Parquet row group, for both writers.
+ROW_GROUP_ROWS = 122_880
+DUCKDB_MAX_LINE = 2_000_000  # DuckDB's default max_line_size
+
+# An unquoted field can never contain a newline, so this null string never matches: every
+# empty field stays "" (quoted empty fields are protected by allow_quoted_nulls=false).
+_NEVER_NULL = "\n"
+
+
+@dataclass(frozen=True)
+class Dialect:
+    delimiter: str
+    quote: str = '"'
+    escape: str = '"'  # equal to quote: a quote inside a quoted field is doubled
+
+    def reader_options(self, *, strict: bool = True) -> dict:
+        options = {"delimiter": self.delimiter, "quotechar": self.quote, "strict": strict}
+        if self.escape == self.quote:
+            options["doublequote"] = True
+        else:
+            options.update(doublequote=False, escapechar=self.escape)
+        return options
+
+
+@dataclass(frozen=True)
+class Layout:
+    dialect: Dialect
+    names: list[str]
+    skip_lines: int  # blank lines before the header
+
+
+class NotUtf8(Exception):
+    """The file turned out not to be valid UTF-8 past the sniffed head."""
+
+
+def malformed(line: int, message: str, **details) -> IngestError:
+    return IngestError(
+        f"line {line}: {message}", code="malformed_csv", status=400, details={"line": line, **details}
+    )
+
+
+# --------------------------------------------------------------------------- sniffing
+
+
+def _read_head(path: Path, nbytes: int) -> tuple[bytes, bool]:
+    with open(path, "rb") as fh:
+        data = fh.read(nbytes + 1)
+    return data[:nbytes], len(data) <= nbytes
+
+
+def _complete_lines(text: str, complete: bool) -> str:
+    """Drop a trailing partial line of a truncated sample."""
+    if complete:
+        return text
+    cut = max(text.rfind("\n"), text.rfind("\r"))
+    return text[: cut + 1] if cut >= 0 else text
+
+
+def _field_counts(text: str, dialect: Dialect, complete: bool) -> list[int]:
+    counts: list[int] = []
+    reader = csv.reader(io.StringIO(text, newline=""), **dialect.reader_options(strict=False))
+    try:
+        for row in reader:
+            if row:
+                counts.append(len(row))
+                if len(counts) > SNIFF_RECORDS:
+                    return counts
+    except csv.Error:
+        pass
+    if not complete and len(counts) > 1:
+        counts.pop()  # the sample may end inside a quoted field
+    return counts
+
+
+def _best_delimiter(text: str, quote: str, escape: str, complete: bool, prefer_tab: bool) -> tuple[str, float]:
+    best, best_key = None, None
+    single_column = None
+    for order, delimiter in enumerate(DELIMITERS):
+        counts = _field_counts(text, Dialect(delimiter, quote, escape), complete)
+        if not counts:
+            continue
+        if counts[0] < 2:
+            if single_column is None and all(c == 1 for c in counts):
+                single_column = delimiter
+            continue
+        consistency = sum(1 for c in counts if c == counts[0]) / len(counts)
+        key = (consistency, prefer_tab and delimiter == "\t", -order)
+        if best_key is None or key > best_key:
+            best, best_key = delimiter, key
+    if best is None:
+        # One column: any delimiter that never occurs keeps values such as "1,5" whole.
+        if prefer_tab and single_column is not None:
+            single_column = "\t" if "\t" not in text else single_column
+        return single_column or ("\t" if prefer_tab else ","), 0.0
+    return best, best_key[0]
+
+
+def _single_quoted(text: str, delimiter: str) -> bool:
+    """Fields wrapped in single quotes: most fields are, or one hides a delimiter or newline."""
+    if '"' in text or "'" not in text:
+        return False
+    d = re.escape(delimiter)
+    wrapped = re.findall(rf"(?:^|{d})'((?:[^']|'')*)'(?={d}|\r?$)", text, flags=re.M)
+    if not wrapped:
+        return False
+    if any(delimiter in w or "\n" in w or "\r" in w for w in wrapped):
+        return True
+    fields = sum(len(line.split(delimiter)) for line in text.splitlines() if line)
+    return len(wrapped) * 2 >= fields
+
+
+def sniff_dialect(text: str, *, complete: bool, prefer_tab: bool) -> Dialect:
+    text = _complete_lines(text, complete)
+    delimiter, consistency = _best_delimiter(text, '"', '"', complete, prefer_tab)
+    quote = '"'
+    if _single_quoted(text, delimiter):
+        quote = "'"
+        delimiter, consistency = _best_delimiter(text, quote, quote, complete, prefer_tab)
+    escape = quote
+    if "\\" + quote in text:
+        # Backslash-escaped quotes (\") only when doubled quotes do not explain the sample.
+        backslash = Dialect(delimiter, quote, "\\")
+        if not _parses(text, Dialect(delimiter, quote, quote), complete) and _parses(text, backslash, complete):
+            escape = "\\"
+        elif consistency < 1.0:
+            _, with_backslash = _best_delimiter(text, quote, "\\", complete, prefer_tab)
+            if with_backslash > consistency:
+                escape = "\\"
+    return Dialect(delimiter, quote, escape)
+
+
+def _parses(text: str, dialect: Dialect, complete: bool) -> bool:
+    """Whether the sample reads without error under strict rules (a cut-off last field is fine)."""
+    reader = csv.reader(io.StringIO(text, newline=""), **dialect.reader_options())
+    try:
+        for _ in itertools.islice(reader, SNIFF_RECORDS):
+            pass
+    except csv.Error as exc:
+        return not complete and "unexpected end of data" in str(exc)
+    return True
+
+
+class _HeaderIncomplete(Exception):
+    pass
+
+
+class _HeaderInvalid(Exception):
+    pass
+
+
+def _parse_header(text: str, complete: bool, dialect: Dialect) -> tuple[list[str], int]:
+    """Header fields and the number of blank lines before them."""
+    reader = csv.reader(io.StringIO(text, newline=""), **dialect.reader_options())
+    skip = 0
+    try:
+        for row in reader:
+            if not row:
+                skip = reader.line_num
+                continue
+            if not complete and reader.line_num >= sum(1 for _ in io.StringIO(text, newline="")):
+                raise _HeaderIncomplete
+            return row, skip
+    except csv.Error as exc:
+        raise (_HeaderInvalid if complete else _HeaderIncomplete) from exc
+    raise _HeaderIncomplete
+
+
+def read_layout(path: Path, *, prefer_tab: bool) -> Layout:
+    """Dialect and column names of a UTF-8 file (BOM allowed). Raises NotUtf8 if the head is not."""
+    nbytes = SNIFF_BYTES
+    while True:
+        data, complete = _read_head(path, nbytes)
+        if not is_utf8_prefix(data, complete=complete):
+            raise NotUtf8
+        text = decode_prefix(data, UTF8, complete=complete)
+        sample = _complete_lines(text, complete)
+        dialect = sniff_dialect(sample, complete=complete, prefer_tab=prefer_tab)
+        try:
+            fields, skip = _parse_header(sample, complete, dialect)
+        except _HeaderIncomplete:
+            if complete or nbytes >= MAX_HEADER_BYTES:
+                raise _HeaderInvalid from None
+            nbytes *= 4
+            continue
+        return Layout(dialect, unique_names(fields), skip)
+
+
+# --------------------------------------------------------------------------- DuckDB path
+
+
+def _duckdb_copy(
+    path: Path, out: Path, layout: Layout, settings: IngestSettings, *, max_line_size: int | None = None
+) -> int:
+    d = layout.dialect
+    columns = "{" + ", ".join(f"{sql_string(name)}: 'VARCHAR'" for name in layout.names) + "}"
+    source = (
+        f"read_csv({sql_string(str(path))}, auto_detect=false, header=true, skip={layout.skip_lines}, "
+        f"delim={sql_string(d.delimiter)}, quote={sql_string(d.quote)}, escape={sql_string(d.escape)}, "
+        f"strict_mode=true, null_padding=false, allow_quoted_nulls=false, nullstr={sql_string(_NEVER_NULL)}, "
+        f"encoding='utf-8', columns={columns}"
+    )
+    if max_line_size and max_line_size > DUCKDB_MAX_LINE:
+        # Only for the normalized copy: a larger limit makes every scan buffer larger.
+        source += f", max_line_size={int(max_line_size)}"
+    source += ")"
+    # No dictionary pages: source text is mostly high-cardinality, dictionaries cost more
+    # time than they save and zstd already compresses repeated values well.
+    sql = (
+        f"COPY (SELECT * FROM {source}) TO {sql_string(str(out))} "
+        f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP_ROWS}, DICTIONARY_SIZE_LIMIT 1)"
+    )
+    with connect(settings) as con:
+        return int(con.execute(sql).fetchone()[0])
+
+
+_DUCKDB_LINE = re.compile(r"CSV Error on Line: (\d+)")
+
+
+# --------------------------------------------------------------------------- Python reference path
+
+
+def _quote_open_line(path: Path, dialect: Dialect, start_line: int) -> int:
+    """Line where the quoted field that broke the record starting at ``start_line`` was opened."""
+    q, d, e = dialect.quote, dialect.delimiter, dialect.escape
+    special = re.compile("[" + re.escape(q + e) + "]")
+    opened = start_line
+    state = "start"  # start (of a field) | quoted | after (a closing quote)
+    with open_text(path, UTF8) as fh:
+        for lineno, line in enumerate(fh, 1):
+            if lineno < start_line:
+                continue
+            i, n = 0, len(line)
+            while i < n:
+                if state == "quoted":
+                    m = special.search(line, i)
+                    if m is None:
+                        break
+                    j = m.start()
+                    if e != q and line[j] == e:
+                        i = j + 2
+                    elif e == q and j + 1 < n and line[j + 1] == q:
+                        i = j + 2
+                    else:
+                        state, i = "after", j + 1
+                elif state == "after":
+                    if line[i] == d:
+                        state, i = "start", i + 1
+                    else:
+                        return opened  # end of record, or text after the closing quote
+                else:
+                    if state == "start" and line[i] == q:
+                        state, opened, i = "quoted", lineno, i + 1
+                        continue
+                    j = line.find(d, i)
+                    if j < 0:
+                        return opened
+                    state, i = "start", j + 1
+            if state != "quoted":
+                return opened
+    return opened
+
+
+def _parse_error(path: Path, dialect: Dialect, start_line: int, current_line: int, exc: csv.Error) -> IngestError:
+    text = str(exc)
+    opened = _quote_open_line(path, dialect, start_line)
+    if "unexpected end of data" in text:
+        return malformed(opened, "unclosed quote: the quoted field that starts on this line is never closed")
+    if "field larger than field limit" in text:
+        return malformed(
+            opened, f"a field is larger than {FIELD_LIMIT >> 20} MB; is a quote left unclosed on this line?"
+        )
+    if "expected after" in text:
+        if opened == current_line:
+            return malformed(opened, f"unexpected character after a closing quote ({text})")
+        return malformed(
+            opened,
+            f"the quoted field that starts on this line ends on line {current_line} "
+            f"and is followed by unexpected characters; is a quote unbalanced?",
+            end_line=current_line,
+        )
+    return malformed(start_line, text)
+
+
+def _reference_pass(
+    path: Path,
+    layout: Layout,
+    normalized: Path | None,
+    *,
+    stop_after: int | None = None,
+    header_only: bool = False,
+) -> tuple[int, int]:
+    """Parse with the reference parser, raising ``malformed_csv`` at the first problem.
+
+    With ``normalized``, valid rows are rewritten there as plain RFC 4180 CSV (comma, every
+    field quoted, LF line endings) that DuckDB's strict reader always accepts. ``stop_after``
+    ends a validation-only pass after that many records, counted the way DuckDB numbers its
+    error lines (blank lines and the header included). Returns the data row count and the
+    longest row in characters.
+    """
+    ncols = len(layout.names)
+    rows = records = longest = 0
+    header_seen = False
+    out = open(normalized, "w", encoding=UTF8, newline="") if normalized else None
+    try:
+        writer = csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\n") if out else None
+        if writer:
+            writer.writerow(layout.names)
+        with open_text(path, UTF8) as fh:
+            reader = csv.reader(fh, **layout.dialect.reader_options())
+            while True:
+                start = reader.line_num + 1
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    break
+                except csv.Error as exc:
+                    raise _parse_error(path, layout.dialect, start, reader.line_num, exc) from None
+                records += 1
+                if row:
+                    if not header_seen:
+                        header_seen = True
+                        if header_only:
+                            break
+                    elif len(row) != ncols:
+                        raise malformed(
+                            start,
+                            f"expected {ncols} fields, found {len(row)}",
+                            expected_fields=ncols,
+                            found_fields=len(row),
+                        )
+                    else:
+                        rows += 1
+                        if writer:
+                            writer.writerow(row)
+                            size = sum(map(len, row))
+                            if size > longest:
+                                longest = size
+                if stop_after is not None and records >= stop_after:
+                    break
+    except UnicodeDecodeError:
+        raise NotUtf8 from None
+    finally:
+        if out:
+            out.close()
+    return rows, longest
+
+
+def _header_error(path: Path, dialect: Dialect) -> IngestError:
+    """The header could not be parsed: find and describe the problem with the reference parser."""
+    try:
+        _reference_pass(path, Layout(dialect, [], 0), None, header_only=True)
+    except IngestError as exc:
+        return exc
+    return malformed(1, "the header row could not be read")
+
+
+def _convert_utf8(
+    path: Path, out: Path, *, prefer_tab: bool, settings: IngestSettings, work_dir: Path
+) -> tuple[Layout, int]:
+    try:
+        layout = read_layout(path, prefer_tab=prefer_tab)
+    except _HeaderInvalid:
+        data, complete = _read_head(path, SNIFF_BYTES)
+        text = decode_prefix(data, UTF8, complete=complete)
+        raise _header_error(path, sniff_dialect(text, complete=complete, prefer_tab=prefer_tab)) from None
+    try:
+        return layout, _duckdb_copy(path, out, layout, settings)
+    except duckdb.InvalidInputException as exc:
+        message = str(exc)
+        if "Invalid unicode" in message or "not utf-8 encoded" in message:
+            raise NotUtf8 from None
+        remove_quietly(out)
+        line = _DUCKDB_LINE.search(message)
+        if line:
+            # Usually a real error: find its exact physical line, reading no further than DuckDB did.
+            _reference_pass(path, layout, None, stop_after=int(line.group(1)))
+    # DuckDB's strict reader refused a file the reference parser accepts so far (mixed line
+    # endings, a very long line...): validate it fully and convert a normalized copy.
+    with scratch_file(work_dir, ".normalized.csv") as normalized:
+        _, longest = _reference_pass(path, layout, normalized)
+        plain = Layout(Dialect(","), layout.names, 0)
+        # Room for 4 bytes per character, the quotes and the delimiters.
+        max_line = 4 * longest + 3 * len(layout.names) + 16
+        return layout, _duckdb_copy(normalized, out, plain, settings, max_line_size=max_line)
+
+
+def convert_delimited(
+    src: Path, out: Path, *, extension: str, settings: IngestSettings, work_dir: Path
+) -> ConvertResult:
+    prefer_tab = extension in (".tsv", ".tab")
+    head, complete = _read_head(src, SNIFF_BYTES)
+    encoding = UTF8 if is_utf8_prefix(head, complete=complete) else CP1252
+    options = {"prefer_tab": prefer_tab, "settings": settings, "work_dir": work_dir}
+    with scratch_file(work_dir, ".utf8.csv") as utf8_copy:
+        if encoding == CP1252:
+            transcode_cp1252_to_utf8(src, utf8_copy)
+            layout, rows = _convert_utf8(utf8_copy, out, **options)
+        else:
+            try:
+                layout, rows = _convert_utf8(src, out, **options)
+            except NotUtf8:
+                remove_quietly(out)
+                transcode_cp1252_to_utf8(src, utf8_copy)
+                layout, rows = _convert_utf8(utf8_copy, out, **options)
+    # A one-column file has no delimiter to speak of: the file name decides its label.
+    tab = layout.dialect.delimiter == "\t" if len(layout.names) > 1 else prefer_tab
+    return ConvertResult(
+        source_format="tsv" if tab else "csv",
+        row_count=rows,
+        columns=[SourceColumn(name, "string") for name in layout.names],
+    )

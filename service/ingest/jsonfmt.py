@@ -1,0 +1,414 @@
+"""JSON (an array of objects), NDJSON (one object per line) and API records to Parquet.
+
+Two streaming passes over the file: the first learns the columns (in order of first
+appearance) and the JSON types each one holds, the second writes batches with the final
+schema. Only a chunk of text and one batch of objects are held in memory at a time.
+
+Column types: integers -> int64, numbers (integers and floats mixed) -> float64, booleans ->
+bool, strings -> string (never parsed further), objects/arrays -> their JSON text (type
+"json"). A column mixing other JSON types keeps the JSON text of every value as a string,
+so no value is lost or coerced.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from service.errors import IngestError
+from service.ingest.columns import unique_names
+from service.ingest.detect import NDJSON_EXTENSIONS
+from service.ingest.encoding import CHUNK_SIZE, CP1252, UTF8, open_text
+from service.ingest.model import ConvertResult, SourceColumn
+
+BATCH_ROWS = 65_536
+
+# Kinds of JSON values seen in a column.
+_NULL, _INT, _FLOAT, _BOOL, _STR, _NESTED, _BIGINT = "null", "int", "float", "bool", "str", "nested", "bigint"
+_KIND_OF_TYPE = {
+    type(None): _NULL,
+    bool: _BOOL,
+    int: _INT,
+    float: _FLOAT,
+    str: _STR,
+    dict: _NESTED,
+    list: _NESTED,
+}
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_INT_ONLY = frozenset({int, type(None)})
+
+_MIXED = "mixed"  # stored as the JSON text of each value; reported as "string"
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=True).encode
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+
+
+def invalid_json(message: str, **details) -> IngestError:
+    return IngestError(message, code="invalid_json", status=400, details=details)
+
+
+def not_an_array() -> IngestError:
+    return invalid_json("JSON must be an array of objects.")
+
+
+class _InvalidConstant(ValueError):
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.name = name
+
+
+def _reject_constant(name: str):
+    raise _InvalidConstant(name)
+
+
+def _decoder() -> json.JSONDecoder:
+    # NaN and Infinity are accepted by Python but are not JSON.
+    return json.JSONDecoder(parse_constant=_reject_constant)
+
+
+def _all_objects(values: list) -> bool:
+    return bool(values) and set(map(type, values)) == {dict}
+
+
+# --------------------------------------------------------------------------- readers
+
+
+class _ArrayReader:
+    """Yields lists of the objects of a top-level JSON array, reading the text in chunks.
+
+    Fast path: parse everything up to the last ``},`` of the buffer in one call. A cut that is
+    not between two elements never parses (it ends inside a string or an open object), and
+    then the elements are read one by one, which also gives exact error locations.
+    """
+
+    def __init__(self, fh):
+        self.fh = fh
+        self.buf = ""
+        self.pos = 0
+        self.eof = False
+        self.line_base = 1  # line and column of buf[0]
+        self.col_base = 1
+        self.slow_until = 0  # buffer offset up to which elements are read one by one
+        self.decoder = _decoder()
+
+    def _fill(self, at_least: int = 0) -> bool:
+        data = self.fh.read(max(CHUNK_SIZE, at_least))
+        if not data:
+            self.eof = True
+            return False
+        if self.pos:
+            newlines = self.buf.count("\n", 0, self.pos)
+            if newlines:
+                self.line_base += newlines
+                self.col_base = self.pos - self.buf.rfind("\n", 0, self.pos)
+            else:
+                self.col_base += self.pos
+            self.buf = self.buf[self.pos:]
+            self.slow_until = max(0, self.slow_until - self.pos)
+            self.pos = 0
+        self.buf += data
+        return True
+
+    def location(self, pos: int) -> tuple[int, int]:
+        newlines = self.buf.count("\n", 0, pos)
+        if newlines:
+            return self.line_base + newlines, pos - self.buf.rfind("\n", 0, pos)
+        return self.line_base, self.col_base + pos
+
+    def error(self, pos: int, message: str) -> IngestError:
+        line, column = self.location(pos)
+        return invalid_json(f"line {line}, column {column}: {message}", line=line, column=column)
+
+    def _peek(self) -> str:
+        while True:
+            self.pos = _WHITESPACE.match(self.buf, self.pos).end()
+            if self.pos < len(self.buf):
+                return self.buf[self.pos]
+            if not self._fill():
+                return ""
+
+    def _value(self):
+        while True:
+            try:
+                value, end = self.decoder.raw_decode(self.buf, self.pos)
+            except json.JSONDecodeError as exc:
+                # Truncated by the chunk edge rather than invalid: read more (doubling) and retry.
+                truncated = exc.msg.startswith("Unterminated string") or exc.pos >= len(self.buf) - 64
+                if not self.eof and truncated and self._fill(len(self.buf) - self.pos):
+                    continue
+                raise self.error(exc.pos, exc.msg) from None
+            except _InvalidConstant as exc:
+                raise self.error(self.pos, f"{exc.name} is not valid JSON") from None
+            if end == len(self.buf) and not self.eof and self._fill(len(self.buf) - self.pos):
+                continue  # a number may go on in the next chunk
+            self.pos = end
+            return value
+
+    def _many(self) -> list[dict] | None:
+        if self.pos < self.slow_until:
+            return None
+        if len(self.buf) - self.pos < CHUNK_SIZE // 2 and not self.eof:
+            self._fill()
+        # Element separators as writers emit them: "}," or "}\n," (comma-first style).
+        cut = max(self.buf.rfind("},", self.pos), self.buf.rfind("}\n,", self.pos))
+        if cut < 0:
+            self.slow_until = len(self.buf)  # nothing to try before more text arrives
+            return None
+        try:
+            values = self.decoder.decode("[" + self.buf[self.pos : cut + 1] + "]")
+        except (json.JSONDecodeError, _InvalidConstant):
+            values = None
+        if not values or not _all_objects(values):
+            self.slow_until = cut + 1
+            return None
+        self.pos = cut + 1
+        return values
+
+    def first_value(self):
+        """The first JSON value of the text, whatever it is."""
+        self._peek()
+        return self._value()
+
+    def batches(self) -> Iterator[list[dict]]:
+        if self._peek() != "[":
+            raise not_an_array()
+        self.pos += 1
+        if self._peek() == "]":
+            self.pos += 1
+            self._expect_end()
+            return
+        index = 0
+        while True:
+            values = self._many()
+            if values is None:
+                start = self.pos
+                value = self._value()
+                if not isinstance(value, dict):
+                    raise self.error(
+                        start, f"array element [{index}] is not an object; JSON must be an array of objects"
+                    )
+                values = [value]
+            index += len(values)
+            yield values
+            c = self._peek()
+            if c == ",":
+                self.pos += 1
+                self._peek()
+                continue
+            if c == "]":
+                self.pos += 1
+                self._expect_end()
+                return
+            if c == "":
+                raise self.error(self.pos, "unexpected end of file: the array is not closed")
+            raise self.error(self.pos, "Expecting ',' delimiter")
+
+    def _expect_end(self) -> None:
+        if self._peek() != "":
+            raise self.error(self.pos, "unexpected content after the end of the array")
+
+
+def _ndjson_batches(fh, *, extension: str, path: Path, encoding: str) -> Iterator[list[dict]]:
+    decoder = _decoder()
+    lineno = 0
+    count = 0
+    while lines := fh.readlines(CHUNK_SIZE):
+        first = lineno + 1
+        lineno += len(lines)
+        texts = [line for line in lines if line.strip(" \t\r\n")]
+        if not texts:
+            continue
+        # One parser call for the whole chunk; line by line only to explain a failure.
+        try:
+            values = decoder.decode("[" + ",".join(texts) + "]")
+        except (json.JSONDecodeError, _InvalidConstant):
+            values = None
+        if values is None or len(values) != len(texts) or not _all_objects(values):
+            values = _ndjson_lines(decoder, lines, first, first_record=count == 0, path=path, encoding=encoding)
+        count += len(values)
+        yield values
+    if count == 1 and extension not in NDJSON_EXTENSIONS:
+        # One object alone is a JSON document, not a list of records (unless named .ndjson/.jsonl).
+        raise not_an_array()
+
+
+def _ndjson_lines(decoder, lines: list[str], first: int, *, first_record: bool, path: Path, encoding: str) -> list[dict]:
+    values = []
+    for lineno, line in enumerate(lines, first):
+        text = line.strip(" \t\r\n")
+        if not text:
+            continue
+        try:
+            value, end = decoder.raw_decode(text)
+            if end != len(text):
+                raise json.JSONDecodeError("Extra data after the object", text, end)
+        except json.JSONDecodeError as exc:
+            if first_record and not values:
+                _reject_multiline_document(path, encoding)
+            column = exc.pos + len(line) - len(line.lstrip(" \t\r\n")) + 1
+            raise invalid_json(f"line {lineno}: {exc.msg} (column {column})", line=lineno, column=column) from None
+        except _InvalidConstant as exc:
+            raise invalid_json(f"line {lineno}: {exc.name} is not valid JSON", line=lineno) from None
+        if not isinstance(value, dict):
+            raise invalid_json(f"line {lineno}: expected a JSON object (NDJSON needs one object per line)", line=lineno)
+        values.append(value)
+    return values
+
+
+def _reject_multiline_document(path: Path, encoding: str) -> None:
+    """The first line is not a whole object: a pretty-printed object gets the clear message."""
+    with open_text(path, encoding) as fh:
+        try:
+            value = _ArrayReader(fh).first_value()
+        except IngestError:
+            return  # not a valid document either: report the line-level error
+    if isinstance(value, dict):
+        raise not_an_array()
+
+
+def _rebatch(batches: Iterable[list[dict]], size: int = BATCH_ROWS) -> Iterator[list[dict]]:
+    pending: list[dict] = []
+    for batch in batches:
+        pending.extend(batch)
+        if len(pending) >= size:
+            yield pending
+            pending = []
+    if pending:
+        yield pending
+
+
+# --------------------------------------------------------------------------- schema and writing
+
+
+def _column(batch: list[dict], key: str) -> list:
+    return list(map(dict.get, batch, itertools.repeat(key)))
+
+
+class _Schema:
+    def __init__(self):
+        self.kinds: dict[str, set[str]] = {}
+        self.rows = 0
+
+    def observe(self, batch: list[dict]) -> None:
+        self.rows += len(batch)
+        for key in dict.fromkeys(itertools.chain.from_iterable(batch)):
+            values = _column(batch, key)
+            types = set(map(type, values))
+            kinds = self.kinds.setdefault(key, set())
+            for t in types:
+                kinds.add(_KIND_OF_TYPE.get(t) or (_NESTED if issubclass(t, (dict, list)) else _STR))
+            if int in types:
+                ints = filter(None, values) if types <= _INT_ONLY else (v for v in values if type(v) is int)
+                ints = list(ints)
+                if ints and (max(ints) > _INT64_MAX or min(ints) < _INT64_MIN):
+                    kinds.add(_BIGINT)
+
+    def column_types(self) -> dict[str, str]:
+        return {key: _column_type(kinds) for key, kinds in self.kinds.items()}
+
+
+def _column_type(kinds: set[str]) -> str:
+    kinds = kinds - {_NULL}
+    if not kinds or kinds == {_STR}:
+        return "string"
+    if kinds == {_INT}:
+        return "integer"
+    if kinds <= {_INT, _FLOAT}:
+        return "double"
+    if kinds == {_BOOL}:
+        return "boolean"
+    if kinds == {_NESTED}:
+        return "json"
+    return _MIXED  # includes integers beyond int64, which no numeric column could hold exactly
+
+
+_ARROW_TYPES = {"integer": pa.int64(), "double": pa.float64(), "boolean": pa.bool_()}
+
+
+def _to_array(values: list, kind: str) -> pa.Array:
+    if kind in _ARROW_TYPES:
+        return pa.array(values, type=_ARROW_TYPES[kind])
+    if kind in ("json", _MIXED):
+        values = [None if v is None else _dumps(v) for v in values]
+    return pa.array(values, type=pa.string())
+
+
+def _write(batches: Iterable[list[dict]], out: Path, column_types: dict[str, str]) -> int:
+    keys = list(column_types)
+    kinds = [column_types[k] for k in keys]
+    names = unique_names(keys)
+    schema = pa.schema([pa.field(n, _ARROW_TYPES.get(kind, pa.string())) for n, kind in zip(names, kinds)])
+    rows = 0
+    with pq.ParquetWriter(out, schema, compression="zstd") as writer:
+        for batch in _rebatch(batches):
+            arrays = [_to_array(_column(batch, key), kind) for key, kind in zip(keys, kinds)]
+            writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
+            rows += len(batch)
+    return rows
+
+
+def _result(source_format: str, rows: int, column_types: dict[str, str]) -> ConvertResult:
+    names = unique_names(list(column_types))
+    types = ["string" if t == _MIXED else t for t in column_types.values()]
+    return ConvertResult(
+        source_format=source_format,
+        row_count=rows,
+        columns=[SourceColumn(n, t) for n, t in zip(names, types)],
+    )
+
+
+def _check_shape(schema: _Schema, column_types: dict[str, str], what: str) -> None:
+    if schema.rows == 0:
+        raise IngestError(f"{what} contains no records.", code="empty_file", status=400)
+    if not column_types:
+        raise IngestError(f"{what} has records but no fields.", code="empty_file", status=400)
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def convert_json_file(src: Path, out: Path, *, ndjson: bool, extension: str) -> ConvertResult:
+    def batches(encoding: str) -> Iterator[list[dict]]:
+        with open_text(src, encoding) as fh:
+            if ndjson:
+                yield from _ndjson_batches(fh, extension=extension, path=src, encoding=encoding)
+            else:
+                yield from _ArrayReader(fh).batches()
+
+    def scan(encoding: str) -> _Schema:
+        schema = _Schema()
+        for batch in _rebatch(batches(encoding)):
+            schema.observe(batch)
+        return schema
+
+    encoding = UTF8
+    try:
+        schema = scan(UTF8)
+    except UnicodeDecodeError:
+        encoding = CP1252
+        schema = scan(CP1252)
+    column_types = schema.column_types()
+    _check_shape(schema, column_types, "The file")
+    written = _write(batches(encoding), out, column_types)
+    return _result("ndjson" if ndjson else "json", written, column_types)
+
+
+def convert_record_list(records, out: Path) -> ConvertResult:
+    if not isinstance(records, list):
+        raise invalid_json("records must be an array of objects.")
+    for index, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise invalid_json(f"records[{index}] is not an object.", index=index)
+    schema = _Schema()
+    for start in range(0, len(records), BATCH_ROWS):
+        schema.observe(records[start : start + BATCH_ROWS])
+    column_types = schema.column_types()
+    _check_shape(schema, column_types, "The record list")
+    batches = (records[start : start + BATCH_ROWS] for start in range(0, len(records), BATCH_ROWS))
+    written = _write(batches, out, column_types)
+    return _result("json", written, column_types)

@@ -1,0 +1,159 @@
+"""Silver type inference over every value of the local Parquet file.
+
+A string column gets a typed silver type only when every non-null value (after trim and
+null tokens) fits that type's strict grammar, so applying the plan never loses data.
+
+Cost: a small first slice of rows is classified first. A value there that fits no
+grammar already proves the column is a string, and a value that fits some grammars
+rules out the others (an integer rules out boolean, date and timestamp; a decimal rules
+out integer). One aggregate query then checks every row of the file, only for the
+columns and types still possible; columns already known to be strings are not read.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from service.config import DEFAULT_NULL_TOKENS
+from service.transform import sql as q
+from service.transform.naming import snake_case_names
+from service.transform.plan import SilverColumn, SilverPlan
+
+log = logging.getLogger(__name__)
+
+# Rows classified before the full pass; only used to rule types out, never to decide one.
+SAMPLE_ROWS = 4096
+
+ALL_CANDIDATES = frozenset(q.TYPE_CODES)
+
+
+def source_type_name(arrow_type: pa.DataType) -> str:
+    """The logical type of a source column (same vocabulary as service.ingest.SourceColumn)."""
+    if _is_json(arrow_type):
+        return "json"
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type) or \
+            pa.types.is_string_view(arrow_type):
+        return "string"
+    if pa.types.is_integer(arrow_type):
+        return "integer"
+    if pa.types.is_floating(arrow_type):
+        return "double"
+    if pa.types.is_boolean(arrow_type):
+        return "boolean"
+    if pa.types.is_date(arrow_type):
+        return "date"
+    if pa.types.is_timestamp(arrow_type):
+        return "timestamp"
+    return str(arrow_type)
+
+
+def _is_json(arrow_type: pa.DataType) -> bool:
+    return isinstance(arrow_type, pa.BaseExtensionType) and \
+        getattr(arrow_type, "extension_name", "") == "arrow.json"
+
+
+def read_source_schema(parquet_path: Path | str) -> list[tuple[str, str]]:
+    """(column name, logical type) for each column of the Parquet file, in order.
+
+    A column whose Parquet logical type is JSON holds JSON text of nested values and is
+    reported as "json" even though Arrow reads it as a plain string."""
+    pf = pq.ParquetFile(parquet_path)
+    try:
+        arrow_schema = pf.schema_arrow
+        json_columns = set()
+        parquet_schema = pf.schema
+        for i in range(len(parquet_schema)):
+            column = parquet_schema.column(i)
+            logical = getattr(column.logical_type, "type", None)
+            if logical == "JSON" and "." not in column.path:
+                json_columns.add(column.path)
+    finally:
+        pf.close()
+    result = []
+    for field in arrow_schema:
+        kind = "json" if field.name in json_columns else source_type_name(field.type)
+        result.append((field.name, kind))
+    return result
+
+
+def _candidates_from_codes(min_code, max_code) -> frozenset[str]:
+    """The types still possible after seeing values with these codes."""
+    if min_code is None:
+        return ALL_CANDIDATES  # only nulls so far: nothing ruled out
+    if max_code <= q.TYPE_CODES["integer"]:
+        return frozenset({"integer", "double"})
+    if max_code <= q.TYPE_CODES["double"]:
+        return frozenset({"double"})
+    for name in ("boolean", "date", "timestamp"):
+        if min_code == max_code == q.TYPE_CODES[name]:
+            return frozenset({name})
+    return frozenset()
+
+
+def _classify(con, source_sql: str, columns: list[tuple[str, frozenset[str]]],
+              tokens: list[str], token_first: set[str]) -> list[tuple]:
+    """(min code, max code) per column (an alias of ``source_sql``) over its rows."""
+    inner = ", ".join(
+        q.classify_expr(alias, sorted(cands), tokens, bool(cands & token_first))
+        + f" AS k{i}"
+        for i, (alias, cands) in enumerate(columns))
+    outer = ", ".join(f"min(k{i}), max(k{i})" for i in range(len(columns)))
+    row = con.execute(f"SELECT {outer} FROM (SELECT {inner} FROM {source_sql})").fetchall()[0]
+    return [(row[2 * i], row[2 * i + 1]) for i in range(len(columns))]
+
+
+def infer_plan(parquet_path: Path | str, *, null_tokens: list[str] | None = None,
+               settings=None) -> SilverPlan:
+    path = Path(parquet_path)
+    tokens = list(DEFAULT_NULL_TOKENS if null_tokens is None else null_tokens)
+    schema = read_source_schema(path)
+    names = snake_case_names([name for name, _ in schema])
+
+    string_positions = [i for i, (_, kind) in enumerate(schema) if kind == "string"]
+    types: dict[int, str] = {}
+    if string_positions:
+        types = _infer_string_types(path, len(schema), string_positions, tokens, settings)
+
+    columns = []
+    for i, ((source_name, kind), name) in enumerate(zip(schema, names)):
+        if kind == "string":
+            silver_type = types[i]
+        elif kind == "json":
+            silver_type = "string"  # JSON text of nested values, kept as it is
+        else:
+            silver_type = "source"
+        columns.append(SilverColumn(source_name=source_name, name=name, type=silver_type,
+                                    source_type=kind))
+    return SilverPlan(columns=columns, null_tokens=tokens)
+
+
+def _infer_string_types(path: Path, column_count: int, positions: list[int], tokens: list[str],
+                        settings) -> dict[int, str]:
+    """Silver type of each string column, by position in the file."""
+    memory_limit, threads, temp_dir = q.settings_values(settings)
+    with q.spill_directory(temp_dir) as spill, \
+            contextlib.closing(q.connect(memory_limit, threads, spill)) as con:
+        token_first = q.tokens_fitting(con, tokens, q.TYPE_CODES)
+        # Columns are addressed by position: DuckDB matches names case-insensitively, and
+        # a file may hold both "ID" and "id".
+        aliases = ", ".join(f"c{i}" for i in range(column_count))
+        source = f"read_parquet({q.quote_literal(str(path))}) AS src({aliases})"
+
+        sample = f"(SELECT * FROM {source} LIMIT {SAMPLE_ROWS})"
+        sample_codes = _classify(con, sample, [(f"c{i}", ALL_CANDIDATES) for i in positions],
+                                 tokens, token_first)
+        candidates = {i: _candidates_from_codes(*codes) for i, codes in zip(positions, sample_codes)}
+
+        result = {i: "string" for i in positions}
+        pending = [(i, cands) for i, cands in candidates.items() if cands]
+        if pending:
+            codes = _classify(con, source, [(f"c{i}", cands) for i, cands in pending], tokens,
+                              token_first)
+            for (i, _), (lo, hi) in zip(pending, codes):
+                result[i] = q.type_from_codes(lo, hi)
+        log.debug("inferred types for %s: %s", path.name, result)
+        return result
