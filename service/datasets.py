@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from service.db import session_scope
-from service.errors import Conflict, NotFound
+from service.errors import Conflict, IngestError, NotFound
 from service.ingest import ConvertResult, IngestSettings, convert_file, convert_records
 from service.models import Dataset, LakehouseTable, SyncRun, Tenant
 from service.runs import request_run
@@ -49,7 +49,20 @@ def _store_new(
     file_name = store.file_name_for(dataset_id)
     dest = store.path_for(file_name)
     try:
-        result: ConvertResult = convert(dest)
+        try:
+            result: ConvertResult = convert(dest)
+        except UnicodeEncodeError as exc:
+            # JSON escapes can spell lone surrogates (e.g. "\\ud800"), which are not text.
+            raise IngestError(
+                f"the data contains an unpaired Unicode surrogate ({exc.object[exc.start:exc.end]!r}); "
+                "text must be valid Unicode",
+                code="invalid_text",
+            ) from exc
+        bad = [c.name for c in result.columns if "\x00" in c.name]
+        if bad:
+            raise IngestError(
+                "column names may not contain NUL characters", code="invalid_column_name", details={"columns": bad}
+            )
         with session_scope() as session:
             dataset = Dataset(
                 id=dataset_id,

@@ -203,3 +203,13 @@ def test_openapi_is_generated_from_the_schemas(client):
     assert set(post["requestBody"]["content"]) == {"multipart/form-data", "application/json"}
     assert "SyncStatusResponse" in json.dumps(spec["components"]["schemas"])
     assert client.get("/api/docs").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("records", "code"),
+    [([{"k": "x\udaf2y"}], "invalid_text"), ([{"\udaf2": 1}], "invalid_text"), ([{"a\u0000b": 1}], "invalid_column_name")],
+)
+def test_records_that_are_not_storable_text_are_400(client, auth, leftovers, records, code):
+    before = leftovers()
+    assert_error(client.post("/api/v1/datasets", headers=auth, json={"name": "x", "records": records}), 400, code)
+    assert leftovers() == before
