@@ -135,7 +135,7 @@ def app(app_env):
     os.environ.update(app_env)
     from service import create_app
 
-    flask_app = create_app({"TESTING": True, **app_env})
+    flask_app = create_app({"TESTING": True})  # the rest comes from the environment set above
     return flask_app
 
 

@@ -5,7 +5,7 @@ import logging
 import re
 
 import sqlalchemy.exc
-from flask import Flask, current_app, jsonify
+from flask import Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from service.errors import APIError
@@ -24,10 +24,29 @@ def error_response(status: int, code: str, message: str, details=None):
     return response
 
 
+def _too_large():
+    config = current_app.config
+    if request.mimetype == "application/json":
+        limit = config["MAX_JSON_BODY_MB"]
+        return error_response(413, "payload_too_large", f"the JSON body exceeds the limit of {limit} MB (MAX_JSON_BODY_MB)",
+                              {"limit_mb": limit})
+    limits = {
+        "limit_mb": config["MAX_UPLOAD_MB"],
+        "max_form_parts": config["MAX_FORM_PARTS"],
+        "max_form_field_bytes": config["MAX_FORM_MEMORY_SIZE"],
+    }
+    return error_response(
+        413,
+        "payload_too_large",
+        f"the upload exceeds a limit: a body over {limits['limit_mb']} MB (MAX_UPLOAD_MB), more than "
+        f"{limits['max_form_parts']} form parts, or a form field over {limits['max_form_field_bytes']} bytes",
+        limits,
+    )
+
+
 def http_error(exc: HTTPException):
     if isinstance(exc, RequestEntityTooLarge):
-        limit = current_app.config["MAX_UPLOAD_MB"]
-        return error_response(413, "payload_too_large", f"the request body exceeds the limit of {limit} MB", {"limit_mb": limit})
+        return _too_large()
     details = {}
     data = getattr(exc, "data", None) or {}
     messages = data.get("messages")

@@ -72,7 +72,7 @@ def test_upload_over_the_size_limit_is_413(client, auth, leftovers):
     before = leftovers()
     big = b"a,b\n" + b"1234567890,1234567890\n" * (6 * 1024 * 1024 // 22)
     error = assert_error(upload(client, auth, big, "big.csv"), 413, "payload_too_large")
-    assert "5 MB" in error["message"]
+    assert "5 MB" in error["message"] and error["details"]["limit_mb"] == 5
     assert leftovers() == before
 
 
@@ -212,4 +212,21 @@ def test_openapi_is_generated_from_the_schemas(client):
 def test_records_that_are_not_storable_text_are_400(client, auth, leftovers, records, code):
     before = leftovers()
     assert_error(client.post("/api/v1/datasets", headers=auth, json={"name": "x", "records": records}), 400, code)
+    assert leftovers() == before
+
+
+def test_json_body_over_its_limit_is_413(client, auth, leftovers):
+    before = leftovers()
+    records = [{"payload": "x" * 1000}] * 3000  # about 3 MB; the test limit is 2 MB
+    assert_error(client.post("/api/v1/datasets", headers=auth, json={"name": "big", "records": records}),
+                 413, "payload_too_large")
+    assert leftovers() == before
+
+
+def test_too_many_multipart_parts_is_413(client, auth, leftovers):
+    before = leftovers()
+    data = {f"extra{i}": "x" for i in range(40)}
+    data["file"] = (io.BytesIO(b"a\n1\n"), "parts.csv")
+    response = client.post("/api/v1/datasets", headers=auth, data=data, content_type="multipart/form-data")
+    assert_error(response, 413, "payload_too_large")
     assert leftovers() == before

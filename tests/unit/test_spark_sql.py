@@ -107,15 +107,27 @@ def test_bad_plans_are_refused(plan, message):
         sql.silver_select(BRONZE, plan)
 
 
-def test_bronze_names_follow_the_local_target():
+def test_bronze_names_follow_the_local_target(tmp_path):
+    import datetime as dt
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from deltalake import DeltaTable
+
+    from service.lakehouse.base import BronzeSource, TableRef
+    from service.lakehouse.delta import DeltaTarget
+
     names = ["a", "A", "_dataset_id", "_DATASET_ID", "b"]
     expected = ["a", "A_2", "_dataset_id_2", "_DATASET_ID_3", "b"]
     assert sql.bronze_column_names(names) == expected
-    delta = pytest.importorskip("service.lakehouse.delta")
-    import pyarrow as pa
-
-    fields, _ = delta._bronze_fields(pa.schema([(n, pa.string()) for n in names]))
-    assert [f.name for f in fields] == expected
+    source = tmp_path / "source.parquet"
+    pq.write_table(pa.table({f"c{i}": ["x"] for i in range(len(names))}).rename_columns(names), source)
+    ref = TableRef("tenant_t", "bronze", "names")
+    result = DeltaTarget(tmp_path / "lake").write_bronze(
+        ref, BronzeSource("d1", source, "source.parquet", dt.datetime.now(dt.timezone.utc))
+    )
+    written = DeltaTable(result.location).schema().to_arrow().names
+    assert written[: len(names)] == expected
 
 
 # --- the rules, executed: Spark SQL on the emulator's DuckDB vs the local DuckDB rules ---
