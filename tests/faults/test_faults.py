@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import requests
 
 from tests.faults.conftest import REPORT, csv_with_duplicates, verify
@@ -165,3 +168,49 @@ def test_load_with_worker_killed_and_restarted(stack):
     line = verify(stack, "200 uploads / 20 clients, worker killed and restarted", accepted, final, sent=sent)
     assert sent == uploads and len(accepted) == uploads, line
     assert line["synced"] == uploads and line["duplicated"] == 0, str(line)
+
+
+def test_postgres_down_at_the_api(stack):
+    store = stack.root / "data" / "datasets"
+    files_before = sorted(store.glob("*.parquet"))
+    stack.pg.stop()
+    try:
+        response = stack.upload("pg_down", csv_with_duplicates(10, 0), timeout=30)
+        assert response.status_code == 503, response.text
+        assert response.json()["error"]["code"] == "database_unavailable"
+        listing = requests.get(f"{stack.base}/api/v1/datasets", headers=stack.auth, timeout=30)
+        assert listing.status_code == 503 and "Traceback" not in listing.text
+        ready = requests.get(f"{stack.base}/readyz", timeout=30)
+        assert ready.status_code == 503 and ready.json()["checks"]["postgres"].startswith("unavailable")
+        assert sorted(store.glob("*.parquet")) == files_before  # nothing half-stored
+    finally:
+        stack.pg.start()
+    dataset_id = _accepted(stack.upload("pg_back", csv_with_duplicates(10, 1)))
+    final = stack.wait_done([dataset_id])
+    line = verify(stack, "PostgreSQL down at the API (503), then back", {dataset_id: (11, 10)}, final, sent=2)
+    assert line["synced"] == 1
+
+
+@pytest.mark.skipif(shutil.which("chattr") is None, reason="needs chattr to make a directory unwritable")
+def test_unwritable_lakehouse_fails_then_resync_succeeds(stack):
+    """An immutable directory refuses writes even to root, like a read-only volume."""
+    bronze_dir = stack.root / "data" / "lakehouse" / "tenant_faults" / "bronze"
+    bronze_dir.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["chattr", "+i", str(bronze_dir)], check=True)
+    try:
+        dataset_id = _accepted(stack.upload("read_only_lake", csv_with_duplicates(50, 2)))
+        body = stack.wait_done([dataset_id])[dataset_id]
+        assert body["status"] == "failed", body
+        assert body["last_error"].startswith("bronze") and "TransientTargetError" in body["last_error"]
+        assert {s["step"]: s["attempts"] for s in body["runs"][0]["steps"]} == {"bronze": 3}
+        rows = requests.get(f"{stack.base}/api/v1/datasets/{dataset_id}/rows", headers=stack.auth, timeout=30).json()
+        assert rows["total"] == 52  # the local copy is intact
+    finally:
+        subprocess.run(["chattr", "-i", str(bronze_dir)], check=True)
+    response = requests.post(f"{stack.base}/api/v1/datasets/{dataset_id}/sync", headers=stack.auth, timeout=30)
+    assert response.status_code == 202, response.text
+    final = stack.wait_until(dataset_id, lambda b: b["status"] in ("synced", "failed") and len(b["runs"]) == 2, 120,
+                             "resync done")
+    line = verify(stack, "read-only lakehouse: failed with reason, then resynced", {dataset_id: (52, 50)},
+                  {dataset_id: final})
+    assert line["synced"] == 1, final
