@@ -27,12 +27,15 @@ log = logging.getLogger(__name__)
 
 # Rows classified before the full pass; only used to rule types out, never to decide one.
 SAMPLE_ROWS = 4096
+COLUMNS_PER_QUERY = 64
 
 ALL_CANDIDATES = frozenset(q.TYPE_CODES)
 
 
 def source_type_name(arrow_type: pa.DataType) -> str:
     """The logical type of a source column (same vocabulary as service.ingest.SourceColumn)."""
+    if pa.types.is_dictionary(arrow_type):  # an encoding, not a type (pandas categoricals)
+        return source_type_name(arrow_type.value_type)
     if _is_json(arrow_type):
         return "json"
     if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type) or \
@@ -95,15 +98,28 @@ def _candidates_from_codes(min_code, max_code) -> frozenset[str]:
 
 
 def _classify(con, source_sql: str, columns: list[tuple[str, frozenset[str]]],
-              tokens: list[str], token_first: set[str]) -> list[tuple]:
-    """(min code, max code) per column (an alias of ``source_sql``) over its rows."""
-    inner = ", ".join(
-        q.classify_expr(alias, sorted(cands), tokens, bool(cands & token_first))
-        + f" AS k{i}"
-        for i, (alias, cands) in enumerate(columns))
-    outer = ", ".join(f"min(k{i}), max(k{i})" for i in range(len(columns)))
-    row = con.execute(f"SELECT {outer} FROM (SELECT {inner} FROM {source_sql})").fetchall()[0]
-    return [(row[2 * i], row[2 * i + 1]) for i in range(len(columns))]
+              tokens: list[str], token_first: set[str], limit: int | None = None) -> list[tuple]:
+    """(min code, max code) per column (an alias of ``source_sql``) over its rows, or over
+    its first ``limit`` rows.
+
+    Wide files are done COLUMNS_PER_QUERY columns at a time, each query reading only its
+    own columns: every classified column costs DuckDB intermediate vectors per thread, and
+    reading hundreds of columns at once of a large row group exceeds memory_limit.
+    """
+    codes: list[tuple] = []
+    for start in range(0, len(columns), COLUMNS_PER_QUERY):
+        chunk = columns[start:start + COLUMNS_PER_QUERY]
+        selected = f"SELECT {', '.join(alias for alias, _ in chunk)} FROM {source_sql}"
+        if limit is not None:
+            selected += f" LIMIT {int(limit)}"
+        inner = ", ".join(
+            q.classify_expr(alias, sorted(cands), tokens, bool(cands & token_first))
+            + f" AS k{i}"
+            for i, (alias, cands) in enumerate(chunk))
+        outer = ", ".join(f"min(k{i}), max(k{i})" for i in range(len(chunk)))
+        row = con.execute(f"SELECT {outer} FROM (SELECT {inner} FROM ({selected}))").fetchall()[0]
+        codes += [(row[2 * i], row[2 * i + 1]) for i in range(len(chunk))]
+    return codes
 
 
 def infer_plan(parquet_path: Path | str, *, null_tokens: list[str] | None = None,
@@ -143,9 +159,8 @@ def _infer_string_types(path: Path, column_count: int, positions: list[int], tok
         aliases = ", ".join(f"c{i}" for i in range(column_count))
         source = f"read_parquet({q.quote_literal(str(path))}) AS src({aliases})"
 
-        sample = f"(SELECT * FROM {source} LIMIT {SAMPLE_ROWS})"
-        sample_codes = _classify(con, sample, [(f"c{i}", ALL_CANDIDATES) for i in positions],
-                                 tokens, token_first)
+        sample_codes = _classify(con, source, [(f"c{i}", ALL_CANDIDATES) for i in positions],
+                                 tokens, token_first, limit=SAMPLE_ROWS)
         candidates = {i: _candidates_from_codes(*codes) for i, codes in zip(positions, sample_codes)}
 
         result = {i: "string" for i in positions}

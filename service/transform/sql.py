@@ -10,6 +10,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterable, Sequence
 
 import duckdb
@@ -69,7 +70,8 @@ def settings_values(settings) -> tuple[str, int, str | None]:
 def connect(memory_limit: str = DEFAULT_MEMORY_LIMIT, threads: int = DEFAULT_THREADS,
             temp_dir: str | os.PathLike | None = None) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with bounded memory that can spill to temp_dir."""
-    con = duckdb.connect(":memory:")
+    # Everything needed is built in; never reach the network for an extension.
+    con = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False})
     con.execute(f"SET memory_limit = {quote_literal(str(memory_limit))}")
     con.execute(f"SET threads = {int(threads)}")
     if temp_dir is not None:
@@ -126,6 +128,28 @@ def cast_value(value_sql: str, type_name: str) -> str:
     return f"CAST({value_sql} AS {DUCKDB_TYPES[type_name]})"
 
 
+# Private work directories older than this are leftovers of a killed process.
+STALE_SECONDS = 6 * 3600
+
+
+def remove_stale(directory: str | os.PathLike, prefix: str) -> None:
+    """Delete ``prefix*`` entries of ``directory`` not modified for STALE_SECONDS."""
+    cutoff = time.time() - STALE_SECONDS
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return
+    for entry in entries:
+        try:
+            if entry.name.startswith(prefix) and entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                else:
+                    os.remove(entry.path)
+        except FileNotFoundError:
+            pass  # removed meanwhile by its owner or another cleaner
+
+
 @contextlib.contextmanager
 def spill_directory(base: str | os.PathLike | None):
     """A fresh directory for one connection's spill files, removed afterwards.
@@ -135,6 +159,7 @@ def spill_directory(base: str | os.PathLike | None):
     """
     if base is not None:
         os.makedirs(base, exist_ok=True)
+        remove_stale(base, "duckdb-")
     path = tempfile.mkdtemp(prefix="duckdb-", dir=base)
     try:
         yield path

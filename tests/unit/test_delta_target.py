@@ -113,6 +113,17 @@ def test_bronze_keeps_exact_values_and_adds_metadata(tmp_path, target):
     assert target.count_rows(BRONZE) == 4
 
 
+@pytest.mark.parametrize("ingested_at", [
+    dt.datetime(2024, 5, 6, 9, 8, 9, 123456, tzinfo=dt.timezone(dt.timedelta(hours=2))),
+    dt.datetime(2024, 5, 6, 7, 8, 9, 123456),  # naive: taken as UTC
+])
+def test_bronze_ingested_at_is_stored_in_utc(tmp_path, target, ingested_at):
+    src = write_parquet(tmp_path / "in.parquet", pa.table({"a": pa.array(["x"])}))
+    source = BronzeSource("ds-1", src, "f.csv", ingested_at)
+    target.write_bronze(BRONZE, source)
+    assert read(target.location(BRONZE)).column("_ingested_at").to_pylist() == [INGESTED]
+
+
 def test_bronze_twice_replaces_the_table(tmp_path, target):
     src = write_parquet(tmp_path / "in.parquet", CSV_LIKE)
     first = target.write_bronze(BRONZE, source_for(src))
@@ -459,3 +470,23 @@ def test_engine_errors_in_silver_are_mapped(tmp_path, target, monkeypatch):
     monkeypatch.setattr(delta_module.q, "connect", real_connect)
     # The earlier silver version is untouched by the failed attempt.
     assert target.count_rows(SILVER) == 5
+
+
+def test_leftovers_of_a_killed_write_are_cleaned_up(tmp_path, target):
+    src = write_parquet(tmp_path / "in.parquet", CSV_LIKE)
+    table_dir = target.location(BRONZE)
+    old_staging = os.path.join(table_dir, ".staging-dead")
+    fresh_staging = os.path.join(table_dir, ".staging-busy")
+    old_spill = os.path.join(target.temp_dir, "duckdb-dead")
+    for d in (old_staging, fresh_staging, old_spill):
+        os.makedirs(d)
+    long_ago = dt.datetime.now().timestamp() - 7 * 3600
+    os.utime(old_staging, (long_ago, long_ago))
+    os.utime(old_spill, (long_ago, long_ago))
+
+    target.write_bronze(BRONZE, source_for(src))
+    target.write_silver(BRONZE, SILVER, infer_plan(src, null_tokens=TOKENS))
+    assert not os.path.exists(old_staging)
+    assert os.path.exists(fresh_staging)  # may belong to a write still running
+    assert not os.path.exists(old_spill)
+    assert os.listdir(target.temp_dir) == []

@@ -169,3 +169,10 @@ def test_columns_differing_only_in_case_are_inferred_separately(tmp_path):
     plan = infer_plan(path, null_tokens=TOKENS)
     assert [(c.source_name, c.name, c.type) for c in plan.columns] == [
         ("ID", "id", "integer"), ("id", "id_2", "string"), ("Id", "id_3", "boolean")]
+
+
+def test_dictionary_encoded_strings_are_inferred(tmp_path):
+    path = tmp_path / "dict.parquet"
+    pq.write_table(pa.table({"n": pa.array(["1", "2", "1"]).dictionary_encode()}), path)
+    column = infer_plan(path, null_tokens=TOKENS).columns[0]
+    assert (column.type, column.source_type) == ("integer", "string")
