@@ -1,0 +1,1 @@
+"""Benchmarks of lakesync against single-pass peers (``make bench``)."""

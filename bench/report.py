@@ -1,0 +1,355 @@
+"""Goals, the Markdown table and the PNG chart of a benchmark's results.
+
+``goals`` and ``markdown`` run in the harness (no third-party imports); the chart runs in
+the peers venv, where matplotlib is: ``python -m bench.report chart RESULTS.json OUT.png``.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+MiB = 2**20
+PEER_TITLES = {"duckdb": "DuckDB CSV→Parquet", "pandas": "pandas read_csv→to_parquet", "dlt": "dlt arrow→Delta"}
+FILE_TITLES = {"big": "big", "huge": "4× big", "wide": "wide"}
+
+
+def _ratio(a, b):
+    return a / b if a is not None and b else None
+
+
+def _synced_s(ours: dict | None) -> float | None:
+    if not ours or ours.get("status") != "synced":
+        return None
+    return ours.get("upload_to_synced_s") or ours.get("synced_seen_s")
+
+
+def goals(r: dict) -> list[dict]:
+    """Each goal of the issue: measured value, limit, passed (None when not measured)."""
+    out: list[dict] = []
+
+    def add(goal: str, kind: str, value, limit: float, op: str, unit: str, detail: str = "") -> None:
+        passed = None if value is None else (value <= limit if op == "<=" else value >= limit)
+        out.append({"goal": goal, "kind": kind, "value": value, "limit": limit, "op": op, "unit": unit,
+                    "detail": detail, "passed": passed})
+
+    ours, peers = r.get("ours", {}), r.get("peers", {})
+    for label in ("big", "huge"):
+        o, p = ours.get(label), peers.get(label, {})
+        if not o and not p:
+            continue
+        rows = (r.get("data", {}).get(label) or {}).get("rows", 0)
+        name = f"{FILE_TITLES[label]} ({rows:,} rows)"
+        synced = _synced_s(o)
+        upload = o.get("upload_s") if o and o.get("upload_status") == 201 else None
+        dlt = (p.get("dlt") or {}).get("seconds")
+        duck = (p.get("duckdb") or {}).get("seconds")
+        add(f"{name}: upload start → synced ≤ dlt load", "time", _ratio(synced, dlt), 1.0, "<=", "×",
+            _pair(synced, dlt))
+        add(f"{name}: upload start → synced ≤ 3× DuckDB single pass", "time", _ratio(synced, duck), 3.0, "<=", "×",
+            _pair(synced, duck))
+        add(f"{name}: upload → 201 ≤ 1.5× DuckDB single pass", "time", _ratio(upload, duck), 1.5, "<=", "×",
+            _pair(upload, duck))
+    big, huge = ours.get("big"), ours.get("huge")
+    if big:
+        mem = big.get("memory", {})
+        add("big: worker peak RSS ≤ 1 GiB", "memory", mem.get("worker_peak_bytes", 0) / MiB or None, 1024, "<=",
+            "MiB")
+        add("big: API peak RSS ≤ 600 MiB", "memory", mem.get("api_peak_bytes", 0) / MiB or None, 600, "<=", "MiB")
+    if big and huge:
+        for role in ("worker", "api"):
+            a, b = big.get("memory", {}).get(f"{role}_peak_bytes"), huge.get("memory", {}).get(f"{role}_peak_bytes")
+            add(f"4× file raises the {role} peak by ≤ 20%", "memory", _ratio(b, a), 1.2, "<=", "×",
+                f"{b / MiB:.0f} vs {a / MiB:.0f} MiB" if a and b else "")
+    small = ours.get("small")
+    if small:
+        lat = small.get("upload_latency_s", {})
+        clients = small.get("clients")
+        add(f"small: upload p99 ≤ 250 ms ({clients} clients)", "latency",
+            lat.get("p99") * 1000 if lat.get("p99") is not None else None, 250, "<=", "ms")
+        add(f"small: upload p50 ≤ 50 ms ({clients} clients)", "latency",
+            lat.get("p50") * 1000 if lat.get("p50") is not None else None, 50, "<=", "ms")
+        add("small: ≥ 25 datasets synced/s sustained", "throughput", small.get("synced_per_s_sustained"), 25, ">=",
+            "/s", f"overall {small['synced_per_s_overall']:.1f}/s" if small.get("synced_per_s_overall") else "")
+    return out
+
+
+def _pair(a, b) -> str:
+    return f"{a:.1f} s vs {b:.1f} s" if a is not None and b is not None else ""
+
+
+# --------------------------------------------------------------------------- Markdown
+
+
+def _s(v, digits: int = 1) -> str:
+    return "–" if v is None else f"{v:.{digits}f} s"
+
+
+def _mib(v) -> str:
+    return "–" if not v else f"{v / MiB:,.0f} MiB"
+
+
+def _n(v) -> str:
+    return "–" if v is None else f"{v:,.0f}"
+
+
+def _ms(v) -> str:
+    return "–" if v is None else f"{v * 1000:,.0f} ms"
+
+
+def markdown(r: dict) -> str:
+    m = r.get("machine", {})
+    s = r.get("settings", {})
+    lines = [
+        f"# lakesync benchmark {r.get('name', '')}",
+        "",
+        f"{m.get('cpu_model', '?')}, {m.get('cores')} cores, {m.get('memory_bytes', 0) / 2**30:.0f} GiB; "
+        f"Python {m.get('python')}; commit {str(m.get('git_commit'))[:10]}; run {r.get('started_at')}, "
+        f"{r.get('duration_s', 0) / 60:.1f} min; load average at start "
+        f"{', '.join(f'{x:.1f}' for x in m.get('loadavg_at_start') or [])}.",
+        "",
+    ]
+    if not s.get("full"):
+        lines += ["**Not the full benchmark** (scaled down or partial): "
+                  f"rows={s.get('rows'):,}, skip_huge={s.get('skip_huge')}, only={s.get('only') or 'all'}.", ""]
+    ours, peers, data = r.get("ours", {}), r.get("peers", {}), r.get("data", {})
+    file_labels = [k for k in ("big", "huge", "wide") if k in ours or k in peers]
+    if file_labels:
+        lines += ["## Files: lakesync vs single-pass peers", "",
+                  "lakesync: from the start of the HTTP upload to `201` and to `synced` (bronze + silver + metadata); "
+                  "peers: one process each, imports excluded. Peak RSS: max `VmHWM` of any one process of the role.",
+                  "",
+                  "| file | tool | upload → 201 | → synced / total | rows/s | peak RSS | lakesync ÷ tool |",
+                  "| --- | --- | ---: | ---: | ---: | --- | ---: |"]
+        for label in file_labels:
+            d = data.get(label, {})
+            title = f"{FILE_TITLES[label]}: {d.get('rows', 0):,} rows × {d.get('columns', '?')} cols, " \
+                    f"{d.get('bytes', 0) / 1e6:,.0f} MB"
+            o = ours.get(label)
+            synced = _synced_s(o)
+            if o:
+                mem = o.get("memory", {})
+                status = "" if o.get("status") == "synced" else f" ({o.get('status') or o.get('upload_status')})"
+                lines.append(f"| {title} | **lakesync**{status} | {_s(o.get('upload_s'))} | {_s(synced)} | "
+                             f"{_n(o.get('rows_per_s_synced'))} | API {_mib(mem.get('api_peak_bytes'))}, worker "
+                             f"{_mib(mem.get('worker_peak_bytes'))} | |")
+                title = ""
+            for tool in ("duckdb", "pandas", "dlt"):
+                p = (peers.get(label) or {}).get(tool)
+                if not p:
+                    continue
+                if "error" in p:
+                    lines.append(f"| {title} | {PEER_TITLES[tool]} | | failed | | | |")
+                else:
+                    ratio = _ratio(synced, p["seconds"])
+                    lines.append(f"| {title} | {PEER_TITLES[tool]} | | {_s(p['seconds'])} | "
+                                 f"{_n(p['rows'] / p['seconds'])} | {_mib(p['peak_rss_bytes'])} | "
+                                 f"{'–' if ratio is None else f'{ratio:.2f}×'} |")
+                title = ""
+        lines.append("")
+        for label in file_labels:
+            o = ours.get(label)
+            if o and o.get("status") != "synced":
+                why = str(o.get("last_error") or o.get("error") or o.get("status")).strip().splitlines()[0]
+                lines += [f"lakesync did not sync the {FILE_TITLES[label]} file: {why[:300]}", ""]
+        ours_files = [k for k in file_labels if k in ours]
+        if ours_files:
+            lines += ["### Where lakesync's time goes", "",
+                      "queue: `201` → bronze starts; gaps: one step's end → the next one's start "
+                      "(server timestamps of the sync run). CPU: seconds used by each role's processes, start-up "
+                      "included. Load: the machine's 1-minute load average when the scenario ended.", "",
+                      "| file | upload → 201 | queue | bronze | gap | silver | gap | metadata | → synced | "
+                      "API CPU | worker CPU | rows ok | load |",
+                      "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |"]
+            for label in ours_files:
+                o = ours[label]
+                mem = o.get("memory", {})
+                ok = (o.get("checks") or {}).get("ok")
+                lines.append(f"| {FILE_TITLES[label]} | {_s(o.get('upload_s'))} | {_s(o.get('queue_s'), 2)} | "
+                             f"{_s(o.get('bronze_s'))} | {_s(o.get('gap_bronze_silver_s'), 2)} | "
+                             f"{_s(o.get('silver_s'))} | {_s(o.get('gap_silver_metadata_s'), 2)} | "
+                             f"{_s(o.get('metadata_s'), 2)} | {_s(_synced_s(o))} | "
+                             f"{_s(mem.get('api_cpu_s'))} | {_s(mem.get('worker_cpu_s'))} | "
+                             f"{'yes' if ok else 'no' if ok is False else '–'} | {_load(o)} |")
+            lines.append("")
+        dlt_rows = [(k, (peers.get(k) or {}).get("dlt", {}).get("stages")) for k in file_labels]
+        dlt_rows = [(k, st) for k, st in dlt_rows if st]
+        if dlt_rows:
+            lines += ["dlt's own stages: " + "; ".join(
+                f"{FILE_TITLES[k]}: extract {st['extract']:.1f} s, normalize {st['normalize']:.1f} s, "
+                f"load {st['load']:.1f} s" for k, st in dlt_rows), ""]
+    small = ours.get("small")
+    if small:
+        lat = small.get("upload_latency_s", {})
+        lines += [f"## Many small datasets: {small.get('accepted')} of {small.get('count')} uploads of "
+                  f"{small.get('rows_per_file')} rows accepted, {small.get('clients')} concurrent clients", "",
+                  "| upload p50 | p95 | p99 | max | uploads/s | all synced after | synced/s overall | "
+                  "synced/s sustained | failed | API peak | worker peak | load |",
+                  "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+                  f"| {_ms(lat.get('p50'))} | {_ms(lat.get('p95'))} | {_ms(lat.get('p99'))} | {_ms(lat.get('max'))} | "
+                  f"{small.get('uploads_per_s', 0):.1f} | {_s(small.get('all_synced_s'))} | "
+                  f"{small.get('synced_per_s_overall') or 0:.1f} | {small.get('synced_per_s_sustained') or 0:.1f} | "
+                  f"{small.get('failed')} | {_mib(small.get('memory', {}).get('api_peak_bytes'))} | "
+                  f"{_mib(small.get('memory', {}).get('worker_peak_bytes'))} | {_load(small)} |", "",
+                  "Per dataset (p50 / p95 / max):", "",
+                  "| queue (run created → bronze) | bronze → silver gap | silver → metadata gap | chain overhead | "
+                  "bronze | silver | metadata | upload → synced |",
+                  "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+                  "| " + " | ".join(_trio(small.get(k, {})) for k in (
+                      "queue_from_run_created_s", "gap_bronze_silver_s", "gap_silver_metadata_s", "chain_overhead_s",
+                      "bronze_s", "silver_s", "metadata_s", "upload_to_synced_s")) + " |", ""]
+    gl = r.get("goals") or []
+    if gl:
+        lines += ["## Goals", "", "| goal | measured | target | result |", "| --- | ---: | ---: | --- |"]
+        for g in gl:
+            value = "not measured" if g["value"] is None else f"{g['value']:,.2f} {g['unit']}"
+            if g.get("detail"):
+                value += f" ({g['detail']})"
+            result = {True: "pass", False: "**FAIL**", None: "–"}[g["passed"]]
+            lines.append(f"| {g['goal']} | {value} | {g['op']} {g['limit']:g} {g['unit']} | {result} |")
+        lines.append("")
+    for which, prof in (r.get("profiles") or {}).items():
+        how = "a separate run" if prof.get("run") else "sampled during the measured run"
+        lines += [f"py-spy profile ({which}, {how}): `{prof['file']}`.", ""]
+    phases = r.get("phases") or {}
+    if phases:
+        lines += ["Phases: " + ", ".join(f"{k} {v:.0f} s" for k, v in phases.items()), ""]
+    return "\n".join(lines)
+
+
+def _load(o: dict) -> str:
+    load = o.get("loadavg_after")
+    return f"{load[0]:.1f}" if load else "–"
+
+
+def _trio(d: dict) -> str:
+    if not d or not d.get("n"):
+        return "–"
+    return f"{d['p50'] * 1000:,.0f} / {d['p95'] * 1000:,.0f} / {d['max'] * 1000:,.0f} ms"
+
+
+# --------------------------------------------------------------------------- chart
+
+
+def chart(results_path: Path, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    r = json.loads(Path(results_path).read_text())
+    ours, peers, data = r.get("ours", {}), r.get("peers", {}), r.get("data", {})
+    labels = [k for k in ("big", "huge", "wide") if k in ours or k in peers]
+    small = ours.get("small")
+    nrows = len(labels) + (1 if small else 0)
+    if not nrows:
+        return
+    fig, axes = plt.subplots(nrows, 2, figsize=(13, 3.2 * nrows + 0.6), squeeze=False)
+    stage_colors = {"upload → 201": "#1f77b4", "queue + gaps": "#c7c7c7", "bronze": "#ff7f0e", "silver": "#2ca02c",
+                    "metadata": "#9467bd"}
+    peer_colors = {"duckdb": "#8c564b", "pandas": "#e377c2", "dlt": "#17becf"}
+    for row, label in enumerate(labels):
+        d = data.get(label, {})
+        title = f"{FILE_TITLES[label]}: {d.get('rows', 0):,} rows × {d.get('columns')} cols, " \
+                f"{d.get('bytes', 0) / 1e6:,.0f} MB"
+        ax_t, ax_m = axes[row]
+        names, o = [], ours.get(label)
+        y = 0
+        if o and o.get("status") == "synced":
+            gaps = sum(v or 0 for v in (o.get("queue_s"), o.get("gap_bronze_silver_s"), o.get("gap_silver_metadata_s")))
+            parts = {"upload → 201": o.get("upload_s"), "queue + gaps": gaps, "bronze": o.get("bronze_s"),
+                     "silver": o.get("silver_s"), "metadata": o.get("metadata_s")}
+            left = 0.0
+            for part, value in parts.items():
+                value = max(value or 0, 0)
+                ax_t.barh(y, value, left=left, color=stage_colors[part], label=part if row == 0 else None)
+                left += value
+            ax_t.text(left, y, f" {left:.1f} s", va="center", fontsize=8)
+            names.append("lakesync")
+            y += 1
+        elif o:
+            # Not synced: show how far it got instead of leaving the row out.
+            reached = o.get("upload_to_synced_s") or o.get("synced_seen_s") or o.get("upload_s") or 0
+            ax_t.barh(y, reached, color="#d62728", hatch="//", alpha=0.6)
+            what = o.get("last_error") or o.get("error") or o.get("status") or "failed"
+            ax_t.text(0, y, f" {o.get('status') or 'failed'} after {reached:.1f} s: {str(what)[:45]}",
+                      va="center", ha="left", fontsize=7, color="black", clip_on=True,
+                      bbox={"facecolor": "white", "alpha": 0.8, "linewidth": 0})
+            names.append("lakesync")
+            y += 1
+        for tool in ("duckdb", "pandas", "dlt"):
+            p = (peers.get(label) or {}).get(tool)
+            if p and "seconds" in p:
+                ax_t.barh(y, p["seconds"], color=peer_colors[tool])
+                ax_t.text(p["seconds"], y, f" {p['seconds']:.1f} s", va="center", fontsize=8)
+                names.append(PEER_TITLES[tool])
+                y += 1
+        ax_t.set_yticks(range(len(names)), names, fontsize=8)
+        ax_t.invert_yaxis()
+        ax_t.set_xlabel("seconds")
+        ax_t.set_title(f"{title}: time", fontsize=9)
+        ax_t.margins(x=0.15)
+        mem_names, mem_vals, mem_cols = [], [], []
+        if o and o.get("memory"):
+            for role, color in (("api", "#1f77b4"), ("worker", "#ff7f0e")):
+                mem_names.append(f"lakesync {role}")
+                mem_vals.append(o["memory"].get(f"{role}_peak_bytes", 0) / MiB)
+                mem_cols.append(color)
+        for tool in ("duckdb", "pandas", "dlt"):
+            p = (peers.get(label) or {}).get(tool)
+            if p and "peak_rss_bytes" in p:
+                mem_names.append(PEER_TITLES[tool])
+                mem_vals.append(p["peak_rss_bytes"] / MiB)
+                mem_cols.append(peer_colors[tool])
+        ax_m.barh(range(len(mem_vals)), mem_vals, color=mem_cols)
+        for i, v in enumerate(mem_vals):
+            ax_m.text(v, i, f" {v:,.0f}", va="center", fontsize=8)
+        ax_m.set_yticks(range(len(mem_names)), mem_names, fontsize=8)
+        ax_m.invert_yaxis()
+        ax_m.set_xlabel("peak RSS, MiB (max over one role's processes)")
+        ax_m.set_title(f"{title}: memory", fontsize=9)
+        ax_m.margins(x=0.15)
+    if small:
+        ax_l, ax_s = axes[-1]
+        lat = small.get("upload_latency_s", {})
+        keys = ["p50", "p95", "p99", "max"]
+        vals = [(lat.get(k) or 0) * 1000 for k in keys]
+        ax_l.bar(keys, vals, color="#1f77b4")
+        for x, (k, v) in enumerate(zip(keys, vals)):
+            ax_l.text(x, v, f"{v:,.0f}", ha="center", va="bottom", fontsize=8)
+        ax_l.axhline(250, color="red", ls="--", lw=1, label="p99 goal 250 ms")
+        ax_l.axhline(50, color="orange", ls="--", lw=1, label="p50 goal 50 ms")
+        ax_l.set_ylabel("ms")
+        ax_l.legend(fontsize=7)
+        ax_l.set_title(f"{small.get('accepted')} small uploads, {small.get('clients')} clients: upload latency",
+                       fontsize=9)
+        series = small.get("synced_series") or []
+        if series:
+            ax_s.plot([t for t, _, _ in series], [n for _, n, _ in series], color="#2ca02c")
+        ax_s.set_xlabel("seconds since the first upload")
+        ax_s.set_ylabel("datasets synced")
+        rate = small.get("synced_per_s_sustained") or 0
+        ax_s.set_title(f"synced over time ({rate:.1f}/s sustained; goal 25/s)", fontsize=9)
+    fig.suptitle(f"lakesync vs peers — {r.get('name', '')}", y=0.995, fontsize=11)
+    top = 1 - 0.6 / fig.get_figheight()
+    handles, names = axes[0][0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, names, loc="upper center", ncol=len(names), fontsize=8,
+                   bbox_to_anchor=(0.5, 1 - 0.3 / fig.get_figheight()), frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, top))
+    fig.savefig(out, dpi=110)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) == 3 and argv[0] == "chart":
+        chart(Path(argv[1]), Path(argv[2]))
+        return 0
+    if len(argv) == 2 and argv[0] == "markdown":
+        print(markdown(json.loads(Path(argv[1]).read_text())))
+        return 0
+    print("usage: python -m bench.report chart RESULTS.json OUT.png | markdown RESULTS.json", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
