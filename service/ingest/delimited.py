@@ -45,6 +45,14 @@ if csv.field_size_limit() < FIELD_LIMIT:
 
 # Rows per Parquet row group, for both writers.
 ROW_GROUP_ROWS = 122_880
+# A row group is buffered whole before it is written: bound it by cells, not rows, so a
+# file of hundreds of columns stays inside the DuckDB memory limit.
+ROW_GROUP_CELLS = 1_000_000
+MIN_ROW_GROUP_ROWS = 2_048
+
+
+def row_group_rows(columns: int) -> int:
+    return max(MIN_ROW_GROUP_ROWS, min(ROW_GROUP_ROWS, ROW_GROUP_CELLS // max(1, columns)))
 DUCKDB_MAX_LINE = 2_000_000  # DuckDB's default max_line_size
 
 # An unquoted field can never contain a newline, so this null string never matches: every
@@ -252,7 +260,8 @@ def _duckdb_copy(
     # time than they save and zstd already compresses repeated values well.
     sql = (
         f"COPY (SELECT * FROM {source}) TO {sql_string(str(out))} "
-        f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP_ROWS}, DICTIONARY_SIZE_LIMIT 1)"
+        f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {row_group_rows(len(layout.names))}, "
+        "DICTIONARY_SIZE_LIMIT 1)"
     )
     with connect(settings) as con:
         return int(con.execute(sql).fetchone()[0])

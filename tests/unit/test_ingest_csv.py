@@ -296,3 +296,23 @@ def test_output_is_replaced_atomically_and_sized(tmp_path):
     out = tmp_path / "out"
     assert [p.name for p in out.iterdir()] == ["data.parquet"]
     assert result.size_bytes == (out / "data.parquet").stat().st_size > 0
+
+
+def test_wide_files_get_row_groups_bounded_by_cells(tmp_path):
+    """500 columns: row groups stay small enough to buffer inside the DuckDB memory limit."""
+    import pyarrow.parquet as pq
+
+    from service.ingest import convert_file
+    from service.ingest.delimited import row_group_rows
+
+    columns, rows = 500, 5000
+    src = tmp_path / "wide.csv"
+    with open(src, "w") as fh:
+        fh.write(",".join(f"c{i}" for i in range(columns)) + "\n")
+        for r in range(rows):
+            fh.write(",".join(str(r * i) for i in range(columns)) + "\n")
+    result = convert_file(src, tmp_path / "wide.parquet", file_name="wide.csv")
+    meta = pq.ParquetFile(tmp_path / "wide.parquet").metadata
+    assert result.row_count == rows and meta.num_columns == columns
+    assert max(meta.row_group(i).num_rows for i in range(meta.num_row_groups)) <= row_group_rows(columns) == 2048
+    assert row_group_rows(8) == 122_880
