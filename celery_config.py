@@ -1,6 +1,8 @@
 """Celery settings. The broker URL comes from REDIS_URL (see service.config)."""
 import os
 
+from kombu import Queue
+
 # Late acknowledgement: a message is acknowledged only when its task finishes, so a
 # worker that dies mid-step leaves the message to be delivered again.
 task_acks_late = True
@@ -35,3 +37,12 @@ task_track_started = True
 timezone = "UTC"
 enable_utc = True
 worker_hijack_root_logger = False
+
+# A chain's later steps get their own queue, consumed alongside the default one, so a
+# started sync finishes instead of waiting behind every upload queued after it.
+task_default_queue = "celery"
+task_queues = (Queue("celery"), Queue("sync.continue"))
+task_routes = {
+    "sync.silver": {"queue": "sync.continue"},
+    "sync.metadata": {"queue": "sync.continue"},
+}
