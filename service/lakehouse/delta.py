@@ -58,6 +58,11 @@ BRONZE_META = ("_dataset_id", "_ingested_at", "_source_file")
 SILVER_META = ("_dataset_id", "_ingested_at")
 UTC_US = pa.timestamp("us", tz="UTC")
 
+# Row groups above this size (uncompressed) make the local file unfit as a data file; it
+# is then rewritten with row groups of about the target size.
+BRONZE_MAX_ROW_GROUP_BYTES = 64 << 20
+BRONZE_TARGET_ROW_GROUP_BYTES = 16 << 20
+
 # Field metadata key naming the source column of a bronze column that had to be renamed.
 SOURCE_NAME_KEY = "lakesync.source_name"
 
@@ -74,7 +79,9 @@ _OS_ERROR_CODE = re.compile(r"os error (\d+)|Os \{ code: (\d+)")
 # encoding is kept for columns with few distinct values per row group (up to 4096
 # entries, against a default of ROW_GROUP_SIZE/5): building a dictionary for a
 # high-cardinality column only to abandon it took about a fifth of the write time.
-SILVER_PARQUET_OPTIONS = "FORMAT parquet, COMPRESSION snappy, DICTIONARY_SIZE_LIMIT 4096"
+# The writer buffers a whole row group, so wide tables get row groups capped in bytes.
+SILVER_PARQUET_OPTIONS = ("FORMAT parquet, COMPRESSION snappy, DICTIONARY_SIZE_LIMIT 4096, "
+                          "ROW_GROUP_SIZE_BYTES '32MB'")
 
 
 class DeltaTarget(LakehouseTarget):
@@ -131,6 +138,10 @@ class DeltaTarget(LakehouseTarget):
             physical = {column.path: column.physical_type for column in metadata.schema}
 
             fields, copy_as_is = _bronze_fields(arrow_schema, physical)
+            groups = [metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups)]
+            # DuckDB holds a whole row group's pages while scanning it and gives it to one
+            # thread: row groups far larger than usual (a very wide file) are rewritten.
+            copy_as_is = copy_as_is and max(groups, default=0) <= BRONZE_MAX_ROW_GROUP_BYTES
             meta_fields = [pa.field("_dataset_id", pa.string()), pa.field("_ingested_at", UTC_US),
                            pa.field("_source_file", pa.string())]
             table_schema = pa.schema(fields + meta_fields)
@@ -149,7 +160,10 @@ class DeltaTarget(LakehouseTarget):
                 if copy_as_is:
                     shutil.copyfile(src, staged)
                 else:
-                    _rewrite_parquet(src, staged, pa.schema(fields))
+                    row_bytes = sum(groups) / max(1, metadata.num_rows)
+                    rows_per_group = int(BRONZE_TARGET_ROW_GROUP_BYTES / max(1.0, row_bytes))
+                    _rewrite_parquet(src, staged, pa.schema(fields),
+                                     rows_per_group=min(max(rows_per_group, 1024), 122_880))
                 rows = pq.read_metadata(staged).num_rows
                 adds = _publish(path, [staged])
                 _commit(path, delta_schema, adds, partition_by=list(BRONZE_META),
@@ -169,9 +183,11 @@ class DeltaTarget(LakehouseTarget):
                     contextlib.closing(q.connect(self.duckdb_memory_limit, self.duckdb_threads,
                                                  spill)) as con:
                 scan = _bronze_scan(con, table, bronze_path)
-                query, schema_query = _silver_query(con, plan, scan)
-                schema = con.sql(schema_query).to_arrow_table().schema
+                silver_sql = _silver_sql(con, plan, scan)
+                empty = silver_sql.over(silver_sql.select) + " LIMIT 0"
+                schema = con.sql(empty).to_arrow_table().schema
                 delta_schema = DeltaSchema.from_arrow(_nullable(schema))
+                query = silver_sql.over(_dedup_sql(con, silver_sql.select, len(plan.columns)))
                 with _staging(path) as staging:
                     out_file = os.path.join(staging, "data.parquet")
                     # One output file: DuckDB still encodes row groups on all threads, and
@@ -290,12 +306,15 @@ def _bronze_fields(schema: pa.Schema,
     return fields, copyable and not renamed
 
 
-def _rewrite_parquet(src: Path, dest: str, schema: pa.Schema) -> None:
-    """Copy ``src`` to ``dest`` batch by batch with the bronze names and types."""
-    pf = pq.ParquetFile(src)
+def _rewrite_parquet(src: Path, dest: str, schema: pa.Schema, *, rows_per_group: int) -> None:
+    """Copy ``src`` to ``dest`` batch by batch with the bronze names and types, one row
+    group per batch."""
+    # Unbuffered, single-threaded reading keeps memory near one batch plus the pages
+    # being decoded.
+    pf = pq.ParquetFile(src, pre_buffer=False, buffer_size=1 << 16)
     try:
         with pq.ParquetWriter(dest, schema, compression="snappy") as writer:
-            for batch in pf.iter_batches(batch_size=64 * 1024):
+            for batch in pf.iter_batches(batch_size=rows_per_group, use_threads=False):
                 columns = [_to_delta_array(column, field.type)
                            for column, field in zip(batch.columns, schema)]
                 writer.write_batch(pa.RecordBatch.from_arrays(columns, schema=schema))
@@ -558,10 +577,8 @@ def _tokens_castable(con: duckdb.DuckDBPyConnection, tokens: list[str]) -> set[s
     return {name for name, hit in zip(types, row) if hit}
 
 
-def _silver_query(con: duckdb.DuckDBPyConnection, plan: SilverPlan,
-                  scan: _BronzeScan) -> tuple[str, str]:
-    """The silver query (plan applied, duplicate rows removed) and a query with the same
-    result columns that returns no rows."""
+def _silver_sql(con: duckdb.DuckDBPyConnection, plan: SilverPlan, scan: _BronzeScan) -> "_SilverSQL":
+    """The plan applied to the bronze rows, in SQL."""
     tokens = list(plan.null_tokens)
     token_first = _tokens_castable(con, tokens)
     inner, outer = [], []
@@ -592,13 +609,44 @@ def _silver_query(con: duckdb.DuckDBPyConnection, plan: SilverPlan,
     carried = [q.quote_ident(m) for m in SILVER_META if m not in constant]
     select = (f"SELECT {', '.join(outer + carried)} "
               f"FROM (SELECT {', '.join(inner + carried)} FROM {scan.sql})")
-    deduped = f"SELECT DISTINCT * FROM ({select})"
     order = ", ".join(q.quote_ident(c.name) for c in plan.columns)
     meta = ", ".join(f"{constant[m]} AS {q.quote_ident(m)}" if m in constant else q.quote_ident(m)
                      for m in SILVER_META)
-    query = f"SELECT {order}, {meta} FROM ({deduped})"
-    empty = f"SELECT {order}, {meta} FROM ({select}) LIMIT 0"
-    return query, empty
+    return _SilverSQL(select=select, columns=f"{order}, {meta}")
+
+
+@dataclass
+class _SilverSQL:
+    select: str  # the plan applied to every bronze row (constant metadata left out)
+    columns: str  # the silver columns in order, constant metadata as literals
+
+    def over(self, body: str) -> str:
+        return f"SELECT {self.columns} FROM ({body})"
+
+
+# Rows of more columns than this are deduplicated by row hash first (see _dedup_sql).
+WIDE_TABLE_COLUMNS = 64
+_ROW_HASH = "__lakesync_row_hash"
+
+
+def _dedup_sql(con: duckdb.DuckDBPyConnection, select: str, column_count: int) -> str:
+    """SQL for the distinct rows of ``select``.
+
+    A plain DISTINCT is one pass and the fastest, but its hash table holds whole rows,
+    and with hundreds of columns it does not fit in memory_limit even when spilling. Wide
+    rows are therefore hashed first: rows whose hash occurs once are certainly unique and
+    pass straight through; only rows sharing a hash go through an exact DISTINCT.
+    """
+    if column_count <= WIDE_TABLE_COLUMNS:
+        return f"SELECT DISTINCT * FROM ({select})"
+    hashed = f"SELECT *, hash(*COLUMNS(*)) AS {_ROW_HASH} FROM ({select})"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE shared_hashes AS SELECT {_ROW_HASH} AS h "
+                f"FROM ({hashed}) GROUP BY ALL HAVING count(*) > 1").fetchall()
+    return (f"SELECT * EXCLUDE ({_ROW_HASH}) FROM ({hashed}) "
+            f"WHERE {_ROW_HASH} NOT IN (SELECT h FROM shared_hashes) "
+            f"UNION ALL "
+            f"SELECT DISTINCT * EXCLUDE ({_ROW_HASH}) FROM ({hashed}) "
+            f"WHERE {_ROW_HASH} IN (SELECT h FROM shared_hashes)")
 
 
 def _typed_from_string(col: str, type_name: str, tokens: list[str], token_first: bool) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow as pa
@@ -97,27 +98,73 @@ def _candidates_from_codes(min_code, max_code) -> frozenset[str]:
     return frozenset()
 
 
+def _run_all(con, statements: list[str], workers: int) -> list[list[tuple]]:
+    """The results of ``statements``, run on up to ``workers`` connections side by side.
+
+    DuckDB gives each row group to one thread, so a file with a single huge row group
+    (a wide file) keeps every core busy only when queries on different columns run at
+    the same time."""
+    if workers <= 1 or len(statements) <= 1:
+        return [con.execute(sql).fetchall() for sql in statements]
+
+    def run(sql: str) -> list[tuple]:
+        with contextlib.closing(con.cursor()) as cursor:
+            return cursor.execute(sql).fetchall()
+
+    with ThreadPoolExecutor(max_workers=min(workers, len(statements))) as pool:
+        return list(pool.map(run, statements))
+
+
+def _chunks(items: list, size: int = 0) -> list[list]:
+    size = size or COLUMNS_PER_QUERY
+    return [items[start:start + size] for start in range(0, len(items), size)]
+
+
+def _sample_candidates(con, source_sql: str, positions: list[int], tokens: list[str],
+                       token_first: set[str], workers: int) -> dict[int, frozenset[str]]:
+    """The types still possible for each string column after its first SAMPLE_ROWS values.
+
+    The sample is unpivoted into (column, value) rows and classified by a single
+    expression: one classification expression per column would make planning, not
+    data, the cost on files with hundreds of columns.
+    """
+    # A plain (not TEMP) table: the other connections of _run_all see it.
+    con.execute("CREATE OR REPLACE TABLE sample_values (col INTEGER, v VARCHAR)").fetchall()
+    inserts = []
+    for chunk in _chunks(positions):
+        values = ", ".join(f"c{i}" for i in chunk)
+        numbers = ", ".join(str(i) for i in chunk)
+        inserts.append(f"INSERT INTO sample_values SELECT unnest([{numbers}]), unnest([{values}]) "
+                       f"FROM (SELECT {values} FROM {source_sql} LIMIT {SAMPLE_ROWS})")
+    _run_all(con, inserts, workers)
+    expr = q.classify_expr("v", sorted(ALL_CANDIDATES), tokens, bool(token_first))
+    rows = con.execute(f"SELECT col, min(k), max(k) FROM (SELECT col, {expr} AS k "
+                       f"FROM sample_values) GROUP BY col").fetchall()
+    con.execute("DROP TABLE sample_values").fetchall()
+    codes = {col: (lo, hi) for col, lo, hi in rows}
+    return {i: _candidates_from_codes(*codes.get(i, (None, None))) for i in positions}
+
+
 def _classify(con, source_sql: str, columns: list[tuple[str, frozenset[str]]],
-              tokens: list[str], token_first: set[str], limit: int | None = None) -> list[tuple]:
-    """(min code, max code) per column (an alias of ``source_sql``) over its rows, or over
-    its first ``limit`` rows.
+              tokens: list[str], token_first: set[str], workers: int) -> list[tuple]:
+    """(min code, max code) per column (an alias of ``source_sql``) over all its rows.
 
     Wide files are done COLUMNS_PER_QUERY columns at a time, each query reading only its
     own columns: every classified column costs DuckDB intermediate vectors per thread, and
     reading hundreds of columns at once of a large row group exceeds memory_limit.
     """
-    codes: list[tuple] = []
-    for start in range(0, len(columns), COLUMNS_PER_QUERY):
-        chunk = columns[start:start + COLUMNS_PER_QUERY]
+    statements = []
+    for chunk in _chunks(columns):
         selected = f"SELECT {', '.join(alias for alias, _ in chunk)} FROM {source_sql}"
-        if limit is not None:
-            selected += f" LIMIT {int(limit)}"
         inner = ", ".join(
             q.classify_expr(alias, sorted(cands), tokens, bool(cands & token_first))
             + f" AS k{i}"
             for i, (alias, cands) in enumerate(chunk))
         outer = ", ".join(f"min(k{i}), max(k{i})" for i in range(len(chunk)))
-        row = con.execute(f"SELECT {outer} FROM (SELECT {inner} FROM ({selected}))").fetchall()[0]
+        statements.append(f"SELECT {outer} FROM (SELECT {inner} FROM ({selected}))")
+    codes: list[tuple] = []
+    for chunk, rows in zip(_chunks(columns), _run_all(con, statements, workers)):
+        row = rows[0]
         codes += [(row[2 * i], row[2 * i + 1]) for i in range(len(chunk))]
     return codes
 
@@ -159,15 +206,13 @@ def _infer_string_types(path: Path, column_count: int, positions: list[int], tok
         aliases = ", ".join(f"c{i}" for i in range(column_count))
         source = f"read_parquet({q.quote_literal(str(path))}) AS src({aliases})"
 
-        sample_codes = _classify(con, source, [(f"c{i}", ALL_CANDIDATES) for i in positions],
-                                 tokens, token_first, limit=SAMPLE_ROWS)
-        candidates = {i: _candidates_from_codes(*codes) for i, codes in zip(positions, sample_codes)}
+        candidates = _sample_candidates(con, source, positions, tokens, token_first, threads)
 
         result = {i: "string" for i in positions}
         pending = [(i, cands) for i, cands in candidates.items() if cands]
         if pending:
             codes = _classify(con, source, [(f"c{i}", cands) for i, cands in pending], tokens,
-                              token_first)
+                              token_first, threads)
             for (i, _), (lo, hi) in zip(pending, codes):
                 result[i] = q.type_from_codes(lo, hi)
         log.debug("inferred types for %s: %s", path.name, result)

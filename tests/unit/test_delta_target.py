@@ -490,3 +490,32 @@ def test_leftovers_of_a_killed_write_are_cleaned_up(tmp_path, target):
     assert os.path.exists(fresh_staging)  # may belong to a write still running
     assert not os.path.exists(old_spill)
     assert os.listdir(target.temp_dir) == []
+
+
+def test_wide_tables_are_deduplicated_exactly(tmp_path, target):
+    n_columns = delta_module.WIDE_TABLE_COLUMNS + 6
+    rows = [[f"v{r}_{c}" for c in range(n_columns)] for r in range(40)]
+    rows.append(list(rows[3]))  # an exact duplicate
+    rows.append([" " + v + " " for v in rows[5]])  # a duplicate once trimmed
+    rows.append(list(rows[7][:-1]) + ["other"])  # differs in one column only
+    table = pa.table({f"c{c}": pa.array([row[c] for row in rows]) for c in range(n_columns)})
+    _, result = write_both(tmp_path, target, table)
+    assert (result.row_count, result.duplicates_removed) == (41, 2)
+    silver = read(result.location)
+    assert silver.num_rows == 41
+    got = {tuple(r[f"c{c}"] for c in range(n_columns)) for r in silver.to_pylist()}
+    assert got == {tuple(row) for row in rows[:40]} | {tuple(rows[-1])}
+
+
+def test_huge_row_groups_are_rewritten_smaller(tmp_path, target, monkeypatch):
+    monkeypatch.setattr(delta_module, "BRONZE_MAX_ROW_GROUP_BYTES", 1024)
+    monkeypatch.setattr(delta_module, "BRONZE_TARGET_ROW_GROUP_BYTES", 1)
+    table = pa.table({"a": pa.array([str(i) for i in range(5000)]),
+                      "b": pa.array([f"x{i}" for i in range(5000)])})
+    src = tmp_path / "in.parquet"
+    pq.write_table(table, src, row_group_size=5000)
+    result = target.write_bronze(BRONZE, source_for(src))
+    (data_file,) = data_files(result.location)
+    metadata = pq.read_metadata(os.path.join(result.location, data_file))
+    assert metadata.num_row_groups == 5  # 1024-row groups, the smallest allowed
+    assert read(result.location).select(["a", "b"]).to_pylist() == table.to_pylist()

@@ -176,3 +176,18 @@ def test_dictionary_encoded_strings_are_inferred(tmp_path):
     pq.write_table(pa.table({"n": pa.array(["1", "2", "1"]).dictionary_encode()}), path)
     column = infer_plan(path, null_tokens=TOKENS).columns[0]
     assert (column.type, column.source_type) == ("integer", "string")
+
+
+def test_wide_files_are_inferred_in_column_chunks(tmp_path):
+    from service.transform.inference import COLUMNS_PER_QUERY
+
+    kinds = {"i": ["1", "-2"], "d": ["1.5", "2"], "b": ["true", "FALSE"], "t": ["2024-01-01", ""],
+             "s": ["x", "1"]}
+    columns = {}
+    for n in range(COLUMNS_PER_QUERY * 2 + 3):
+        kind = "idbts"[n % 5]
+        columns[f"{kind}{n}"] = kinds[kind]
+    path = write_strings(tmp_path, columns)
+    plan = infer_plan(path, null_tokens=TOKENS, settings={"duckdb_threads": 2})
+    expected = {"i": "integer", "d": "double", "b": "boolean", "t": "date", "s": "string"}
+    assert [c.type for c in plan.columns] == [expected[name[0]] for name in columns]
