@@ -39,6 +39,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from service.lakehouse import spark_sql as sql
+from service.lakehouse.delta import storable_type
 from service.lakehouse.base import (
     BronzeSource,
     LakehouseTarget,
@@ -488,35 +489,14 @@ class DatabricksTarget(LakehouseTarget):
 
 
 def spark_compatible_type(t: pa.DataType) -> pa.DataType:
-    """A Parquet type Spark reads into a Delta column holding every value of ``t`` (the
-    types the local target stores, so "source" columns get the same silver types)."""
-    if pa.types.is_dictionary(t):
-        return spark_compatible_type(t.value_type)
-    if isinstance(t, pa.BaseExtensionType):  # e.g. JSON text
-        return spark_compatible_type(t.storage_type)
-    if pa.types.is_uint8(t):
-        return pa.int16()
-    if pa.types.is_uint16(t):
-        return pa.int32()
-    if pa.types.is_uint32(t):
-        return pa.int64()
-    if pa.types.is_uint64(t):
-        return pa.decimal128(20, 0)
-    if pa.types.is_float16(t):
-        return pa.float32()
-    if pa.types.is_timestamp(t):
-        # Spark reads neither nanoseconds nor non-UTC zones from Parquet.
-        return pa.timestamp("us", tz=None if t.tz is None else "UTC")
-    if pa.types.is_date64(t):
-        return pa.date32()
-    if pa.types.is_large_string(t) or pa.types.is_string_view(t):
+    """A Parquet type Spark reads into a Delta column holding every value of ``t``: the
+    local target's storable type (so "source" columns get the same silver types), with
+    Spark's plain string and binary instead of the large variants."""
+    t = storable_type(t)
+    if pa.types.is_large_string(t):
         return pa.string()
-    if pa.types.is_large_binary(t) or pa.types.is_binary_view(t) or pa.types.is_fixed_size_binary(t):
+    if pa.types.is_large_binary(t):
         return pa.binary()
-    if pa.types.is_null(t) or pa.types.is_time(t) or pa.types.is_duration(t) or pa.types.is_interval(t):
-        return pa.string()
-    if pa.types.is_decimal(t) and t.precision > 38:
-        return pa.string()
     return t
 
 

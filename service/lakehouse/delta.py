@@ -243,10 +243,10 @@ def _is_copyable(arrow_type: pa.DataType, physical_type: str | None) -> bool:
     return False
 
 
-def _delta_type(t: pa.DataType) -> pa.DataType:
+def storable_type(t: pa.DataType) -> pa.DataType:
     """A type Delta can store that holds every value of ``t``."""
     if pa.types.is_dictionary(t):
-        return _delta_type(t.value_type)
+        return storable_type(t.value_type)
     if pa.types.is_uint8(t):
         return pa.int16()
     if pa.types.is_uint16(t):
@@ -271,7 +271,7 @@ def _delta_type(t: pa.DataType) -> pa.DataType:
     if pa.types.is_decimal(t) and t.precision > 38:
         return pa.string()
     if isinstance(t, pa.BaseExtensionType):
-        return _delta_type(t.storage_type)
+        return storable_type(t.storage_type)
     return t
 
 
@@ -298,7 +298,7 @@ def _bronze_fields(schema: pa.Schema,
             name = f"{name}_{n}"
             renamed = True
         used.add(name.lower())
-        target = _delta_type(field.type)
+        target = storable_type(field.type)
         copyable = copyable and target == field.type and \
             _is_copyable(field.type, physical.get(field.name))
         metadata = {SOURCE_NAME_KEY: field.name} if name != field.name else None
