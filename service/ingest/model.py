@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import pyarrow as pa
+
 SUPPORTED_FORMATS = ("csv", "tsv", "json", "ndjson", "parquet")
 
 
@@ -25,3 +27,25 @@ class ConvertResult:
     row_count: int
     columns: list[SourceColumn] = field(default_factory=list)
     size_bytes: int = 0  # size of the written Parquet file
+
+
+def logical_type(arrow_type: pa.DataType) -> str:
+    """The logical name of an Arrow type (the vocabulary of ``SourceColumn.type``)."""
+    t = arrow_type
+    if pa.types.is_dictionary(t):  # an encoding, not a type (pandas categoricals)
+        return logical_type(t.value_type)
+    if isinstance(t, pa.BaseExtensionType) and getattr(t, "extension_name", "") == "arrow.json":
+        return "json"
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return "string"
+    if pa.types.is_boolean(t):
+        return "boolean"
+    if pa.types.is_integer(t) and t != pa.uint64():  # uint64 does not fit int64
+        return "integer"
+    if pa.types.is_floating(t):
+        return "double"
+    if pa.types.is_date(t):
+        return "date"
+    if pa.types.is_timestamp(t):
+        return "timestamp"
+    return str(t)

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from service.errors import IngestError
-from service.ingest.model import ConvertResult, SourceColumn
+from service.ingest.model import ConvertResult, SourceColumn, logical_type
 
 BATCH_ROWS = 65_536
 
@@ -17,25 +17,6 @@ def invalid_parquet(reason: str) -> IngestError:
     return IngestError(
         f"The file is not a readable Parquet file: {reason}", code="invalid_parquet", status=400
     )
-
-
-def logical_type(arrow_type: pa.DataType) -> str:
-    t = arrow_type
-    if pa.types.is_dictionary(t):
-        return logical_type(t.value_type)
-    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
-        return "string"
-    if pa.types.is_boolean(t):
-        return "boolean"
-    if pa.types.is_integer(t) and t != pa.uint64():  # uint64 does not fit int64
-        return "integer"
-    if pa.types.is_floating(t):
-        return "double"
-    if pa.types.is_date(t):
-        return "date"
-    if pa.types.is_timestamp(t):
-        return "timestamp"
-    return str(t)
 
 
 def convert_parquet(src: Path, out: Path) -> ConvertResult:

@@ -16,10 +16,10 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from service.config import DEFAULT_NULL_TOKENS
+from service.ingest.model import logical_type
 from service.transform import sql as q
 from service.transform.naming import snake_case_names
 from service.transform.plan import SilverColumn, SilverPlan
@@ -31,33 +31,6 @@ SAMPLE_ROWS = 4096
 COLUMNS_PER_QUERY = 64
 
 ALL_CANDIDATES = frozenset(q.TYPE_CODES)
-
-
-def source_type_name(arrow_type: pa.DataType) -> str:
-    """The logical type of a source column (same vocabulary as service.ingest.SourceColumn)."""
-    if pa.types.is_dictionary(arrow_type):  # an encoding, not a type (pandas categoricals)
-        return source_type_name(arrow_type.value_type)
-    if _is_json(arrow_type):
-        return "json"
-    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type) or \
-            pa.types.is_string_view(arrow_type):
-        return "string"
-    if pa.types.is_integer(arrow_type):
-        return "integer"
-    if pa.types.is_floating(arrow_type):
-        return "double"
-    if pa.types.is_boolean(arrow_type):
-        return "boolean"
-    if pa.types.is_date(arrow_type):
-        return "date"
-    if pa.types.is_timestamp(arrow_type):
-        return "timestamp"
-    return str(arrow_type)
-
-
-def _is_json(arrow_type: pa.DataType) -> bool:
-    return isinstance(arrow_type, pa.BaseExtensionType) and \
-        getattr(arrow_type, "extension_name", "") == "arrow.json"
 
 
 def read_source_schema(parquet_path: Path | str) -> list[tuple[str, str]]:
@@ -79,7 +52,7 @@ def read_source_schema(parquet_path: Path | str) -> list[tuple[str, str]]:
         pf.close()
     result = []
     for field in arrow_schema:
-        kind = "json" if field.name in json_columns else source_type_name(field.type)
+        kind = "json" if field.name in json_columns else logical_type(field.type)
         result.append((field.name, kind))
     return result
 
