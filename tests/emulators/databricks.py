@@ -49,7 +49,7 @@ import duckdb
 import pyarrow as pa
 from flask import Flask, Response, jsonify, request
 
-from tests.emulators.server import Fault, FaultQueue, ServerThread
+from tests.emulators.server import Emulator, FaultQueue, ServerThread
 
 
 class SqlError(Exception):
@@ -733,7 +733,7 @@ def _error(status: int, code: str, message: str) -> Response:
     return response
 
 
-class DatabricksEmulator:
+class DatabricksEmulator(Emulator):
     def __init__(
         self,
         root: Path,
@@ -768,28 +768,11 @@ class DatabricksEmulator:
         self.app = self._make_app()
         self.server = ServerThread(self.app)
 
-    # lifecycle
-    @property
-    def url(self) -> str:
-        return self.server.url
-
     @property
     def host(self) -> str:
         return self.url
 
-    def start(self) -> "DatabricksEmulator":
-        self.server.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.stop()
-
-    # faults and inspection, used by tests
-    def inject(self, status: int, body=None, *, headers: dict | None = None, method: str | None = None,
-               path: str | None = None, body_match: str | None = None, times: int = 1) -> Fault:
-        """Answer the next ``times`` matching requests with this response instead."""
-        return self.faults.add(Fault(status, body, headers or {}, method, path, body_match, times))
-
+    # faults and inspection, used by tests (inject: see Emulator)
     def fail_statements(self, pattern: str, *, error_code: str = "BAD_REQUEST", message: str, times: int = 1) -> None:
         """End the next ``times`` statements matching the regex FAILED with this error."""
         with self._lock:
@@ -801,7 +784,7 @@ class DatabricksEmulator:
             self._rules.append(StatementRule(pattern, times, delay=seconds))
 
     def clear_faults(self) -> None:
-        self.faults.clear()
+        super().clear_faults()
         with self._lock:
             self._rules.clear()
 

@@ -24,7 +24,7 @@ from service.lakehouse.base import BronzeSource, PermanentTargetError, TableRef,
 from service.lakehouse.delta import DeltaTarget
 from service.lakehouse.mcp import plan_from_json
 from service.naming import table_name
-from tests.emulators.server import Fault, FaultQueue, ServerThread
+from tests.emulators.server import Emulator, FaultQueue, ServerThread
 
 DEFAULT_NULL_TOKENS = ["", "NULL", "null", "N/A", "NA", "None"]
 
@@ -35,7 +35,7 @@ def _error(status: int, code: str, message: str):
     return response
 
 
-class McpEmulator:
+class McpEmulator(Emulator):
     def __init__(self, root: Path, *, api_key: str, internal_api_key: str, null_tokens: list[str] | None = None):
         self.root = Path(root)
         self.downloads_dir = self.root / "downloads"
@@ -51,24 +51,6 @@ class McpEmulator:
         self._lock = threading.Lock()
         self.app = self._make_app()
         self.server = ServerThread(self.app)
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    def start(self) -> "McpEmulator":
-        self.server.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.stop()
-
-    def inject(self, status: int, body=None, *, headers: dict | None = None, method: str | None = None,
-               path: str | None = None, body_match: str | None = None, times: int = 1) -> Fault:
-        return self.faults.add(Fault(status, body, headers or {}, method, path, body_match, times))
-
-    def clear_faults(self) -> None:
-        self.faults.clear()
 
     def read_table(self, full_name: str) -> pa.Table:
         return DeltaTable(self.lakehouse.location(_ref(full_name))).to_pyarrow_table()

@@ -131,3 +131,32 @@ class FaultQueue:
                     self.served.append((request.method, request.path, fault.status))
                     return fault.response()
         return None
+
+
+class Emulator:
+    """What every emulator shares: a server thread, a fault queue and their controls.
+
+    Subclasses set ``self.server`` and ``self.faults`` in ``__init__``.
+    """
+
+    server: ServerThread
+    faults: FaultQueue
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def start(self):
+        self.server.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def inject(self, status: int, body=None, *, headers: dict | None = None, method: str | None = None,
+               path: str | None = None, body_match: str | None = None, times: int = 1) -> Fault:
+        """Answer the next ``times`` matching requests with this response instead."""
+        return self.faults.add(Fault(status, body, headers or {}, method, path, body_match, times))
+
+    def clear_faults(self) -> None:
+        self.faults.clear()
