@@ -24,7 +24,7 @@ from service.errors import IngestError
 from service.ingest.columns import unique_names
 from service.ingest.detect import NDJSON_EXTENSIONS
 from service.ingest.encoding import CHUNK_SIZE, CP1252, UTF8, open_text
-from service.ingest.model import ConvertResult, SourceColumn
+from service.ingest.model import LOCAL_PARQUET_CODEC, ConvertResult, SourceColumn
 
 BATCH_ROWS = 65_536
 
@@ -344,7 +344,7 @@ def _write(batches: Iterable[list[dict]], out: Path, column_types: dict[str, str
     names = unique_names(keys)
     schema = pa.schema([pa.field(n, _ARROW_TYPES.get(kind, pa.string())) for n, kind in zip(names, kinds)])
     rows = 0
-    with pq.ParquetWriter(out, schema, compression="zstd") as writer:
+    with pq.ParquetWriter(out, schema, compression=LOCAL_PARQUET_CODEC) as writer:
         for batch in _rebatch(batches):
             arrays = [_to_array(_column(batch, key), kind) for key, kind in zip(keys, kinds)]
             writer.write_table(pa.Table.from_arrays(arrays, schema=schema))

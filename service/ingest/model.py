@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 SUPPORTED_FORMATS = ("csv", "tsv", "json", "ndjson", "parquet")
+# Codec of the local Parquet files the converters write (see delimited._duckdb_copy).
+LOCAL_PARQUET_CODEC = "snappy"
 
 
 @dataclass(frozen=True)
