@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import json
 import logging
 import os
@@ -48,6 +49,8 @@ from service.lakehouse.base import (
     TableResult,
     TransientTargetError,
 )
+from service import duckdb_shared
+from service.duckdb_shared import remove_stale
 from service.transform import sql as q
 from service.transform.naming import RESERVED_NAMES
 from service.transform.plan import SILVER_TYPES, SilverPlan
@@ -179,14 +182,10 @@ class DeltaTarget(LakehouseTarget):
             _validate_plan(plan)
             table = _open_table(bronze_path, bronze)
             bronze_rows = _count_rows(table, bronze_path)
-            with q.spill_directory(self.temp_dir) as spill, \
-                    contextlib.closing(q.connect(self.duckdb_memory_limit, self.duckdb_threads,
-                                                 spill)) as con:
+            with contextlib.closing(q.connect(self.duckdb_memory_limit, self.duckdb_threads,
+                                              self.temp_dir)) as con:
                 scan = _bronze_scan(con, table, bronze_path)
                 silver_sql = _silver_sql(con, plan, scan)
-                empty = silver_sql.over(silver_sql.select) + " LIMIT 0"
-                schema = con.sql(empty).to_arrow_table().schema
-                delta_schema = DeltaSchema.from_arrow(_nullable(schema))
                 query = silver_sql.over(_dedup_sql(con, silver_sql.select, len(plan.columns)))
                 with _staging(path) as staging:
                     out_file = os.path.join(staging, "data.parquet")
@@ -196,7 +195,11 @@ class DeltaTarget(LakehouseTarget):
                     con.execute(
                         f"COPY ({query}) TO {q.quote_literal(out_file)} "
                         f"({SILVER_PARQUET_OPTIONS})").fetchall()
-                    files = [out_file] if pq.read_metadata(out_file).num_rows > 0 else []
+                    # The table schema is the written file's (DuckDB writes one even for no
+                    # rows): asking DuckDB for the query's schema first cost a planning pass.
+                    metadata = pq.read_metadata(out_file)
+                    delta_schema = DeltaSchema.from_arrow(_nullable(metadata.schema.to_arrow_schema()))
+                    files = [out_file] if metadata.num_rows > 0 else []
                     adds = _publish(path, files)
                     rows = sum(json.loads(a.stats)["numRecords"] for a in adds)
                     _commit(path, delta_schema, adds)
@@ -350,7 +353,7 @@ def _staging(table_path: str):
     """A private directory inside the table directory; Delta readers ignore dot-directories,
     and files renamed from it into the table are on the same filesystem."""
     os.makedirs(table_path, exist_ok=True)
-    q.remove_stale(table_path, ".staging-")
+    remove_stale(table_path, ".staging-")
     staging = os.path.join(table_path, f".staging-{uuid.uuid4().hex}")
     os.mkdir(staging)
     try:
@@ -565,22 +568,28 @@ def _is_string_type(t: pa.DataType) -> bool:
     return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
 
 
-def _tokens_castable(con: duckdb.DuckDBPyConnection, tokens: list[str]) -> set[str]:
+def _tokens_castable(tokens: list[str]) -> set[str]:
     """Planned types to which some null token casts; values of those columns are compared
     with the tokens before casting."""
+    return set(_tokens_castable_cached(tuple(tokens)))
+
+
+@functools.lru_cache(maxsize=64)
+def _tokens_castable_cached(tokens: tuple[str, ...]) -> frozenset[str]:
     if not tokens:
-        return set()
+        return frozenset()
     values = ", ".join(f"({q.quote_literal(t)})" for t in tokens)
     types = [t for t in q.DUCKDB_TYPES if t != "string"]
     checks = ", ".join(f"bool_or(TRY_CAST(t AS {q.DUCKDB_TYPES[name]}) IS NOT NULL)" for name in types)
-    row = con.execute(f"SELECT {checks} FROM (VALUES {values}) AS v(t)").fetchall()[0]
-    return {name for name, hit in zip(types, row) if hit}
+    with duckdb_shared.cursor({"threads": 1}) as con:
+        row = con.execute(f"SELECT {checks} FROM (VALUES {values}) AS v(t)").fetchall()[0]
+    return frozenset(name for name, hit in zip(types, row) if hit)
 
 
 def _silver_sql(con: duckdb.DuckDBPyConnection, plan: SilverPlan, scan: _BronzeScan) -> "_SilverSQL":
     """The plan applied to the bronze rows, in SQL."""
     tokens = list(plan.null_tokens)
-    token_first = _tokens_castable(con, tokens)
+    token_first = _tokens_castable(tokens)
     inner, outer = [], []
     for i, column in enumerate(plan.columns):
         field = _bronze_column(column.source_name, scan.fields)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -93,29 +94,40 @@ def _chunks(items: list, size: int = 0) -> list[list]:
     return [items[start:start + size] for start in range(0, len(items), size)]
 
 
-def _sample_candidates(con, source_sql: str, positions: list[int], tokens: list[str],
-                       token_first: set[str], workers: int) -> dict[int, frozenset[str]]:
-    """The types still possible for each string column after its first SAMPLE_ROWS values.
+def _sample_codes(con, source_sql: str, positions: list[int], tokens: list[str],
+                  token_first: set[str], workers: int) -> dict[int, tuple]:
+    """(min code, max code) of each string column over its first SAMPLE_ROWS values.
 
     The sample is unpivoted into (column, value) rows and classified by a single
     expression: one classification expression per column would make planning, not
     data, the cost on files with hundreds of columns.
     """
-    # A plain (not TEMP) table: the other connections of _run_all see it.
-    con.execute("CREATE OR REPLACE TABLE sample_values (col INTEGER, v VARCHAR)").fetchall()
-    inserts = []
-    for chunk in _chunks(positions):
+    expr = q.classify_expr("v", sorted(ALL_CANDIDATES), tokens, bool(token_first))
+
+    def unpivoted(chunk: list[int]) -> str:
         values = ", ".join(f"c{i}" for i in chunk)
         numbers = ", ".join(str(i) for i in chunk)
-        inserts.append(f"INSERT INTO sample_values SELECT unnest([{numbers}]), unnest([{values}]) "
-                       f"FROM (SELECT {values} FROM {source_sql} LIMIT {SAMPLE_ROWS})")
-    _run_all(con, inserts, workers)
-    expr = q.classify_expr("v", sorted(ALL_CANDIDATES), tokens, bool(token_first))
-    rows = con.execute(f"SELECT col, min(k), max(k) FROM (SELECT col, {expr} AS k "
-                       f"FROM sample_values) GROUP BY col").fetchall()
-    con.execute("DROP TABLE sample_values").fetchall()
+        return (f"SELECT unnest([{numbers}]) AS col, unnest([{values}]) AS v "
+                f"FROM (SELECT {values} FROM {source_sql} LIMIT {SAMPLE_ROWS})")
+
+    def classified(relation: str) -> str:
+        return f"SELECT col, min(k), max(k) FROM (SELECT col, {expr} AS k FROM ({relation})) GROUP BY col"
+
+    chunks = _chunks(positions)
+    if len(chunks) == 1:
+        rows = con.execute(classified(unpivoted(chunks[0]))).fetchall()
+    else:
+        # A plain (not TEMP) table, so that the other connections of _run_all see it; the
+        # database is the process's, hence the unique name.
+        table = f"sample_values_{uuid.uuid4().hex}"
+        con.execute(f"CREATE TABLE {table} (col INTEGER, v VARCHAR)").fetchall()
+        try:
+            _run_all(con, [f"INSERT INTO {table} {unpivoted(chunk)}" for chunk in chunks], workers)
+            rows = con.execute(classified(table)).fetchall()
+        finally:
+            con.execute(f"DROP TABLE IF EXISTS {table}").fetchall()
     codes = {col: (lo, hi) for col, lo, hi in rows}
-    return {i: _candidates_from_codes(*codes.get(i, (None, None))) for i in positions}
+    return {i: codes.get(i, (None, None)) for i in positions}
 
 
 def _classify(con, source_sql: str, columns: list[tuple[str, frozenset[str]]],
@@ -171,17 +183,19 @@ def _infer_string_types(path: Path, column_count: int, positions: list[int], tok
                         settings) -> dict[int, str]:
     """Silver type of each string column, by position in the file."""
     memory_limit, threads, temp_dir = q.settings_values(settings)
-    with q.spill_directory(temp_dir) as spill, \
-            contextlib.closing(q.connect(memory_limit, threads, spill)) as con:
-        token_first = q.tokens_fitting(con, tokens, q.TYPE_CODES)
+    with contextlib.closing(q.connect(memory_limit, threads, temp_dir)) as con:
+        token_first = q.tokens_fitting(tokens, q.TYPE_CODES)
         # Columns are addressed by position: DuckDB matches names case-insensitively, and
         # a file may hold both "ID" and "id".
         aliases = ", ".join(f"c{i}" for i in range(column_count))
         source = f"read_parquet({q.quote_literal(str(path))}) AS src({aliases})"
 
-        candidates = _sample_candidates(con, source, positions, tokens, token_first, threads)
-
+        sampled = _sample_codes(con, source, positions, tokens, token_first, threads)
+        if pq.read_metadata(path).num_rows <= SAMPLE_ROWS:
+            # The sample held every row: its codes are the file's.
+            return {i: q.type_from_codes(lo, hi) for i, (lo, hi) in sampled.items()}
         result = {i: "string" for i in positions}
+        candidates = {i: _candidates_from_codes(lo, hi) for i, (lo, hi) in sampled.items()}
         pending = [(i, cands) for i, cands in candidates.items() if cands]
         if pending:
             codes = _classify(con, source, [(f"c{i}", cands) for i, cands in pending], tokens,

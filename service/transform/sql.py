@@ -6,14 +6,13 @@ per-value conversion other targets are checked against.
 """
 from __future__ import annotations
 
-import contextlib
+import functools
 import os
-import shutil
-import tempfile
-import time
 from collections.abc import Iterable, Sequence
 
 import duckdb
+
+from service import duckdb_shared
 
 DEFAULT_MEMORY_LIMIT = "512MB"
 DEFAULT_THREADS = 2
@@ -69,21 +68,21 @@ def settings_values(settings) -> tuple[str, int, str | None]:
 
 def connect(memory_limit: str = DEFAULT_MEMORY_LIMIT, threads: int = DEFAULT_THREADS,
             temp_dir: str | os.PathLike | None = None) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with bounded memory that can spill to temp_dir."""
-    # Everything needed is built in; never reach the network for an extension.
-    con = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False})
-    con.execute(f"SET memory_limit = {quote_literal(str(memory_limit))}")
-    con.execute(f"SET threads = {int(threads)}")
-    if temp_dir is not None:
-        os.makedirs(temp_dir, exist_ok=True)
-        con.execute(f"SET temp_directory = {quote_literal(str(temp_dir))}")
-    # Naive timestamps are read as UTC, and TIMESTAMPTZ comes out as tz="UTC" in Arrow.
-    con.execute("SET TimeZone = 'UTC'")
-    # Row order is not part of the contract; dropping it lets scans and DISTINCT run
-    # in parallel with less buffering.
-    con.execute("SET preserve_insertion_order = false")
-    con.execute("SET enable_progress_bar = false")
-    return con
+    """A cursor on the process's transform database: bounded memory, spilling under temp_dir.
+
+    Close it after use; the database itself stays open for the next step (see
+    service.duckdb_shared).
+    """
+    config = {
+        "memory_limit": str(memory_limit),
+        "threads": int(threads),
+        # Naive timestamps are read as UTC, and TIMESTAMPTZ comes out as tz="UTC" in Arrow.
+        "TimeZone": "UTC",
+        # Row order is not part of the contract; dropping it lets scans and DISTINCT run
+        # in parallel with less buffering.
+        "preserve_insertion_order": False,
+    }
+    return duckdb_shared.database(config, temp_dir).cursor()
 
 
 def is_token(value_sql: str, tokens: Sequence[str]) -> str:
@@ -128,60 +127,26 @@ def cast_value(value_sql: str, type_name: str) -> str:
     return f"CAST({value_sql} AS {DUCKDB_TYPES[type_name]})"
 
 
-# Private work directories older than this are leftovers of a killed process.
-STALE_SECONDS = 6 * 3600
-
-
-def remove_stale(directory: str | os.PathLike, prefix: str) -> None:
-    """Delete ``prefix*`` entries of ``directory`` not modified for STALE_SECONDS."""
-    cutoff = time.time() - STALE_SECONDS
-    try:
-        entries = list(os.scandir(directory))
-    except FileNotFoundError:
-        return
-    for entry in entries:
-        try:
-            if entry.name.startswith(prefix) and entry.stat(follow_symlinks=False).st_mtime < cutoff:
-                if entry.is_dir(follow_symlinks=False):
-                    shutil.rmtree(entry.path, ignore_errors=True)
-                else:
-                    os.remove(entry.path)
-        except FileNotFoundError:
-            pass  # removed meanwhile by its owner or another cleaner
-
-
-@contextlib.contextmanager
-def spill_directory(base: str | os.PathLike | None):
-    """A fresh directory for one connection's spill files, removed afterwards.
-
-    Each connection gets its own: DuckDB names its temporary files without regard to
-    other processes using the same directory.
-    """
-    if base is not None:
-        os.makedirs(base, exist_ok=True)
-        remove_stale(base, "duckdb-")
-    path = tempfile.mkdtemp(prefix="duckdb-", dir=base)
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def tokens_fitting(con: duckdb.DuckDBPyConnection, tokens: Sequence[str],
-                   types: Iterable[str]) -> set[str]:
+def tokens_fitting(tokens: Sequence[str], types: Iterable[str]) -> set[str]:
     """The types whose grammar accepts at least one null token.
 
     For those types a raw value must be compared with the tokens before its type is
     checked; for the others a value that fits the grammar cannot be a token, which
     lets the common case skip trim() and the token comparison.
     """
-    types = list(types)
+    return set(_tokens_fitting(tuple(tokens), tuple(types)))
+
+
+@functools.lru_cache(maxsize=64)
+def _tokens_fitting(tokens: tuple[str, ...], types: tuple[str, ...]) -> frozenset[str]:
+    # Cached: it depends on the settings only, and each step asks.
     if not tokens or not types:
-        return set()
+        return frozenset()
     values = ", ".join(f"({quote_literal(t)})" for t in tokens)
     checks = ", ".join(f"bool_or({type_check('t', name)})" for name in types)
-    row = con.execute(f"SELECT {checks} FROM (VALUES {values}) AS v(t)").fetchall()[0]
-    return {name for name, hit in zip(types, row) if hit}
+    with duckdb_shared.cursor({"threads": 1}) as con:
+        row = con.execute(f"SELECT {checks} FROM (VALUES {values}) AS v(t)").fetchall()[0]
+    return frozenset(name for name, hit in zip(types, row) if hit)
 
 
 def classify_expr(col_sql: str, candidates: Sequence[str], tokens: Sequence[str],

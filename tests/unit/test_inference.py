@@ -103,6 +103,15 @@ def test_every_row_is_checked_not_a_sample(tmp_path):
     assert [c.type for c in plan.columns] == ["string", "double", "string", "integer"]
 
 
+@pytest.mark.parametrize("rows", [SAMPLE_ROWS, SAMPLE_ROWS + 1])
+def test_the_last_row_counts_on_either_side_of_the_sample_size(tmp_path, rows):
+    # Up to SAMPLE_ROWS rows the sample is the whole file; one more row takes the full pass.
+    values = [str(i) for i in range(rows - 1)]
+    path = write_strings(tmp_path, {"a": values + ["x"], "b": values + ["1.5"], "c": values + [None]})
+    plan = infer_plan(path, null_tokens=TOKENS)
+    assert [c.type for c in plan.columns] == ["string", "double", "integer"]
+
+
 def test_plan_names_source_types_and_tokens(tmp_path):
     path = tmp_path / "typed.parquet"
     table = pa.table({

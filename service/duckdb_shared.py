@@ -1,0 +1,130 @@
+"""Process-wide DuckDB databases: opened once per process and configuration, a cursor per use.
+
+Opening an in-memory database costs 20-35 ms, a cursor about 30 µs; for a small dataset the
+openings were most of a sync's work. A database is never shared across ``fork`` (it is
+keyed by process id), and each one spills into a directory of its own: DuckDB names its
+temporary files without regard to other processes using the same directory. The directory
+goes when the process exits; one left by a killed process is removed by the next process
+that opens a database there.
+"""
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from typing import Iterator
+
+import duckdb
+
+# Private work directories older than this are leftovers of a killed process.
+STALE_SECONDS = 6 * 3600
+SPILL_PREFIX = "duckdb-"
+# Databases kept open per process; more configurations than this (tests) reopen them.
+MAX_DATABASES = 4
+
+_DATABASES: OrderedDict[tuple, duckdb.DuckDBPyConnection] = OrderedDict()
+_SPILL_DIRS: list[str] = []
+_LOCK = threading.Lock()
+
+
+def remove_stale(directory: str | os.PathLike, prefix: str) -> None:
+    """Delete ``prefix*`` entries of ``directory`` not modified for STALE_SECONDS."""
+    cutoff = time.time() - STALE_SECONDS
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return
+    for entry in entries:
+        try:
+            if entry.name.startswith(prefix) and entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                _remove(entry)
+        except FileNotFoundError:
+            pass  # removed meanwhile by its owner or another cleaner
+
+
+def _remove(entry: os.DirEntry) -> None:
+    if entry.is_dir(follow_symlinks=False):
+        shutil.rmtree(entry.path, ignore_errors=True)
+    else:
+        os.remove(entry.path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _spill_prefix(pid: int) -> str:
+    return f"{SPILL_PREFIX}{socket.gethostname()}-{pid}-"
+
+
+def _remove_orphans(base: str) -> None:
+    """Spill directories of dead processes of this host, and any older than STALE_SECONDS."""
+    remove_stale(base, SPILL_PREFIX)
+    host_prefix = f"{SPILL_PREFIX}{socket.gethostname()}-"
+    for entry in os.scandir(base):
+        if not entry.name.startswith(host_prefix):
+            continue
+        pid = entry.name[len(host_prefix):].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            with contextlib.suppress(FileNotFoundError):
+                _remove(entry)
+
+
+def _spill_directory(base: str) -> str:
+    os.makedirs(base, exist_ok=True)
+    _remove_orphans(base)
+    path = tempfile.mkdtemp(prefix=_spill_prefix(os.getpid()), dir=base)
+    _SPILL_DIRS.append(path)
+    return path
+
+
+@atexit.register
+def _remove_own_spill_directories() -> None:
+    pid_prefix = _spill_prefix(os.getpid())
+    for path in _SPILL_DIRS:
+        if os.path.basename(path).startswith(pid_prefix):  # not a parent's, inherited by fork
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def database(config: dict, temp_base: str | os.PathLike | None = None) -> duckdb.DuckDBPyConnection:
+    """This process's in-memory database with ``config``, spilling under ``temp_base``."""
+    base = os.path.abspath(os.fspath(temp_base)) if temp_base is not None else None
+    key = (os.getpid(), base, tuple(sorted(config.items())))
+    with _LOCK:
+        db = _DATABASES.get(key)
+        if db is not None:
+            _DATABASES.move_to_end(key)
+            return db
+        for stale in [k for k in _DATABASES if k[0] != os.getpid()]:
+            del _DATABASES[stale]  # inherited across fork: never used here
+        # Everything needed is built in; never reach the network for an extension.
+        full = {"autoinstall_known_extensions": False, **config}
+        if base is not None:
+            full["temp_directory"] = _spill_directory(base)
+        db = _DATABASES[key] = duckdb.connect(":memory:", config=full)
+        while len(_DATABASES) > MAX_DATABASES:
+            # Dropped, not closed: a cursor still in use keeps its database alive.
+            _DATABASES.popitem(last=False)
+        return db
+
+
+@contextlib.contextmanager
+def cursor(config: dict, temp_base: str | os.PathLike | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A cursor (an independent connection) on the process's database; closed afterwards."""
+    con = database(config, temp_base).cursor()
+    try:
+        yield con
+    finally:
+        con.close()
