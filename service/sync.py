@@ -25,7 +25,7 @@ from service.models import Dataset, LakehouseTable, SyncRun, SyncStepRun, Tenant
 from service.naming import table_name
 from service.retry import quick_retrying
 from service.storage import LocalStore
-from service.transform import infer_plan
+from service.transform import SampledPlanRejected, infer_plan
 
 log = logging.getLogger(__name__)
 
@@ -204,9 +204,23 @@ def run_silver(dataset_id: uuid.UUID, run_id: uuid.UUID) -> dict:
     if inp is None:
         return {"dataset_id": str(dataset_id), "skipped": True}
     config = current_app.config
-    plan = infer_plan(_local_parquet(inp), null_tokens=config["NULL_TOKENS"], settings=duckdb_settings(config))
-    ref = inp.ref("silver")
-    result = target().write_silver(inp.ref("bronze"), ref, plan)
+    local = _local_parquet(inp)
+    tgt, ref = target(), inp.ref("silver")
+
+    def infer(sampled: bool):
+        return infer_plan(local, null_tokens=config["NULL_TOKENS"], settings=duckdb_settings(config),
+                          sampled=sampled)
+
+    # A target that checks each value as it writes gets types from a sample, which saves
+    # a whole pass over the file; a value that proves the sample wrong costs that pass back.
+    plan = infer(sampled=tgt.checks_sampled_plans)
+    try:
+        result = tgt.write_silver(inp.ref("bronze"), ref, plan)
+    except SampledPlanRejected as exc:
+        log.info("silver of dataset %s: the sampled types do not hold (%s); inferring from every value",
+                 inp.dataset_id, exc)
+        plan = infer(sampled=False)
+        result = tgt.write_silver(inp.ref("bronze"), ref, plan)
     planned = {c.source_name: c for c in plan.columns}
 
     def apply(session, dataset, run):

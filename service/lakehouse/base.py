@@ -48,6 +48,9 @@ class TableResult:
 
 class LakehouseTarget(abc.ABC):
     name: str
+    # True when write_silver checks every value of a sampled (unverified) plan and raises
+    # SampledPlanRejected when one does not fit; such a target is given sampled plans.
+    checks_sampled_plans: bool = False
 
     @classmethod
     @abc.abstractmethod

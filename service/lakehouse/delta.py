@@ -53,7 +53,7 @@ from service import duckdb_shared
 from service.duckdb_shared import remove_stale
 from service.transform import sql as q
 from service.transform.naming import RESERVED_NAMES
-from service.transform.plan import SILVER_TYPES, SilverPlan
+from service.transform.plan import SILVER_TYPES, SampledPlanRejected, SilverPlan
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,7 @@ SILVER_PARQUET_OPTIONS = ("FORMAT parquet, COMPRESSION snappy, DICTIONARY_SIZE_L
 
 class DeltaTarget(LakehouseTarget):
     name = "delta"
+    checks_sampled_plans = True
 
     def __init__(self, lakehouse_dir: str | os.PathLike, *, duckdb_memory_limit: str = "512MB",
                  duckdb_threads: int = 2, temp_dir: str | os.PathLike | None = None):
@@ -192,9 +193,14 @@ class DeltaTarget(LakehouseTarget):
                     # One output file: DuckDB still encodes row groups on all threads, and
                     # unlike PER_THREAD_OUTPUT this mode fails cleanly when the disk fills
                     # up (the per-thread writer was seen to crash or hang on ENOSPC).
-                    con.execute(
-                        f"COPY ({query}) TO {q.quote_literal(out_file)} "
-                        f"({SILVER_PARQUET_OPTIONS})").fetchall()
+                    try:
+                        con.execute(
+                            f"COPY ({query}) TO {q.quote_literal(out_file)} "
+                            f"({SILVER_PARQUET_OPTIONS})").fetchall()
+                    except (duckdb.InvalidInputException, duckdb.ConversionException) as exc:
+                        if plan.verified:
+                            raise
+                        raise SampledPlanRejected(str(exc)) from exc
                     # The table schema is the written file's (DuckDB writes one even for no
                     # rows): asking DuckDB for the query's schema first cost a planning pass.
                     metadata = pq.read_metadata(out_file)
@@ -611,7 +617,13 @@ def _silver_sql(con: duckdb.DuckDBPyConnection, plan: SilverPlan, scan: _BronzeS
             expr = f"CAST({alias} AS {q.DUCKDB_TYPES[column.type]})"
         else:
             inner.append(f"{src} AS {alias}")
-            expr = _typed_from_string(alias, column.type, tokens, column.type in token_first)
+            if plan.verified:
+                expr = _typed_from_string(alias, column.type, tokens, column.type in token_first)
+            else:
+                # The type comes from a sample: every value is checked against the grammar,
+                # and the first one that does not fit stops the write (SampledPlanRejected).
+                expr = q.silver_typed_expr(alias, column.type, tokens, column.type in token_first,
+                                           column.name)
         outer.append(f"{expr} AS {out}")
 
     constant = {m: scan.constants[m] for m in SILVER_META if m in scan.constants}
@@ -703,7 +715,7 @@ def _target_errors(action: str):
     """Map storage and engine failures to the target's transient/permanent errors."""
     try:
         yield
-    except (TransientTargetError, PermanentTargetError):
+    except (TransientTargetError, PermanentTargetError, SampledPlanRejected):
         raise
     except CommitFailedError as exc:
         raise TransientTargetError(f"{action}: the commit conflicted with another writer: {exc}") from exc

@@ -3,11 +3,13 @@
 Public interface:
 
 - ``snake_case_names(names) -> list[str]``: unique, collision-safe snake_case names.
-- ``infer_plan(parquet_path, *, null_tokens, settings=None) -> SilverPlan``: decides each
-  column's silver name and type from **all** values of the local Parquet file.
+- ``infer_plan(parquet_path, *, null_tokens, settings=None, sampled=False) -> SilverPlan``:
+  decides each column's silver name and type from **all** values of the local Parquet
+  file; with ``sampled=True`` typed columns are decided from a sample and the plan is
+  marked unverified, for a writer that checks every value as it applies the plan.
 - ``SilverPlan`` / ``SilverColumn``: the plan every lakehouse target applies.
 """
 from service.transform.naming import snake_case_names
-from service.transform.plan import SilverColumn, SilverPlan, infer_plan
+from service.transform.plan import SampledPlanRejected, SilverColumn, SilverPlan, infer_plan
 
-__all__ = ["SilverColumn", "SilverPlan", "infer_plan", "snake_case_names"]
+__all__ = ["SampledPlanRejected", "SilverColumn", "SilverPlan", "infer_plan", "snake_case_names"]

@@ -155,7 +155,7 @@ def _classify(con, source_sql: str, columns: list[tuple[str, frozenset[str]]],
 
 
 def infer_plan(parquet_path: Path | str, *, null_tokens: list[str] | None = None,
-               settings=None) -> SilverPlan:
+               settings=None, sampled: bool = False) -> SilverPlan:
     path = Path(parquet_path)
     tokens = list(DEFAULT_NULL_TOKENS if null_tokens is None else null_tokens)
     schema = read_source_schema(path)
@@ -163,8 +163,10 @@ def infer_plan(parquet_path: Path | str, *, null_tokens: list[str] | None = None
 
     string_positions = [i for i, (_, kind) in enumerate(schema) if kind == "string"]
     types: dict[int, str] = {}
+    verified = True
     if string_positions:
-        types = _infer_string_types(path, len(schema), string_positions, tokens, settings)
+        types, verified = _infer_string_types(path, len(schema), string_positions, tokens, settings,
+                                              sampled=sampled)
 
     columns = []
     for i, ((source_name, kind), name) in enumerate(zip(schema, names)):
@@ -176,12 +178,15 @@ def infer_plan(parquet_path: Path | str, *, null_tokens: list[str] | None = None
             silver_type = "source"
         columns.append(SilverColumn(source_name=source_name, name=name, type=silver_type,
                                     source_type=kind))
-    return SilverPlan(columns=columns, null_tokens=tokens)
+    return SilverPlan(columns=columns, null_tokens=tokens, verified=verified)
 
 
 def _infer_string_types(path: Path, column_count: int, positions: list[int], tokens: list[str],
-                        settings) -> dict[int, str]:
-    """Silver type of each string column, by position in the file."""
+                        settings, *, sampled: bool) -> tuple[dict[int, str], bool]:
+    """Silver type of each string column, by position in the file, and whether every value
+    was checked. With ``sampled``, a column the sample gives a typed type keeps it
+    unchecked; the plan's writer checks it (a sample that saw only nulls decides nothing,
+    so such a column is still classified over every value)."""
     memory_limit, threads, temp_dir = q.settings_values(settings)
     with contextlib.closing(q.connect(memory_limit, threads, temp_dir)) as con:
         token_first = q.tokens_fitting(tokens, q.TYPE_CODES)
@@ -190,12 +195,18 @@ def _infer_string_types(path: Path, column_count: int, positions: list[int], tok
         aliases = ", ".join(f"c{i}" for i in range(column_count))
         source = f"read_parquet({q.quote_literal(str(path))}) AS src({aliases})"
 
-        sampled = _sample_codes(con, source, positions, tokens, token_first, threads)
+        sampled_codes = _sample_codes(con, source, positions, tokens, token_first, threads)
         if pq.read_metadata(path).num_rows <= SAMPLE_ROWS:
             # The sample held every row: its codes are the file's.
-            return {i: q.type_from_codes(lo, hi) for i, (lo, hi) in sampled.items()}
+            return {i: q.type_from_codes(lo, hi) for i, (lo, hi) in sampled_codes.items()}, True
+
         result = {i: "string" for i in positions}
-        candidates = {i: _candidates_from_codes(lo, hi) for i, (lo, hi) in sampled.items()}
+        candidates = {i: _candidates_from_codes(lo, hi) for i, (lo, hi) in sampled_codes.items()}
+        if sampled:
+            for i, (lo, hi) in sampled_codes.items():
+                if lo is not None:
+                    result[i] = q.type_from_codes(lo, hi)
+            candidates = {i: c for i, c in candidates.items() if sampled_codes[i][0] is None}
         pending = [(i, cands) for i, cands in candidates.items() if cands]
         if pending:
             codes = _classify(con, source, [(f"c{i}", cands) for i, cands in pending], tokens,
@@ -203,4 +214,6 @@ def _infer_string_types(path: Path, column_count: int, positions: list[int], tok
             for (i, _), (lo, hi) in zip(pending, codes):
                 result[i] = q.type_from_codes(lo, hi)
         log.debug("inferred types for %s: %s", path.name, result)
-        return result
+        verified = not (sampled and any(result[i] != "string" and sampled_codes[i][0] is not None
+                                        for i in positions))
+        return result, verified

@@ -20,9 +20,18 @@ class SilverColumn:
 class SilverPlan:
     columns: list[SilverColumn]
     null_tokens: list[str] = field(default_factory=list)
+    # False when typed columns were decided from a sample of their values: a writer must
+    # then check every value against its column's grammar and raise SampledPlanRejected
+    # at the first one that does not fit, instead of casting leniently.
+    verified: bool = True
 
 
-def infer_plan(parquet_path: Path | str, *, null_tokens: list[str], settings=None) -> SilverPlan:
+class SampledPlanRejected(Exception):
+    """A value does not fit the type a sampled plan gave its column."""
+
+
+def infer_plan(parquet_path: Path | str, *, null_tokens: list[str], settings=None,
+               sampled: bool = False) -> SilverPlan:
     from service.transform.inference import infer_plan as _infer
 
-    return _infer(parquet_path, null_tokens=null_tokens, settings=settings)
+    return _infer(parquet_path, null_tokens=null_tokens, settings=settings, sampled=sampled)

@@ -212,3 +212,26 @@ def test_a_step_redone_after_a_crash_leaves_the_same_tables(app, client, auth):
     assert second["row_count_bronze"] == 3 and second["row_count_silver"] == 2
     steps = {s["step"]: s["attempts"] for s in second["runs"][0]["steps"]}
     assert steps == {"bronze": 1, "silver": 1, "metadata": 1}  # the second silver call found it done
+
+
+def test_types_hold_for_every_row_not_just_the_sampled_ones(client, auth):
+    from service.transform.inference import SAMPLE_ROWS
+
+    n = SAMPLE_ROWS * 3
+    lines = ["id,qty,code"] + [f"{i},{i % 7},{i}" for i in range(n)] + [f"{n},2.5,A-{n}"]
+    response = upload(client, auth, "\n".join(lines) + "\n", "late.csv")
+    assert response.status_code == 201, response.get_json()
+    status = wait_for_sync(client, auth, response.get_json()["id"])
+    assert status["status"] == "synced", status
+    silver = table(status["silver_location"])
+    types = {f.name: f.type for f in silver.schema}
+    # The sample saw integers only; the last row makes qty a double and code a string.
+    assert (types["id"], types["qty"]) == (pa.int64(), pa.float64())
+    assert pa.types.is_string(types["code"]) or pa.types.is_large_string(types["code"])
+    assert silver.num_rows == n + 1
+    last = [r for r in silver.to_pylist() if r["id"] == n]
+    assert last == [{"id": n, "qty": 2.5, "code": f"A-{n}", "_dataset_id": status["dataset_id"],
+                     "_ingested_at": last[0]["_ingested_at"]}]
+    dataset = client.get(f"/api/v1/datasets/{status['dataset_id']}", headers=auth).get_json()
+    assert [(c["name"], c["type"]) for c in dataset["columns"]] == [
+        ("id", "integer"), ("qty", "double"), ("code", "string")]

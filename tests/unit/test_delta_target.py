@@ -20,7 +20,8 @@ from service.lakehouse.base import (
 )
 from service.lakehouse.delta import DeltaTarget
 from service.lakehouse.registry import get_target
-from service.transform import SilverColumn, SilverPlan, infer_plan
+from service.transform import SampledPlanRejected, SilverColumn, SilverPlan, infer_plan
+from service.transform.inference import SAMPLE_ROWS
 
 UTC = dt.timezone.utc
 INGESTED = dt.datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
@@ -359,6 +360,33 @@ def test_silver_with_a_plan_that_does_not_fit_is_permanent(tmp_path, target):
         with pytest.raises(PermanentTargetError):
             target.write_silver(BRONZE, SILVER, plan)
     assert not os.path.exists(os.path.join(target.location(SILVER), "_delta_log"))
+
+
+def test_a_sampled_plan_gives_the_same_silver_as_a_verified_one(tmp_path, target):
+    plan, verified = write_both(tmp_path, target)
+    expected = sorted_rows(read(verified.location), "customer_id")
+    sampled = SilverPlan(plan.columns, plan.null_tokens, verified=False)
+    result = target.write_silver(BRONZE, SILVER, sampled)
+    assert (result.row_count, result.duplicates_removed) == (verified.row_count, verified.duplicates_removed)
+    assert sorted_rows(read(result.location), "customer_id") == expected
+
+
+def test_a_sampled_plan_that_a_late_value_disproves_is_rejected(tmp_path, target):
+    n = SAMPLE_ROWS * 2
+    table = pa.table({"n": [str(i) for i in range(n)] + ["2.5"], "s": ["a"] * (n + 1)})
+    src = write_parquet(tmp_path / "in.parquet", table)
+    target.write_bronze(BRONZE, source_for(src))
+    target.write_silver(BRONZE, SILVER, infer_plan(src, null_tokens=TOKENS))
+    before = read(target.location(SILVER))
+
+    sampled = infer_plan(src, null_tokens=TOKENS, sampled=True)
+    assert not sampled.verified
+    assert [c.type for c in sampled.columns] == ["integer", "string"]
+    with pytest.raises(SampledPlanRejected, match="2.5"):
+        target.write_silver(BRONZE, SILVER, sampled)
+    # The table written before is untouched and no staged file is left.
+    assert read(target.location(SILVER)) == before
+    assert [c.type for c in infer_plan(src, null_tokens=TOKENS).columns] == ["double", "string"]
 
 
 def test_silver_without_bronze_is_permanent(target):

@@ -112,6 +112,29 @@ def test_the_last_row_counts_on_either_side_of_the_sample_size(tmp_path, rows):
     assert [c.type for c in plan.columns] == ["string", "double", "integer"]
 
 
+def test_a_sampled_plan_types_from_the_sample_and_says_so(tmp_path):
+    n = SAMPLE_ROWS * 2
+    path = write_strings(tmp_path, {
+        "late_text": [str(i) for i in range(n)] + ["x"],  # the sample says integer
+        "text": ["a"] * (n + 1),  # the sample already proves string
+        "late_value": [None] * n + ["7"],  # the sample saw only nulls: every value is read
+    })
+    sampled = infer_plan(path, null_tokens=TOKENS, sampled=True)
+    assert [c.type for c in sampled.columns] == ["integer", "string", "integer"]
+    assert sampled.verified is False
+    exact = infer_plan(path, null_tokens=TOKENS)
+    assert [c.type for c in exact.columns] == ["string", "string", "integer"]
+    assert exact.verified is True
+
+
+def test_a_sampled_plan_of_strings_only_or_a_small_file_is_verified(tmp_path):
+    strings = write_strings(tmp_path, {"s": ["a"] * (SAMPLE_ROWS * 2)}, name="strings.parquet")
+    small = write_strings(tmp_path, {"n": ["1", "2"]}, name="small.parquet")
+    assert infer_plan(strings, null_tokens=TOKENS, sampled=True).verified is True
+    plan = infer_plan(small, null_tokens=TOKENS, sampled=True)
+    assert (plan.verified, plan.columns[0].type) == (True, "integer")
+
+
 def test_plan_names_source_types_and_tokens(tmp_path):
     path = tmp_path / "typed.parquet"
     table = pa.table({
