@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Iterator
 from urllib.parse import quote
 
+from service.processes import pid_alive
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_REDIS_PORT = 6390  # not 6379, so a system Redis never gets our queues by mistake
 DATABASE_NAME = "lakesync"
@@ -42,16 +44,6 @@ FLOWER_URL = "http://127.0.0.1:5555"
 def _log(msg: str) -> None:
     # stderr only: `make tenant` callers read the API key from the last line of stdout.
     print(f"devstack: {msg}", file=sys.stderr, flush=True)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _process_name(pid: int) -> str | None:
@@ -72,7 +64,7 @@ def _wait_pid_exit(pid: int, timeout: float) -> bool:
             if done == pid:
                 return True
         except ChildProcessError:  # not our child: whoever owns it reaps it
-            if not _pid_alive(pid):
+            if not pid_alive(pid):
                 return True
         if time.monotonic() >= deadline:
             return False
@@ -165,7 +157,7 @@ class EmbeddedPostgres:
             pid = int(pidfile.read_text().splitlines()[0])
         except (OSError, ValueError, IndexError):
             return
-        if _pid_alive(pid) and _process_name(pid) not in (None, "postgres"):
+        if pid_alive(pid) and _process_name(pid) not in (None, "postgres"):
             pidfile.unlink(missing_ok=True)
 
     def is_running(self) -> bool:
@@ -229,7 +221,7 @@ class EmbeddedPostgres:
                 timeout=timeout + 10,
             )
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
-            if _pid_alive(info.pid):
+            if pid_alive(info.pid):
                 os.kill(info.pid, signal.SIGINT)  # the postmaster's own "fast shutdown"
                 if not _wait_pid_exit(info.pid, timeout):
                     os.kill(info.pid, signal.SIGKILL)
@@ -422,7 +414,7 @@ class EmbeddedRedis:
         except (OSError, ValueError):
             return None
         # A pidfile alone is trusted only if it still names a redis-server process.
-        if _pid_alive(pid) and _process_name(pid) == "redis-server":
+        if pid_alive(pid) and _process_name(pid) == "redis-server":
             return pid
         return None
 

@@ -22,6 +22,8 @@ from typing import Iterator
 
 import duckdb
 
+from service.processes import pid_alive
+
 # Private work directories older than this are leftovers of a killed process.
 STALE_SECONDS = 6 * 3600
 SPILL_PREFIX = "duckdb-"
@@ -55,16 +57,6 @@ def _remove(entry: os.DirEntry) -> None:
         os.remove(entry.path)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _spill_prefix(pid: int) -> str:
     return f"{SPILL_PREFIX}{socket.gethostname()}-{pid}-"
 
@@ -77,7 +69,7 @@ def _remove_orphans(base: str) -> None:
         if not entry.name.startswith(host_prefix):
             continue
         pid = entry.name[len(host_prefix):].split("-", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
             with contextlib.suppress(FileNotFoundError):
                 _remove(entry)
 
