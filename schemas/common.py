@@ -1,4 +1,14 @@
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate
+
+
+def storable_text(value: str) -> None:
+    """PostgreSQL text holds neither NUL characters nor unpaired surrogates."""
+    if "\x00" in value:
+        raise ValidationError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError("must be valid Unicode (it contains an unpaired surrogate)") from None
 
 
 class ErrorBodySchema(Schema):

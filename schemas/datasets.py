@@ -1,6 +1,6 @@
 from marshmallow import Schema, fields, validate
 
-from schemas.common import PageQuerySchema
+from schemas.common import PageQuerySchema, storable_text
 from service.ingest import SUPPORTED_FORMATS
 from service.models import SYNC_STATUSES
 
@@ -9,15 +9,16 @@ class DatasetUploadRequestSchema(Schema):
     """multipart/form-data upload."""
 
     file = fields.Raw(required=True, metadata={"type": "string", "format": "binary"})
-    name = fields.String(validate=validate.Length(min=1, max=255))
-    description = fields.String(validate=validate.Length(max=10_000))
+    name = fields.String(validate=[validate.Length(min=1, max=255), storable_text])
+    description = fields.String(validate=[validate.Length(max=10_000), storable_text])
 
 
 class DatasetRecordsRequestSchema(Schema):
     """application/json upload of records."""
 
-    name = fields.String(required=True, validate=validate.Length(min=1, max=255))
-    description = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=10_000))
+    name = fields.String(required=True, validate=[validate.Length(min=1, max=255), storable_text])
+    description = fields.String(load_default=None, allow_none=True,
+                                validate=[validate.Length(max=10_000), storable_text])
     records = fields.List(fields.Dict(), required=True, validate=validate.Length(min=1))
 
 

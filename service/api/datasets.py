@@ -9,7 +9,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import ValidationError
 
-from schemas.common import ErrorResponseSchema
+from schemas.common import ErrorResponseSchema, storable_text
 from schemas.datasets import (
     DatasetListQuerySchema,
     DatasetListResponseSchema,
@@ -62,6 +62,11 @@ def _upload_from_form():
         raise APIError("no file uploaded: send the dataset as the multipart part 'file'", code="missing_file")
     try:
         form = DatasetUploadRequestSchema(partial=("file",)).load(request.form.to_dict())
+        if upload.filename:
+            try:
+                storable_text(upload.filename)
+            except ValidationError as err:
+                raise ValidationError({"file": [f"the file name {m}" for m in err.messages]}) from None
     except ValidationError as err:
         raise _validation_error(err, "form")
     stream = upload.stream

@@ -215,6 +215,20 @@ def test_records_that_are_not_storable_text_are_400(client, auth, leftovers, rec
     assert leftovers() == before
 
 
+@pytest.mark.parametrize("name", ["a\u0000b", "x\udaf2"])
+def test_names_and_descriptions_postgresql_cannot_store_are_422(client, auth, leftovers, name):
+    before = leftovers()
+    error = assert_error(client.post("/api/v1/datasets", headers=auth, json={"name": name, "records": [{"a": 1}]}),
+                         422, "validation_error")
+    assert "name" in error["details"]["json"]
+    if "\x00" in name:  # a multipart body is bytes: it cannot spell a lone surrogate
+        error = assert_error(upload(client, auth, "a\n1\n", description=name), 422, "validation_error")
+        assert "description" in error["details"]["form"]
+        error = assert_error(upload(client, auth, "a\n1\n", file_name=f"{name}.csv"), 422, "validation_error")
+        assert "file name" in error["details"]["form"]["file"][0]
+    assert leftovers() == before
+
+
 def test_json_body_over_its_limit_is_413(client, auth, leftovers):
     before = leftovers()
     records = [{"payload": "x" * 1000}] * 3000  # about 3 MB; the test limit is 2 MB
