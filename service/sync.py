@@ -208,7 +208,7 @@ def run_silver(dataset_id: uuid.UUID, run_id: uuid.UUID) -> dict:
     tgt, ref = target(), inp.ref("silver")
 
     def infer(sampled: bool):
-        return infer_plan(local, null_tokens=config["NULL_TOKENS"], settings=duckdb_settings(config),
+        return infer_plan(local, null_tokens=config["NULL_TOKENS"], settings=sync_duckdb_settings(config),
                           sampled=sampled)
 
     # A target that checks each value as it writes gets types from a sample, which saves
@@ -325,12 +325,24 @@ def record_step_error(
 
 
 def duckdb_settings(config: dict):
+    """DuckDB settings of the API's conversions."""
     from service.ingest import IngestSettings
 
     return IngestSettings(
         duckdb_memory_limit=config["DUCKDB_MEMORY_LIMIT"],
         duckdb_threads=config["DUCKDB_THREADS"],
         temp_dir=str(Path(config["DATA_DIR"]) / "tmp"),
+    )
+
+
+def sync_duckdb_settings(config: dict):
+    """DuckDB settings of the worker's steps: the same database as the Delta target's."""
+    from service.ingest import IngestSettings
+
+    return IngestSettings(
+        duckdb_memory_limit=config["DUCKDB_SYNC_MEMORY_LIMIT"],
+        duckdb_threads=config["DUCKDB_THREADS"],
+        temp_dir=str(Path(config["DATA_DIR"]) / "tmp" / "duckdb"),
     )
 
 

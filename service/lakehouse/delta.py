@@ -113,7 +113,8 @@ class DeltaTarget(LakehouseTarget):
             temp_dir = os.path.join(config["DATA_DIR"], "tmp", "duckdb")
         return cls(
             lakehouse_dir,
-            duckdb_memory_limit=config.get("DUCKDB_MEMORY_LIMIT") or "512MB",
+            duckdb_memory_limit=(config.get("DUCKDB_SYNC_MEMORY_LIMIT") or config.get("DUCKDB_MEMORY_LIMIT")
+                                 or "768MB"),
             duckdb_threads=int(config.get("DUCKDB_THREADS") or 2),
             temp_dir=temp_dir or None,
         )
