@@ -163,7 +163,7 @@ class DeltaTarget(LakehouseTarget):
             with _staging(path) as staging:
                 staged = os.path.join(staging, "data.parquet")
                 if copy_as_is:
-                    shutil.copyfile(src, staged)
+                    _link_or_copy(src, staged)
                 else:
                     row_bytes = sum(groups) / max(1, metadata.num_rows)
                     rows_per_group = int(BRONZE_TARGET_ROW_GROUP_BYTES / max(1.0, row_bytes))
@@ -314,6 +314,17 @@ def _bronze_fields(schema: pa.Schema,
         metadata = {SOURCE_NAME_KEY: field.name} if name != field.name else None
         fields.append(pa.field(name, target, nullable=True, metadata=metadata))
     return fields, copyable and not renamed
+
+
+def _link_or_copy(src: Path, dest: str) -> None:
+    """A hard link when both sit on one filesystem (the local file is never modified in
+    place, only replaced or removed), else a copy."""
+    try:
+        os.link(src, dest)
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise
+        shutil.copyfile(src, dest)
 
 
 def _rewrite_parquet(src: Path, dest: str, schema: pa.Schema, *, rows_per_group: int) -> None:

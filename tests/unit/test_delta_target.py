@@ -159,6 +159,23 @@ def test_bronze_reuses_a_compatible_file_as_it_is(tmp_path, target):
     (data_file,) = data_files(result.location)
     with open(src, "rb") as a, open(os.path.join(result.location, data_file), "rb") as b:
         assert a.read() == b.read()
+    # On one filesystem it is a hard link, not a copy; the table outlives the local file.
+    assert os.stat(src).st_ino == os.stat(os.path.join(result.location, data_file)).st_ino
+    os.remove(src)
+    assert read(result.location).num_rows == CSV_LIKE.num_rows
+
+
+def test_bronze_copies_the_file_when_it_cannot_be_linked(tmp_path, target, monkeypatch):
+    src = write_parquet(tmp_path / "in.parquet", CSV_LIKE)
+
+    def cross_device(*_args):
+        raise OSError(errno.EXDEV, os.strerror(errno.EXDEV))
+
+    monkeypatch.setattr(delta_module.os, "link", cross_device)
+    result = target.write_bronze(BRONZE, source_for(src))
+    (data_file,) = data_files(result.location)
+    assert os.stat(src).st_ino != os.stat(os.path.join(result.location, data_file)).st_ino
+    assert read(result.location).num_rows == CSV_LIKE.num_rows
 
 
 def test_bronze_rewrites_legacy_int96_timestamps(tmp_path, target):
@@ -443,6 +460,7 @@ def test_storage_errors_while_writing_are_transient(tmp_path, target, monkeypatc
         raise OSError(code, os.strerror(code))
 
     monkeypatch.setattr(delta_module.shutil, "copyfile", failing_copy)
+    monkeypatch.setattr(delta_module.os, "link", failing_copy)
     with pytest.raises(TransientTargetError) as info:
         target.write_bronze(BRONZE, source_for(src))
     assert info.value.__cause__.errno == code
