@@ -147,6 +147,21 @@ def markdown(r: dict) -> str:
                                  f"{'–' if ratio is None else f'{ratio:.2f}×'} |")
                 title = ""
         lines.append("")
+        spread = []
+        for label in file_labels:
+            parts = []
+            o = ours.get(label) or {}
+            if len(o.get("repeats") or []) > 1:
+                parts.append("lakesync " + " / ".join(_s(x.get("upload_to_synced_s")) for x in o["repeats"]))
+            for tool in ("duckdb", "pandas", "dlt"):
+                p = (peers.get(label) or {}).get(tool) or {}
+                if len(p.get("repeats") or []) > 1:
+                    parts.append(f"{PEER_TITLES[tool]} " + " / ".join(_s(x.get("seconds")) for x in p["repeats"]))
+            if parts:
+                spread.append(f"- {FILE_TITLES[label]}: " + "; ".join(parts))
+        if spread:
+            lines += [f"Each figure is the median of {s.get('repeat')} runs, lakesync's and the peers' interleaved "
+                      "(every run, in order):", ""] + spread + [""]
         for label in file_labels:
             o = ours.get(label)
             if o and o.get("status") != "synced":

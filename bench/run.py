@@ -7,6 +7,8 @@ Environment:
   BENCH_ONLY=big,small,...  run some parts only: big, small, wide, peers
   BENCH_SMALL_COUNT, BENCH_SMALL_ROWS, BENCH_SMALL_CLIENTS, BENCH_WIDE_ROWS, BENCH_WIDE_COLS,
   BENCH_SEED                override the sizes
+  BENCH_REPEAT=3            measured runs of each file, lakesync and peers interleaved; the median
+                            run is reported (a shared machine drifts by tens of percent)
   BENCH_PROFILE=auto|1|0    py-spy profile of the big file when a time goal is missed (auto),
                             always (1) or never (0)
   BENCH_OUT=NAME            base name of the results (default: the date, plus a tag for
@@ -84,10 +86,11 @@ class Settings:
         self.wide_rows = env_int("BENCH_WIDE_ROWS", max(5000, round(100_000 * scale)))
         self.wide_cols = env_int("BENCH_WIDE_COLS", 500)
         self.seed = env_int("BENCH_SEED", 42)
+        self.repeat = max(1, env_int("BENCH_REPEAT", 3))
         self.profile = os.environ.get("BENCH_PROFILE", "auto").strip() or "auto"
         self.keep = os.environ.get("BENCH_KEEP", "").strip() not in ("", "0")
         self.full = (self.rows == DEFAULT_ROWS and not self.skip_huge and not only and self.small_count == 1000
-                     and self.wide_rows == 100_000 and self.small_clients == 16)
+                     and self.wide_rows == 100_000 and self.small_clients == 16 and self.repeat >= 3)
 
     def out_name(self) -> str:
         if os.environ.get("BENCH_OUT"):
@@ -190,6 +193,26 @@ def dist(values: list[float]) -> dict:
         return {"n": 0}
     return {"n": len(values), "mean": sum(values) / len(values), "p50": percentile(values, 50),
             "p95": percentile(values, 95), "p99": percentile(values, 99), "max": max(values), "min": min(values)}
+
+
+def median_run(runs: list[dict | None], key) -> dict | None:
+    """The run with the median ``key`` (the lower middle one of an even count), with every
+    run's figures under "repeats"; failed runs count as the slowest."""
+    runs = [r for r in runs if r is not None]
+    if not runs:
+        return None
+
+    def value(run: dict) -> float:
+        v = key(run)
+        return math.inf if v is None or "error" in run else v
+
+    ordered = sorted(runs, key=value)
+    chosen = dict(ordered[(len(ordered) - 1) // 2])
+    chosen["repeats"] = [{k: r.get(k) for k in REPEAT_FIELDS if k in r} | {"value": value(r)} for r in runs]
+    return chosen
+
+
+REPEAT_FIELDS = ("upload_s", "upload_to_synced_s", "silver_s", "seconds", "peak_rss_bytes", "status", "error")
 
 
 def check_counts(body: dict, meta: dict) -> dict:
@@ -591,6 +614,25 @@ def run_peer(peers_py: str, tool: str, csv: Path, work: Path, log_path: Path, ti
     return result
 
 
+def run_peers(peers_py: str, tmp: Path, label: str, csv: Path, runs: dict[str, list]) -> None:
+    """Each peer once on ``csv``, appending to ``runs[tool]``."""
+    for tool in PEERS:
+        log(f"peers {label}: {tool} ...")
+        peer_log = tmp / f"peer-{label}-{tool}.log"
+        res = run_peer(peers_py, tool, csv, tmp / "peers" / f"{label}-{tool}", peer_log, timeout=3600)
+        runs.setdefault(tool, []).append(res)
+        if "error" in res:
+            log(f"peers {label}: {tool} failed: {res['error']}")
+            log(peer_log.read_text(errors="replace")[-2000:])
+        else:
+            log(f"peers {label}: {tool} {res['seconds']:.1f}s, {res['rows']:,} rows, peak "
+                f"{res['peak_rss_bytes'] / 2**20:.0f} MiB")
+
+
+def _synced_of(run: dict) -> float | None:
+    return run.get("upload_to_synced_s") or run.get("synced_seen_s")
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -663,43 +705,50 @@ def main() -> int:
             results["stack_env"] = extra_env
             stack = BenchStack(tmp / "stack", extra_env)
             phase("stack servers", stack.start_servers, fatal=True)
-            if "big" in ours_parts:
-                for label in ("big", "huge"):
-                    if label in files:
-                        results["ours"][label] = phase(f"ours {label}", ours_file, stack, label, files[label],
-                                                       metas[label])
+            file_parts = [label for label in ("big", "huge") if label in files and "big" in ours_parts]
             if "wide" in ours_parts:
-                wide_dir = tmp / "profile-wide" if settings.profile != "0" else None
-                wide = phase("ours wide", ours_file, stack, "wide", files["wide"], metas["wide"],
-                             profile_dir=wide_dir, profile_rate=WIDE_PROFILE_RATE)
-                if wide and wide.get("profile_raw"):
-                    write_profile(results, name, "wide", wide, "the wide file's upload and sync", [], separate=False)
-                results["ours"]["wide"] = wide
+                file_parts.append("wide")
+            wide_dir = tmp / "profile-wide" if settings.profile != "0" else None
+            ours_runs: dict[str, list] = {label: [] for label in file_parts}
+            peer_runs: dict[str, dict[str, list]] = {}
+            for rep in range(settings.repeat):
+                for label in file_parts:
+                    # The wide file's upload is sampled by py-spy in its first run only.
+                    profile = {"profile_dir": wide_dir, "profile_rate": WIDE_PROFILE_RATE} \
+                        if label == "wide" and rep == 0 and wide_dir else {}
+                    ours_runs[label].append(phase(f"ours {label} #{rep + 1}", ours_file, stack, label, files[label],
+                                                  metas[label], **profile))
+                    if "peers" in settings.parts:
+                        peer_runs.setdefault(label, {})
+                        phase(f"peers {label} #{rep + 1}", run_peers, peers_py, tmp, label, files[label],
+                              peer_runs[label])
+            for label, runs in ours_runs.items():
+                results["ours"][label] = median_run(runs, _synced_of)
+            for label, tools in peer_runs.items():
+                results["peers"][label] = {tool: median_run(runs, lambda r: r.get("seconds"))
+                                           for tool, runs in tools.items()}
+            wide = results["ours"].get("wide")
+            first_wide = (ours_runs.get("wide") or [None])[0]
+            if first_wide and first_wide.get("profile_raw"):
+                write_profile(results, name, "wide", first_wide, "the wide file's upload and sync", [],
+                              separate=False)
+            if wide is not None:
+                wide.pop("profile_raw", None)
             if "small" in ours_parts:
                 small_files = sorted(files["small"].glob("*.csv"))
                 results["ours"]["small"] = phase("ours small", ours_small, stack, small_files, settings.small_clients)
             results["ours"] = {k: v for k, v in results["ours"].items() if v is not None}
 
-        if "peers" in settings.parts:
-            def peers_all() -> None:
-                for label in ("big", "huge", "wide"):
-                    if label not in files:
-                        continue
-                    results["peers"][label] = {}
-                    for tool in PEERS:
-                        log(f"peers {label}: {tool} ...")
-                        peer_log = tmp / f"peer-{label}-{tool}.log"
-                        res = run_peer(peers_py, tool, files[label], tmp / "peers" / f"{label}-{tool}", peer_log,
-                                       timeout=3600)
-                        results["peers"][label][tool] = res
-                        if "error" in res:
-                            log(f"peers {label}: {tool} failed: {res['error']}")
-                            log(peer_log.read_text(errors="replace")[-2000:])
-                        else:
-                            log(f"peers {label}: {tool} {res['seconds']:.1f}s, {res['rows']:,} rows, peak "
-                                f"{res['peak_rss_bytes'] / 2**20:.0f} MiB")
-
-            phase("peers", peers_all)
+        # Peers of files lakesync did not run (BENCH_ONLY=peers) are measured on their own.
+        peer_only = [label for label in ("big", "huge", "wide") if label in files and label not in results["peers"]]
+        if "peers" in settings.parts and peer_only:
+            for rep in range(settings.repeat):
+                for label in peer_only:
+                    phase(f"peers {label} #{rep + 1}", run_peers, peers_py, tmp, label, files[label],
+                          results["peers"].setdefault(label, {}))
+            for label in peer_only:
+                results["peers"][label] = {tool: median_run(runs, lambda r: r.get("seconds"))
+                                           for tool, runs in results["peers"][label].items()}
 
         results["goals"] = report.goals(results)
         missed = [g for g in results["goals"] if g["passed"] is False]

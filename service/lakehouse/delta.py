@@ -5,11 +5,12 @@ transaction (``create_table_with_add_actions``, mode="overwrite"):
 
 - bronze: the three metadata columns are constant for a load, so they are the table's
   partition columns and live in the Delta log, not in the data file. When the local
-  Parquet file only holds Delta-compatible column types it *is* the data file (copied,
-  not re-encoded); otherwise it is rewritten batch by batch with converted types.
-- silver: one DuckDB query reads the bronze data files, trims, nulls, casts, renames
-  and removes duplicate rows, and writes one Parquet file with row groups encoded on
-  all threads (spilling to disk within ``memory_limit``).
+  Parquet file only holds Delta-compatible column types it *is* the data file (hard-linked
+  or copied, not re-encoded); otherwise it is rewritten batch by batch with converted types.
+- silver: one DuckDB query reads the bronze data files, trims, nulls, casts (checking
+  each value when the plan's types come from a sample), renames and removes duplicate
+  rows, and writes one Parquet file with row groups encoded on all threads (spilling to
+  disk within ``memory_limit``).
 
 Each write replaces the table's current version; the data files of the replaced
 version are then deleted, so re-running a sync does not accumulate files.
