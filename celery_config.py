@@ -15,6 +15,8 @@ broker_transport_options = {
     "visibility_timeout": int(os.environ.get("BROKER_VISIBILITY_TIMEOUT", 7200)),
     "socket_timeout": 5,
     "socket_connect_timeout": 5,
+    # Queues are read in the order of task_queues, not in turn (see below).
+    "queue_order_strategy": "priority",
 }
 # Publishing must not hang an upload when Redis is away.
 broker_connection_timeout = 5
@@ -38,10 +40,13 @@ timezone = "UTC"
 enable_utc = True
 worker_hijack_root_logger = False
 
-# A chain's later steps get their own queue, consumed alongside the default one, so a
-# started sync finishes instead of waiting behind every upload queued after it.
+# A chain's later steps get their own queue, read before the default one, so a started
+# sync finishes instead of waiting behind every upload queued after it. (Read in turn,
+# the later steps of a backlog waited for the bronze steps of every upload and finished
+# in a burst at the end.) The queue holds at most two steps per started sync, so bronze
+# steps are never starved.
 task_default_queue = "celery"
-task_queues = (Queue("celery"), Queue("sync.continue"))
+task_queues = (Queue("sync.continue"), Queue("celery"))
 task_routes = {
     "sync.silver": {"queue": "sync.continue"},
     "sync.metadata": {"queue": "sync.continue"},
