@@ -326,24 +326,19 @@ def record_step_error(
 
 def duckdb_settings(config: dict):
     """DuckDB settings of the API's conversions."""
-    from service.ingest import IngestSettings
-
-    return IngestSettings(
-        duckdb_memory_limit=config["DUCKDB_MEMORY_LIMIT"],
-        duckdb_threads=config["DUCKDB_THREADS"],
-        temp_dir=str(Path(config["DATA_DIR"]) / "tmp"),
-    )
+    return _duckdb_settings(config["DUCKDB_MEMORY_LIMIT"], config, Path(config["DATA_DIR"]) / "tmp")
 
 
 def sync_duckdb_settings(config: dict):
     """DuckDB settings of the worker's steps: the same database as the Delta target's."""
+    return _duckdb_settings(config["DUCKDB_SYNC_MEMORY_LIMIT"], config, Path(config["DATA_DIR"]) / "tmp" / "duckdb")
+
+
+def _duckdb_settings(memory_limit: str, config: dict, temp_dir: Path):
     from service.ingest import IngestSettings
 
-    return IngestSettings(
-        duckdb_memory_limit=config["DUCKDB_SYNC_MEMORY_LIMIT"],
-        duckdb_threads=config["DUCKDB_THREADS"],
-        temp_dir=str(Path(config["DATA_DIR"]) / "tmp" / "duckdb"),
-    )
+    return IngestSettings(duckdb_memory_limit=memory_limit, duckdb_threads=config["DUCKDB_THREADS"],
+                          temp_dir=str(temp_dir))
 
 
 PERMANENT_ERRORS = (PermanentSyncError, PermanentTargetError)
