@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import functools
 import json
 import logging
 import os
@@ -50,7 +49,6 @@ from service.lakehouse.base import (
     TableResult,
     TransientTargetError,
 )
-from service import duckdb_shared
 from service.duckdb_shared import remove_stale
 from service.transform import sql as q
 from service.transform.naming import RESERVED_NAMES
@@ -590,19 +588,9 @@ def _is_string_type(t: pa.DataType) -> bool:
 def _tokens_castable(tokens: list[str]) -> set[str]:
     """Planned types to which some null token casts; values of those columns are compared
     with the tokens before casting."""
-    return set(_tokens_castable_cached(tuple(tokens)))
-
-
-@functools.lru_cache(maxsize=64)
-def _tokens_castable_cached(tokens: tuple[str, ...]) -> frozenset[str]:
-    if not tokens:
-        return frozenset()
-    values = ", ".join(f"({q.quote_literal(t)})" for t in tokens)
-    types = [t for t in q.DUCKDB_TYPES if t != "string"]
-    checks = ", ".join(f"bool_or(TRY_CAST(t AS {q.DUCKDB_TYPES[name]}) IS NOT NULL)" for name in types)
-    with duckdb_shared.cursor({"threads": 1}) as con:
-        row = con.execute(f"SELECT {checks} FROM (VALUES {values}) AS v(t)").fetchall()[0]
-    return frozenset(name for name, hit in zip(types, row) if hit)
+    checks = tuple((name, f"TRY_CAST(t AS {q.DUCKDB_TYPES[name]}) IS NOT NULL")
+                   for name in q.DUCKDB_TYPES if name != "string")
+    return set(q.tokens_passing(tuple(tokens), checks))
 
 
 def _silver_sql(con: duckdb.DuckDBPyConnection, plan: SilverPlan, scan: _BronzeScan) -> "_SilverSQL":

@@ -140,16 +140,23 @@ def tokens_fitting(tokens: Sequence[str], types: Iterable[str]) -> set[str]:
     return set(_tokens_fitting(tuple(tokens), tuple(types)))
 
 
-@functools.lru_cache(maxsize=64)
 def _tokens_fitting(tokens: tuple[str, ...], types: tuple[str, ...]) -> frozenset[str]:
-    # Cached: it depends on the settings only, and each step asks.
-    if not tokens or not types:
+    return tokens_passing(tokens, tuple((name, type_check("t", name)) for name in types))
+
+
+@functools.lru_cache(maxsize=128)
+def tokens_passing(tokens: tuple[str, ...], checks: tuple[tuple[str, str], ...]) -> frozenset[str]:
+    """The names of the ``checks`` (SQL over a value ``t``) that hold for at least one token.
+
+    Cached: the answer depends on the settings only, and every step asks.
+    """
+    if not tokens or not checks:
         return frozenset()
     values = ", ".join(f"({quote_literal(t)})" for t in tokens)
-    checks = ", ".join(f"bool_or({type_check('t', name)})" for name in types)
+    select = ", ".join(f"bool_or({check})" for _, check in checks)
     with duckdb_shared.cursor({"threads": 1}) as con:
-        row = con.execute(f"SELECT {checks} FROM (VALUES {values}) AS v(t)").fetchall()[0]
-    return frozenset(name for name, hit in zip(types, row) if hit)
+        row = con.execute(f"SELECT {select} FROM (VALUES {values}) AS v(t)").fetchall()[0]
+    return frozenset(name for (name, _), hit in zip(checks, row) if hit)
 
 
 def classify_expr(col_sql: str, candidates: Sequence[str], tokens: Sequence[str],
