@@ -316,3 +316,20 @@ def test_wide_files_get_row_groups_bounded_by_cells(tmp_path):
     assert result.row_count == rows and meta.num_columns == columns
     assert max(meta.row_group(i).num_rows for i in range(meta.num_row_groups)) <= row_group_rows(columns) == 2048
     assert row_group_rows(8) == 122_880
+
+
+def test_columns_of_few_distinct_values_are_dictionary_encoded(tmp_path):
+    """A code column gets dictionary pages, a unique one plain pages; values stay exact."""
+    from service.ingest.delimited import DICTIONARY_CELLS, DICTIONARY_VALUES, dictionary_limit
+
+    lines = [b"id,code"] + [f"{i},c{i % 7}".encode() for i in range(30_000)]
+    result, table = convert(tmp_path, b"\n".join(lines) + b"\n")
+    column = {c.path_in_schema: c for c in
+              (pq.ParquetFile(tmp_path / "out" / "data.parquet").metadata.row_group(0).column(i)
+               for i in range(2))}
+    assert "PLAIN_DICTIONARY" in column["code"].encodings or "RLE_DICTIONARY" in column["code"].encodings
+    assert not {"PLAIN_DICTIONARY", "RLE_DICTIONARY"} & set(column["id"].encodings)
+    assert table.column("code").to_pylist()[:8] == ["c0", "c1", "c2", "c3", "c4", "c5", "c6", "c0"]
+    assert result.row_count == 30_000
+    assert dictionary_limit(8) == DICTIONARY_VALUES
+    assert 1 < dictionary_limit(500) and dictionary_limit(500) * 500 <= DICTIONARY_CELLS
