@@ -241,6 +241,7 @@ def ours_file(stack: BenchStack, label: str, path: Path, meta: dict, *, profile_
     if spies:
         result["profiled_at_hz"] = profile_rate
     try:
+        settle_disk()
         log(f"{label}: uploading {path.name} ({meta['bytes'] / 1e6:.0f} MB, {meta['rows']:,} rows)")
         try:
             response, started, answered = api.upload_file(path, timeout=env_int("BENCH_UPLOAD_TIMEOUT", 1200))
@@ -618,6 +619,7 @@ def run_peers(peers_py: str, tmp: Path, label: str, csv: Path, runs: dict[str, l
     """Each peer once on ``csv``, appending to ``runs[tool]``."""
     for tool in PEERS:
         log(f"peers {label}: {tool} ...")
+        settle_disk()
         peer_log = tmp / f"peer-{label}-{tool}.log"
         res = run_peer(peers_py, tool, csv, tmp / "peers" / f"{label}-{tool}", peer_log, timeout=3600)
         runs.setdefault(tool, []).append(res)
@@ -627,6 +629,12 @@ def run_peers(peers_py: str, tmp: Path, label: str, csv: Path, runs: dict[str, l
         else:
             log(f"peers {label}: {tool} {res['seconds']:.1f}s, {res['rows']:,} rows, peak "
                 f"{res['peak_rss_bytes'] / 2**20:.0f} MiB")
+
+
+def settle_disk() -> None:
+    """Write out what earlier runs left in the page cache, so that the kernel's writeback of
+    their files does not land inside the next timed run (ours or a peer's)."""
+    os.sync()
 
 
 def _synced_of(run: dict) -> float | None:
