@@ -33,20 +33,20 @@ def lock_key(dataset_id: uuid.UUID) -> int:
 def dataset_lock(dataset_id: uuid.UUID, *, wait: float = 0.0) -> Iterator[None]:
     """Hold the dataset's lock; DatasetBusy when it cannot be had within ``wait`` seconds."""
     key = lock_key(dataset_id)
-    conn = get_engine().connect()
+    # Autocommit: the lock belongs to the session, not to a transaction, and each commit
+    # would be one more round trip.
+    conn = get_engine().connect().execution_options(isolation_level="AUTOCOMMIT")
     try:
         deadline = time.monotonic() + wait
         while not conn.execute(select(func.pg_try_advisory_lock(key))).scalar():
             if time.monotonic() >= deadline:
                 raise DatasetBusy(f"dataset {dataset_id} is being synced by another step")
             time.sleep(0.2)
-        conn.commit()
         try:
             yield
         finally:
             try:
                 conn.execute(select(func.pg_advisory_unlock(key)))
-                conn.commit()
             except DBAPIError as exc:
                 # The connection died (PostgreSQL restarted): the lock died with it.
                 log.warning("could not release the lock of dataset %s: %s", dataset_id, exc)

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
 from service.db import session_scope
@@ -59,23 +59,38 @@ def target() -> LakehouseTarget:
     return ext["lakehouse_target"]
 
 
-def _step_row(session: Session, run_id: uuid.UUID, step: str) -> SyncStepRun:
-    row = session.scalar(select(SyncStepRun).where(SyncStepRun.run_id == run_id, SyncStepRun.step == step))
+@dataclass
+class _Current:
+    dataset: Dataset
+    run: SyncRun
+    tenant: Tenant
+    row: SyncStepRun  # the step's row, added to the session when it is new
+
+
+def _current(session: Session, dataset_id: uuid.UUID, run_id: uuid.UUID, step: str) -> _Current | None:
+    """The dataset and run (both locked), the tenant and the step's row, or None when the run
+    is no longer the one to do.
+
+    One query: each step reads them twice, and round trips to PostgreSQL are most of
+    what a step of a small dataset costs.
+    """
+    found = session.execute(
+        select(Dataset, SyncRun, Tenant, SyncStepRun)
+        .join(SyncRun, SyncRun.dataset_id == Dataset.id)
+        .join(Tenant, Tenant.id == Dataset.tenant_id)
+        .outerjoin(SyncStepRun, and_(SyncStepRun.run_id == SyncRun.id, SyncStepRun.step == step))
+        .where(Dataset.id == dataset_id, SyncRun.id == run_id)
+        .with_for_update(of=(Dataset, SyncRun))
+    ).first()
+    if found is None:
+        return None
+    dataset, run, tenant, row = found
+    if dataset.current_run_id != run.id or run.status in ("synced", "failed"):
+        return None
     if row is None:
         row = SyncStepRun(run_id=run_id, step=step, status="pending", attempts=0)
         session.add(row)
-    return row
-
-
-def _current(session: Session, dataset_id: uuid.UUID, run_id: uuid.UUID) -> tuple[Dataset, SyncRun] | None:
-    """The dataset and run, locked, or None when the run is no longer the one to do."""
-    dataset = session.get(Dataset, dataset_id, with_for_update=True)
-    if dataset is None:
-        return None
-    run = session.get(SyncRun, run_id, with_for_update=True)
-    if run is None or dataset.current_run_id != run.id or run.status in ("synced", "failed"):
-        return None
-    return dataset, run
+    return _Current(dataset, run, tenant, row)
 
 
 def begin_step(step: str, dataset_id: uuid.UUID, run_id: uuid.UUID) -> StepInput | None:
@@ -83,12 +98,10 @@ def begin_step(step: str, dataset_id: uuid.UUID, run_id: uuid.UUID) -> StepInput
     now = utcnow()
     for attempt in quick_retrying():
         with attempt, session_scope() as session:
-            found = _current(session, dataset_id, run_id)
+            found = _current(session, dataset_id, run_id, step)
             if found is None:
                 return None
-            dataset, run = found
-            tenant = session.get(Tenant, dataset.tenant_id)
-            row = _step_row(session, run_id, step)
+            dataset, run, tenant, row = found.dataset, found.run, found.tenant, found.row
             if row.status == "succeeded":
                 return None  # a duplicate delivery (e.g. re-sent by the sweeper); the work is done
             limit = int(current_app.config["SYNC_MAX_DELIVERIES"])
@@ -128,28 +141,26 @@ def _finish_step(step: str, inp: StepInput, rows: int | None, apply) -> bool:
     now = utcnow()
     for attempt in quick_retrying():
         with attempt, session_scope() as session:
-            found = _current(session, inp.dataset_id, inp.run_id)
+            found = _current(session, inp.dataset_id, inp.run_id, step)
             if found is None:
                 return False
-            dataset, run = found
-            row = _step_row(session, inp.run_id, step)
+            dataset, run, row = found.dataset, found.run, found.row
             row.status = "succeeded"
             row.finished_at = now
             row.rows = rows
             row.error = None
             run.heartbeat_at = now
-            apply(session, dataset, run)
+            apply(dataset, run)
             return True
     raise AssertionError("unreachable")
 
 
-def _upsert_table(session: Session, dataset: Dataset, ref: TableRef, location: str, rows: int | None) -> None:
-    row = session.scalar(
-        select(LakehouseTable).where(LakehouseTable.dataset_id == dataset.id, LakehouseTable.layer == ref.schema)
-    )
+def _upsert_table(dataset: Dataset, ref: TableRef, location: str, rows: int | None) -> None:
+    # Through the relationship: its one load serves both layers of the metadata step.
+    row = next((t for t in dataset.tables if t.layer == ref.schema), None)
     if row is None:
-        row = LakehouseTable(dataset_id=dataset.id, layer=ref.schema)
-        session.add(row)
+        row = LakehouseTable(layer=ref.schema)
+        dataset.tables.append(row)
     row.target = target().name
     row.catalog, row.schema, row.table = ref.catalog, ref.schema, ref.table
     row.full_name = ref.full_name
@@ -191,9 +202,9 @@ def run_bronze(dataset_id: uuid.UUID, run_id: uuid.UUID) -> dict:
     if result.row_count != inp.row_count:
         raise PermanentSyncError(f"bronze table has {result.row_count} rows, the dataset has {inp.row_count}")
 
-    def apply(session, dataset, run):
+    def apply(dataset, run):
         dataset.row_count_bronze = result.row_count
-        _upsert_table(session, dataset, ref, result.location, result.row_count)
+        _upsert_table(dataset, ref, result.location, result.row_count)
 
     _finish_step("bronze", inp, result.row_count, apply)
     return {"dataset_id": str(dataset_id), "bronze_table": ref.full_name, "rows": result.row_count}
@@ -223,7 +234,7 @@ def run_silver(dataset_id: uuid.UUID, run_id: uuid.UUID) -> dict:
         result = tgt.write_silver(inp.ref("bronze"), ref, plan)
     planned = {c.source_name: c for c in plan.columns}
 
-    def apply(session, dataset, run):
+    def apply(dataset, run):
         columns = []
         for col in dataset.columns:
             silver = planned.get(col["source_name"])
@@ -233,7 +244,7 @@ def run_silver(dataset_id: uuid.UUID, run_id: uuid.UUID) -> dict:
         dataset.columns = columns
         dataset.row_count_silver = result.row_count
         dataset.duplicates_removed = result.duplicates_removed
-        _upsert_table(session, dataset, ref, result.location, result.row_count)
+        _upsert_table(dataset, ref, result.location, result.row_count)
 
     _finish_step("silver", inp, result.row_count, apply)
     return {"dataset_id": str(dataset_id), "silver_table": ref.full_name, "rows": result.row_count}
@@ -250,13 +261,13 @@ def run_metadata(dataset_id: uuid.UUID, run_id: uuid.UUID) -> dict:
     if bronze_rows != inp.row_count:
         raise PermanentSyncError(f"bronze table {bronze.full_name} has {bronze_rows} rows, expected {inp.row_count}")
 
-    def apply(session, dataset, run):
+    def apply(dataset, run):
         now = utcnow()
         dataset.row_count_bronze = bronze_rows
         dataset.row_count_silver = silver_rows
         dataset.duplicates_removed = bronze_rows - silver_rows
-        _upsert_table(session, dataset, bronze, tgt.location(bronze), bronze_rows)
-        _upsert_table(session, dataset, silver, tgt.location(silver), silver_rows)
+        _upsert_table(dataset, bronze, tgt.location(bronze), bronze_rows)
+        _upsert_table(dataset, silver, tgt.location(silver), silver_rows)
         dataset.sync_status = "synced"
         dataset.sync_step = None
         dataset.last_error = None
@@ -309,11 +320,10 @@ def record_step_error(
     now = utcnow()
     for attempt in quick_retrying():
         with attempt, session_scope() as session:
-            found = _current(session, dataset_id, run_id)
+            found = _current(session, dataset_id, run_id, step)
             if found is None:
                 return
-            dataset, run = found
-            row = _step_row(session, run_id, step)
+            dataset, run, row = found.dataset, found.run, found.row
             if final:
                 _fail(dataset, run, row, message, now)
                 return
