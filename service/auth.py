@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from flask import g, request
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from service.errors import Unauthorized
 from service.models import ApiKey, Tenant, utcnow
@@ -47,7 +47,7 @@ def tenant_for_key(session: Session, key: str) -> Tenant | None:
     parts = key.split("_", 2)
     if len(parts) != 3 or parts[0] != KEY_PREFIX:
         return None
-    row = session.scalar(select(ApiKey).where(ApiKey.prefix == parts[1]))
+    row = session.scalar(select(ApiKey).options(joinedload(ApiKey.tenant)).where(ApiKey.prefix == parts[1]))
     # Compare digests even for an unknown prefix so timing says nothing about which keys exist.
     expected = row.key_hash if row is not None else "0" * 64
     if not hmac.compare_digest(expected, _digest(key)) or row is None or row.revoked_at is not None:

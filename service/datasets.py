@@ -77,7 +77,8 @@ def _store_new(
                 columns=_columns(result),
             )
             session.add(dataset)
-            session.flush()
+            # Before the first flush: the dataset is inserted with its current run in one
+            # statement, no UPDATE after.
             request_run(session, dataset, trigger="upload")
     except BaseException:
         dest.unlink(missing_ok=True)
