@@ -15,6 +15,7 @@ from pathlib import Path
 
 from flask import current_app
 from sqlalchemy import and_, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from service.db import session_scope
@@ -150,22 +151,20 @@ def _finish_step(step: str, inp: StepInput, rows: int | None, apply) -> bool:
             row.rows = rows
             row.error = None
             run.heartbeat_at = now
-            apply(dataset, run)
+            apply(session, dataset, run)
             return True
     raise AssertionError("unreachable")
 
 
-def _upsert_table(dataset: Dataset, ref: TableRef, location: str, rows: int | None) -> None:
-    # Through the relationship: its one load serves both layers of the metadata step.
-    row = next((t for t in dataset.tables if t.layer == ref.schema), None)
-    if row is None:
-        row = LakehouseTable(layer=ref.schema)
-        dataset.tables.append(row)
-    row.target = target().name
-    row.catalog, row.schema, row.table = ref.catalog, ref.schema, ref.table
-    row.full_name = ref.full_name
-    row.location = location
-    row.row_count = rows
+def _upsert_table(session: Session, dataset: Dataset, ref: TableRef, location: str, rows: int | None) -> None:
+    """Record where a layer's table is: one INSERT ... ON CONFLICT, not a read and a write."""
+    values = {"target": target().name, "catalog": ref.catalog, "schema": ref.schema, "table": ref.table,
+              "full_name": ref.full_name, "location": location, "row_count": rows}
+    session.execute(
+        pg_insert(LakehouseTable)
+        .values(dataset_id=dataset.id, layer=ref.schema, **values)
+        .on_conflict_do_update(index_elements=["dataset_id", "layer"], set_={**values, "updated_at": utcnow()})
+    )
 
 
 def table_refs(session: Session, dataset: Dataset) -> list[TableRef]:
@@ -202,9 +201,9 @@ def run_bronze(dataset_id: uuid.UUID, run_id: uuid.UUID) -> dict:
     if result.row_count != inp.row_count:
         raise PermanentSyncError(f"bronze table has {result.row_count} rows, the dataset has {inp.row_count}")
 
-    def apply(dataset, run):
+    def apply(session, dataset, run):
         dataset.row_count_bronze = result.row_count
-        _upsert_table(dataset, ref, result.location, result.row_count)
+        _upsert_table(session, dataset, ref, result.location, result.row_count)
 
     _finish_step("bronze", inp, result.row_count, apply)
     return {"dataset_id": str(dataset_id), "bronze_table": ref.full_name, "rows": result.row_count}
@@ -234,7 +233,7 @@ def run_silver(dataset_id: uuid.UUID, run_id: uuid.UUID) -> dict:
         result = tgt.write_silver(inp.ref("bronze"), ref, plan)
     planned = {c.source_name: c for c in plan.columns}
 
-    def apply(dataset, run):
+    def apply(session, dataset, run):
         columns = []
         for col in dataset.columns:
             silver = planned.get(col["source_name"])
@@ -244,7 +243,7 @@ def run_silver(dataset_id: uuid.UUID, run_id: uuid.UUID) -> dict:
         dataset.columns = columns
         dataset.row_count_silver = result.row_count
         dataset.duplicates_removed = result.duplicates_removed
-        _upsert_table(dataset, ref, result.location, result.row_count)
+        _upsert_table(session, dataset, ref, result.location, result.row_count)
 
     _finish_step("silver", inp, result.row_count, apply)
     return {"dataset_id": str(dataset_id), "silver_table": ref.full_name, "rows": result.row_count}
@@ -261,13 +260,13 @@ def run_metadata(dataset_id: uuid.UUID, run_id: uuid.UUID) -> dict:
     if bronze_rows != inp.row_count:
         raise PermanentSyncError(f"bronze table {bronze.full_name} has {bronze_rows} rows, expected {inp.row_count}")
 
-    def apply(dataset, run):
+    def apply(session, dataset, run):
         now = utcnow()
         dataset.row_count_bronze = bronze_rows
         dataset.row_count_silver = silver_rows
         dataset.duplicates_removed = bronze_rows - silver_rows
-        _upsert_table(dataset, bronze, tgt.location(bronze), bronze_rows)
-        _upsert_table(dataset, silver, tgt.location(silver), silver_rows)
+        _upsert_table(session, dataset, bronze, tgt.location(bronze), bronze_rows)
+        _upsert_table(session, dataset, silver, tgt.location(silver), silver_rows)
         dataset.sync_status = "synced"
         dataset.sync_step = None
         dataset.last_error = None
