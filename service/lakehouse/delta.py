@@ -49,6 +49,7 @@ from service.lakehouse.base import (
     TableResult,
     TransientTargetError,
 )
+from service.config import DEFAULT_SYNC_MEMORY_LIMIT
 from service.duckdb_shared import remove_stale
 from service.transform import sql as q
 from service.transform.naming import RESERVED_NAMES
@@ -113,7 +114,7 @@ class DeltaTarget(LakehouseTarget):
         return cls(
             lakehouse_dir,
             duckdb_memory_limit=(config.get("DUCKDB_SYNC_MEMORY_LIMIT") or config.get("DUCKDB_MEMORY_LIMIT")
-                                 or "768MB"),
+                                 or DEFAULT_SYNC_MEMORY_LIMIT),
             duckdb_threads=int(config.get("DUCKDB_THREADS") or 2),
             temp_dir=temp_dir or None,
         )
