@@ -33,8 +33,8 @@ def lock_key(dataset_id: uuid.UUID) -> int:
 def dataset_lock(dataset_id: uuid.UUID, *, wait: float = 0.0) -> Iterator[None]:
     """Hold the dataset's lock; DatasetBusy when it cannot be had within ``wait`` seconds."""
     key = lock_key(dataset_id)
-    # Autocommit: the lock belongs to the session, not to a transaction, and each commit
-    # would be one more round trip.
+    # Autocommit: the lock belongs to the PostgreSQL session, not to a transaction, and each
+    # commit would be one more round trip.
     conn = get_engine().connect().execution_options(isolation_level="AUTOCOMMIT")
     try:
         deadline = time.monotonic() + wait

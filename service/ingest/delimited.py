@@ -66,6 +66,8 @@ DICTIONARY_CELLS = 250_000
 
 def dictionary_limit(columns: int) -> int:
     return max(1, min(DICTIONARY_VALUES, DICTIONARY_CELLS // max(1, columns)))
+
+
 DUCKDB_MAX_LINE = 2_000_000  # DuckDB's default max_line_size
 
 # An unquoted field can never contain a newline, so this null string never matches: every
