@@ -13,6 +13,17 @@ DEFAULT_NULL_TOKENS = ("", "NULL", "null", "N/A", "NA", "None")
 DEFAULT_SYNC_MEMORY_LIMIT = "704MB"
 
 
+def sync_duckdb(config: dict) -> tuple[str, int, str | None]:
+    """(memory limit, threads, spill directory) of a worker's DuckDB: inference and the Delta
+    target use these, and so share one database per process."""
+    data_dir = config.get("DATA_DIR")
+    return (
+        str(config.get("DUCKDB_SYNC_MEMORY_LIMIT") or config.get("DUCKDB_MEMORY_LIMIT") or DEFAULT_SYNC_MEMORY_LIMIT),
+        int(config.get("DUCKDB_THREADS") or 2),
+        str(Path(data_dir) / "tmp" / "duckdb") if data_dir else None,
+    )
+
+
 def _int(name: str, default: int) -> int:
     return int(os.environ.get(name, default))
 

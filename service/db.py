@@ -5,7 +5,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from sqlalchemy import create_engine
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 
@@ -36,6 +36,12 @@ def get_engine() -> Engine:
     if _engine is None:
         raise RuntimeError("database engine is not initialised; call init_engine() first")
     return _engine
+
+
+def autocommit_connection() -> Connection:
+    """A pooled connection whose statements commit one by one: for a lone write, or for
+    session-level state such as advisory locks, without the round trips of a transaction."""
+    return get_engine().connect().execution_options(isolation_level="AUTOCOMMIT")
 
 
 def dispose_engine() -> None:

@@ -15,7 +15,7 @@ from typing import Iterator
 from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
 
-from service.db import get_engine
+from service.db import autocommit_connection
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +33,8 @@ def lock_key(dataset_id: uuid.UUID) -> int:
 def dataset_lock(dataset_id: uuid.UUID, *, wait: float = 0.0) -> Iterator[None]:
     """Hold the dataset's lock; DatasetBusy when it cannot be had within ``wait`` seconds."""
     key = lock_key(dataset_id)
-    # Autocommit: the lock belongs to the PostgreSQL session, not to a transaction, and each
-    # commit would be one more round trip.
-    conn = get_engine().connect().execution_options(isolation_level="AUTOCOMMIT")
+    # The lock belongs to the PostgreSQL session, not to a transaction.
+    conn = autocommit_connection()
     try:
         deadline = time.monotonic() + wait
         while not conn.execute(select(func.pg_try_advisory_lock(key))).scalar():
@@ -57,9 +56,8 @@ def dataset_lock(dataset_id: uuid.UUID, *, wait: float = 0.0) -> Iterator[None]:
 def is_locked(dataset_id: uuid.UUID) -> bool:
     """True when some step holds the dataset's lock right now."""
     key = lock_key(dataset_id)
-    with get_engine().connect() as conn:
+    with autocommit_connection() as conn:
         got = conn.execute(select(func.pg_try_advisory_lock(key))).scalar()
         if got:
             conn.execute(select(func.pg_advisory_unlock(key)))
-        conn.commit()
         return not got

@@ -15,7 +15,7 @@ import redis.exceptions
 from sqlalchemy import event, func, select, update
 from sqlalchemy.orm import Session
 
-from service.db import get_engine, session_scope
+from service.db import autocommit_connection, session_scope
 from service.models import Dataset, SyncRun, utcnow
 
 log = logging.getLogger(__name__)
@@ -67,8 +67,7 @@ def publish(dataset_id: str, run_id: str, from_step: str = "bronze") -> bool:
     except PUBLISH_ERRORS as exc:
         log.warning("could not publish sync run %s of dataset %s: %s", run_id, dataset_id, exc)
         return False
-    # One statement, autocommitted: no transaction to open and commit around it.
-    with get_engine().connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+    with autocommit_connection() as conn:
         conn.execute(update(SyncRun).where(SyncRun.id == uuid.UUID(run_id)).values(published_at=utcnow()))
     return True
 

@@ -18,6 +18,7 @@ from sqlalchemy import and_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
+from service.config import sync_duckdb
 from service.db import session_scope
 from service.lakehouse import LakehouseTarget, PermanentTargetError, TableRef, get_target
 from service.lakehouse.base import BronzeSource
@@ -335,19 +336,18 @@ def record_step_error(
 
 def duckdb_settings(config: dict):
     """DuckDB settings of the API's conversions."""
-    return _duckdb_settings(config["DUCKDB_MEMORY_LIMIT"], config, Path(config["DATA_DIR"]) / "tmp")
+    from service.ingest import IngestSettings
+
+    return IngestSettings(duckdb_memory_limit=config["DUCKDB_MEMORY_LIMIT"], duckdb_threads=config["DUCKDB_THREADS"],
+                          temp_dir=str(Path(config["DATA_DIR"]) / "tmp"))
 
 
 def sync_duckdb_settings(config: dict):
     """DuckDB settings of the worker's steps: the same database as the Delta target's."""
-    return _duckdb_settings(config["DUCKDB_SYNC_MEMORY_LIMIT"], config, Path(config["DATA_DIR"]) / "tmp" / "duckdb")
-
-
-def _duckdb_settings(memory_limit: str, config: dict, temp_dir: Path):
     from service.ingest import IngestSettings
 
-    return IngestSettings(duckdb_memory_limit=memory_limit, duckdb_threads=config["DUCKDB_THREADS"],
-                          temp_dir=str(temp_dir))
+    memory_limit, threads, temp_dir = sync_duckdb(config)
+    return IngestSettings(duckdb_memory_limit=memory_limit, duckdb_threads=threads, temp_dir=temp_dir)
 
 
 PERMANENT_ERRORS = (PermanentSyncError, PermanentTargetError)

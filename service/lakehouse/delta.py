@@ -49,7 +49,7 @@ from service.lakehouse.base import (
     TableResult,
     TransientTargetError,
 )
-from service.config import DEFAULT_SYNC_MEMORY_LIMIT
+from service.config import sync_duckdb
 from service.duckdb_shared import remove_stale
 from service.transform import sql as q
 from service.transform.naming import RESERVED_NAMES
@@ -108,16 +108,8 @@ class DeltaTarget(LakehouseTarget):
             if not data_dir:
                 raise ValueError("LAKEHOUSE_DIR (or DATA_DIR) must be set for the delta target")
             lakehouse_dir = os.path.join(data_dir, "lakehouse")
-        temp_dir = config.get("DUCKDB_TEMP_DIR")
-        if not temp_dir and config.get("DATA_DIR"):
-            temp_dir = os.path.join(config["DATA_DIR"], "tmp", "duckdb")
-        return cls(
-            lakehouse_dir,
-            duckdb_memory_limit=(config.get("DUCKDB_SYNC_MEMORY_LIMIT") or config.get("DUCKDB_MEMORY_LIMIT")
-                                 or DEFAULT_SYNC_MEMORY_LIMIT),
-            duckdb_threads=int(config.get("DUCKDB_THREADS") or 2),
-            temp_dir=temp_dir or None,
-        )
+        memory_limit, threads, temp_dir = sync_duckdb(config)
+        return cls(lakehouse_dir, duckdb_memory_limit=memory_limit, duckdb_threads=threads, temp_dir=temp_dir)
 
     # ------------------------------------------------------------------ locations
 
