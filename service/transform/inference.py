@@ -111,7 +111,10 @@ def _sample_codes(con, source_sql: str, positions: list[int], tokens: list[str],
                 f"FROM (SELECT {values} FROM {source_sql} LIMIT {SAMPLE_ROWS})")
 
     def classified(relation: str) -> str:
-        return f"SELECT col, min(k), max(k) FROM (SELECT col, {expr} AS k FROM ({relation})) GROUP BY col"
+        # Each distinct value is classified once: codes, flags, dates and labels repeat, and
+        # the expression costs far more per value than the hashing that removes repeats.
+        return (f"SELECT col, min(k), max(k) FROM (SELECT col, {expr} AS k FROM "
+                f"(SELECT DISTINCT col, v FROM ({relation}))) GROUP BY col")
 
     chunks = _chunks(positions)
     if len(chunks) == 1:
