@@ -603,7 +603,7 @@ def _silver_sql(con: duckdb.DuckDBPyConnection, plan: SilverPlan, scan: _BronzeS
             inner.append(f"{src} AS {alias}")
         elif column.type == "string":
             # Only padded values pay for trim(), which copies every string it touches.
-            inner.append(f"CASE WHEN {src} LIKE ' %' OR {src} LIKE '% ' THEN trim({src}) "
+            inner.append(f"CASE WHEN {src} LIKE ' %' OR {src} LIKE '% ' THEN {q.trim_spaces(src)} "
                          f"ELSE {src} END AS {alias}")
             expr = f"if({q.is_token(alias, tokens)}, NULL, {alias})" if tokens else alias
         elif not is_string:
@@ -669,7 +669,7 @@ def _typed_from_string(col: str, type_name: str, tokens: list[str], token_first:
     grammar every value fits, so DuckDB's cast (which also trims) gives the same value;
     a value that still does not cast raises instead of becoming NULL."""
     duck = q.DUCKDB_TYPES[type_name]
-    trimmed = f"trim({col})"
+    trimmed = q.trim_spaces(col)
     is_token = q.is_token(trimmed, tokens)
     if type_name == "boolean":
         exact = f"CASE lower({trimmed}) WHEN 'true' THEN true WHEN 'false' THEN false " \

@@ -85,6 +85,13 @@ def connect(memory_limit: str = DEFAULT_MEMORY_LIMIT, threads: int = DEFAULT_THR
     return duckdb_shared.database(config, temp_dir).cursor()
 
 
+def trim_spaces(value_sql: str) -> str:
+    """SQL of the value without leading and trailing spaces (U+0020), the one character
+    every engine's trim removes: DuckDB's one-argument trim() also removes other Unicode
+    spaces (no-break space...), Spark's only this one."""
+    return f"trim({value_sql}, ' ')"
+
+
 def is_token(value_sql: str, tokens: Sequence[str]) -> str:
     if not tokens:
         return "false"
@@ -135,7 +142,7 @@ def tokens_fitting(tokens: Sequence[str], types: Iterable[str]) -> set[str]:
 
     For those types a raw value must be compared with the tokens before its type is
     checked; for the others a value that fits the grammar cannot be a token, which
-    lets the common case skip trim() and the token comparison.
+    lets the common case skip trimming and the token comparison.
     """
     return set(_tokens_fitting(tuple(tokens), tuple(types)))
 
@@ -165,7 +172,7 @@ def classify_expr(col_sql: str, candidates: Sequence[str], tokens: Sequence[str]
     of the first candidate type (in precedence order) whose grammar the trimmed value
     fits, else NO_TYPE."""
     ordered = [t for t in TYPE_CODES if t in candidates]
-    trimmed = f"trim({col_sql})"
+    trimmed = trim_spaces(col_sql)
     slow = [f"WHEN {is_token(trimmed, tokens)} THEN NULL"]
     slow += [f"WHEN {type_check(trimmed, t)} THEN {TYPE_CODES[t]}" for t in ordered]
     slow_case = "CASE " + " ".join(slow) + f" ELSE {NO_TYPE} END"
@@ -205,7 +212,7 @@ def silver_typed_expr(col_sql: str, type_name: str, tokens: Sequence[str], token
     A value that fits neither the grammar nor the null tokens raises an error rather
     than being lost.
     """
-    trimmed = f"trim({col_sql})"
+    trimmed = trim_spaces(col_sql)
     message = (f"'column {column_label.replace(chr(39), chr(39) * 2)}: value ''' || "
                f"{col_sql} || ''' is not a valid {type_name}'")
     slow = (f"CASE WHEN {is_token(trimmed, tokens)} THEN NULL "

@@ -130,7 +130,10 @@ def tokenize(text: str) -> list[Token]:
 # Spark names that DuckDB spells differently; everything else passes as it is.
 _TYPES = {"STRING": "VARCHAR", "TIMESTAMP": "TIMESTAMPTZ", "TIMESTAMP_NTZ": "TIMESTAMP", "BINARY": "BLOB",
           "LONG": "BIGINT", "SHORT": "SMALLINT", "BYTE": "TINYINT"}
-_FUNCTIONS = {"REGEXP_LIKE": "regexp_matches", "RLIKE": "regexp_matches", "RAISE_ERROR": "error"}
+# Spark's trim() removes spaces (U+0020) only; DuckDB's one-argument trim() also other
+# Unicode spaces, hence a macro.
+_FUNCTIONS = {"REGEXP_LIKE": "regexp_matches", "RLIKE": "regexp_matches", "RAISE_ERROR": "error",
+              "TRIM": "spark_trim"}
 
 
 def duck_ident(name: str) -> str:
@@ -253,6 +256,7 @@ class Warehouse:
         self.volumes_root.mkdir(parents=True, exist_ok=True)
         self.con = duckdb.connect(str(root / "warehouse.duckdb"))
         self._exec("SET TimeZone = 'UTC'")
+        self._exec("CREATE OR REPLACE TEMP MACRO spark_trim(s) AS trim(s, ' ')")
         self.lock = threading.RLock()
         self.catalogs: set[str] = set()
         self.placeholders: set[str] = set()  # schemaless tables waiting for COPY INTO

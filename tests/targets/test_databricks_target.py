@@ -32,7 +32,8 @@ RICH_CSV = (
     '2,Grace,3,-2.5,FALSE,2024-02-29,2024-02-01 08:30:00,NULL,0042,NULL\n'
     '4,"back\\slash ""quoted""",1.7976931348623157e308,NA,false,,2024-03-01 00:00:00.123456,None,,\n'
     '3,"O\'Neil" ,, 0.1,true,2023-12-31, 2024-02-29T22:00:00Z,null,x1,None\n'
-    '5,Zoë ✓,-0.5,7,TRUE,2000-01-01,1999-12-31T23:59:59.5-05:00,"a, b",0,\n'
+    # Spaces are trimmed; the no-break space (U+00A0) is data on both targets.
+    '5,Zoë ✓,-0.5,7,TRUE,2000-01-01,1999-12-31T23:59:59.5-05:00,"\u00a0a, b ",0,\n'
 )
 
 

@@ -307,6 +307,19 @@ def test_silver_dedups_rows_that_become_equal_after_cleaning(tmp_path, target):
         {"city": "Paris", "n": 1}, {"city": "Lyon", "n": 2}, {"city": None, "n": None}]
 
 
+def test_silver_trims_spaces_only(tmp_path, target):
+    nbsp = "\u00a0"
+    table = pa.table({
+        "s": pa.array([" a ", f"{nbsp}b", f" c{nbsp}", "\td ", f"{nbsp} e "]),
+        "n": pa.array(["1", " 2", "3 ", "4", "5"]),
+    })
+    plan, result = write_both(tmp_path, target, table)
+    assert [c.type for c in plan.columns] == ["string", "integer"]
+    assert sorted_rows(read(result.location).select(["s", "n"]), "n") == [
+        {"s": "a", "n": 1}, {"s": f"{nbsp}b", "n": 2}, {"s": f"c{nbsp}", "n": 3},
+        {"s": "\td", "n": 4}, {"s": f"{nbsp} e", "n": 5}]
+
+
 def test_silver_keeps_non_string_sources_as_they_are(tmp_path, target):
     table = pa.table({
         "n": pa.array([1, 2, 2], pa.int64()),

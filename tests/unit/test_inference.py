@@ -78,6 +78,14 @@ def test_values_are_trimmed_and_null_tokens_apply_after_trim(tmp_path):
     assert infer_one(tmp_path, ["  true", "false  ", " None "]) == "boolean"
 
 
+def test_only_spaces_are_trimmed(tmp_path):
+    # Tabs, line breaks and no-break spaces are data, as for Spark's trim().
+    assert infer_one(tmp_path, ["\t1", "2"]) == "string"
+    assert infer_one(tmp_path, ["1\u00a0", "2"]) == "string"
+    assert infer_one(tmp_path, ["\u00a0NULL", "2"]) == "string"
+    assert infer_one(tmp_path, ["2024-01-01\n", "2024-01-02"]) == "string"
+
+
 def test_null_tokens_are_exact_and_case_sensitive(tmp_path):
     assert infer_one(tmp_path, ["Null", "1"]) == "string"
     assert infer_one(tmp_path, ["-", "1"]) == "string"
