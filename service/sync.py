@@ -336,17 +336,17 @@ def record_step_error(
 
 def duckdb_settings(config: dict):
     """DuckDB settings of the API's conversions."""
-    from service.ingest import IngestSettings
-
-    return IngestSettings(duckdb_memory_limit=config["DUCKDB_MEMORY_LIMIT"], duckdb_threads=config["DUCKDB_THREADS"],
-                          temp_dir=str(Path(config["DATA_DIR"]) / "tmp"))
+    return _ingest_settings(config["DUCKDB_MEMORY_LIMIT"], config["DUCKDB_THREADS"], str(Path(config["DATA_DIR"]) / "tmp"))
 
 
 def sync_duckdb_settings(config: dict):
     """DuckDB settings of the worker's steps: the same database as the Delta target's."""
+    return _ingest_settings(*sync_duckdb(config))
+
+
+def _ingest_settings(memory_limit: str, threads: int, temp_dir: str | None):
     from service.ingest import IngestSettings
 
-    memory_limit, threads, temp_dir = sync_duckdb(config)
     return IngestSettings(duckdb_memory_limit=memory_limit, duckdb_threads=threads, temp_dir=temp_dir)
 
 

@@ -41,6 +41,7 @@ from deltalake import Schema as DeltaSchema
 from deltalake.exceptions import CommitFailedError, DeltaError
 from deltalake.transaction import AddAction, create_table_with_add_actions
 
+from service.config import sync_duckdb
 from service.lakehouse.base import (
     BronzeSource,
     LakehouseTarget,
@@ -49,7 +50,6 @@ from service.lakehouse.base import (
     TableResult,
     TransientTargetError,
 )
-from service.config import sync_duckdb
 from service.duckdb_shared import remove_stale
 from service.transform import sql as q
 from service.transform.naming import RESERVED_NAMES
