@@ -589,7 +589,11 @@ def _tokens_castable(tokens: list[str]) -> set[str]:
 def _silver_sql(con: duckdb.DuckDBPyConnection, plan: SilverPlan, scan: _BronzeScan) -> "_SilverSQL":
     """The plan applied to the bronze rows, in SQL."""
     tokens = list(plan.null_tokens)
-    token_first = _tokens_castable(tokens)
+    # Verified plans cast leniently first (TRY_CAST), so a token that casts must be
+    # compared first; sampled plans check each value's grammar first, so only a token
+    # that fits a grammar must (none of the default tokens does).
+    token_first = _tokens_castable(tokens) if plan.verified else \
+        q.tokens_fitting(tokens, q.TYPE_CODES)
     inner, outer = [], []
     for i, column in enumerate(plan.columns):
         field = _bronze_column(column.source_name, scan.fields)
@@ -677,11 +681,16 @@ def _typed_from_string(col: str, type_name: str, tokens: list[str], token_first:
     else:
         exact = f"CAST({trimmed} AS {duck})"
     slow = f"CASE WHEN {col} IS NULL OR {is_token} THEN NULL ELSE {exact} END"
+    fast = f"TRY_CAST({col} AS {duck})"
     if token_first:
-        return slow
+        # Some token casts (nan to double): only an unpadded value that is not a token
+        # may be cast as it is; trimming and comparing every value first made the cast
+        # several times slower.
+        plain = f"NOT ({col} LIKE ' %' OR {col} LIKE '% ' OR {q.is_token(col, tokens)})"
+        fast = f"CASE WHEN {plain} THEN {fast} END"
     # TRY_CAST is vectorised (and dictionary-aware); only values it rejects, which
     # should be nulls and null tokens, take the slow path.
-    return f"COALESCE(TRY_CAST({col} AS {duck}), {slow})"
+    return f"COALESCE({fast}, {slow})"
 
 
 # ---------------------------------------------------------------------- errors

@@ -353,6 +353,18 @@ def test_silver_null_token_that_casts_is_still_null(tmp_path, target):
         5, 7, None]
 
 
+@pytest.mark.parametrize("values, tokens, expected", [
+    (["5", "-1", " -1 ", "7"], ["-1"], [5, 7, None]),  # a token that fits the grammar
+    (["1.5", "nan", " nan ", "NaN", "2"], ["nan", "NaN"], [1.5, 2.0, None]),  # one that only casts
+])
+def test_a_sampled_plan_nulls_tokens_that_fit_or_cast(tmp_path, target, values, tokens, expected):
+    plan, _ = write_both(tmp_path, target, pa.table({"n": pa.array(values)}), tokens=tokens)
+    sampled = SilverPlan(plan.columns, plan.null_tokens, verified=False)
+    result = target.write_silver(BRONZE, SILVER, sampled)
+    got = read(result.location).column("n").to_pylist()
+    assert sorted(got, key=lambda v: (v is None, v)) == expected
+
+
 def test_silver_twice_gives_the_same_table(tmp_path, target):
     plan, first = write_both(tmp_path, target)
     second = target.write_silver(BRONZE, SILVER, plan)
