@@ -180,16 +180,10 @@ class DeltaTarget(LakehouseTarget):
                                               self.temp_dir)) as con:
                 scan = _bronze_scan(con, table, bronze_path)
                 silver_sql = _silver_sql(con, plan, scan)
-                query = silver_sql.over(_dedup_sql(con, silver_sql.select, len(plan.columns)))
                 with _staging(path) as staging:
                     out_file = os.path.join(staging, "data.parquet")
-                    # One output file: DuckDB still encodes row groups on all threads, and
-                    # unlike PER_THREAD_OUTPUT this mode fails cleanly when the disk fills
-                    # up (the per-thread writer was seen to crash or hang on ENOSPC).
                     try:
-                        con.execute(
-                            f"COPY ({query}) TO {q.quote_literal(out_file)} "
-                            f"({SILVER_PARQUET_OPTIONS})").fetchall()
+                        _write_distinct(con, silver_sql, len(plan.columns), staging, out_file)
                     except (duckdb.InvalidInputException, duckdb.ConversionException) as exc:
                         if plan.verified:
                             raise
@@ -643,29 +637,45 @@ class _SilverSQL:
         return f"SELECT {self.columns} FROM ({body})"
 
 
-# Rows of more columns than this are deduplicated by row hash first (see _dedup_sql).
+# Rows of more columns than this are deduplicated by row hash (see _write_distinct).
 WIDE_TABLE_COLUMNS = 64
 _ROW_HASH = "__lakesync_row_hash"
 
 
-def _dedup_sql(con: duckdb.DuckDBPyConnection, select: str, column_count: int) -> str:
-    """SQL for the distinct rows of ``select``.
+def _copy(con: duckdb.DuckDBPyConnection, query: str, out_file: str) -> None:
+    # One output file: DuckDB still encodes row groups on all threads, and unlike
+    # PER_THREAD_OUTPUT this mode fails cleanly when the disk fills up (the per-thread
+    # writer was seen to crash or hang on ENOSPC).
+    con.execute(f"COPY ({query}) TO {q.quote_literal(out_file)} ({SILVER_PARQUET_OPTIONS})").fetchall()
 
-    A plain DISTINCT is one pass and the fastest, but its hash table holds whole rows,
-    and with hundreds of columns it does not fit in memory_limit even when spilling. Wide
-    rows are therefore hashed first: rows whose hash occurs once are certainly unique and
-    pass straight through; only rows sharing a hash go through an exact DISTINCT.
+
+def _write_distinct(con: duckdb.DuckDBPyConnection, silver_sql: "_SilverSQL", column_count: int,
+                    staging: str, out_file: str) -> None:
+    """Write the distinct silver rows to ``out_file``.
+
+    A plain DISTINCT is one pass and the fastest, but its hash table holds whole rows, and
+    with hundreds of columns it does not fit in memory_limit even when spilling. Wide rows
+    are therefore written as they are, then hashed from that file: rows whose hash occurs
+    once are certainly unique, and only when some hash is shared is the file rewritten,
+    with an exact DISTINCT over the rows sharing one. The plan is applied once either way.
     """
     if column_count <= WIDE_TABLE_COLUMNS:
-        return f"SELECT DISTINCT * FROM ({select})"
-    hashed = f"SELECT *, hash(*COLUMNS(*)) AS {_ROW_HASH} FROM ({select})"
-    con.execute(f"CREATE OR REPLACE TEMP TABLE shared_hashes AS SELECT {_ROW_HASH} AS h "
-                f"FROM ({hashed}) GROUP BY ALL HAVING count(*) > 1").fetchall()
-    return (f"SELECT * EXCLUDE ({_ROW_HASH}) FROM ({hashed}) "
-            f"WHERE {_ROW_HASH} NOT IN (SELECT h FROM shared_hashes) "
-            f"UNION ALL "
-            f"SELECT DISTINCT * EXCLUDE ({_ROW_HASH}) FROM ({hashed}) "
-            f"WHERE {_ROW_HASH} IN (SELECT h FROM shared_hashes)")
+        _copy(con, silver_sql.over(f"SELECT DISTINCT * FROM ({silver_sql.select})"), out_file)
+        return
+    every_row = os.path.join(staging, "rows.parquet")
+    _copy(con, silver_sql.over(silver_sql.select), every_row)
+    rows = f"read_parquet({q.quote_literal(every_row)})"
+    con.execute("CREATE OR REPLACE TEMP TABLE shared_hashes AS SELECT h FROM "
+                f"(SELECT hash(*COLUMNS(*)) AS h FROM {rows}) GROUP BY h HAVING count(*) > 1").fetchall()
+    if con.execute("SELECT count(*) FROM shared_hashes").fetchone()[0] == 0:
+        os.rename(every_row, out_file)
+        return
+    hashed = f"SELECT *, hash(*COLUMNS(*)) AS {_ROW_HASH} FROM {rows}"
+    _copy(con, f"SELECT * EXCLUDE ({_ROW_HASH}) FROM ({hashed}) "
+               f"WHERE {_ROW_HASH} NOT IN (SELECT h FROM shared_hashes) "
+               f"UNION ALL "
+               f"SELECT DISTINCT * EXCLUDE ({_ROW_HASH}) FROM ({hashed}) "
+               f"WHERE {_ROW_HASH} IN (SELECT h FROM shared_hashes)", out_file)
 
 
 def _typed_from_string(col: str, type_name: str, tokens: list[str], token_first: bool) -> str:

@@ -581,6 +581,31 @@ def test_wide_tables_are_deduplicated_exactly(tmp_path, target):
     assert got == {tuple(row) for row in rows[:40]} | {tuple(rows[-1])}
 
 
+def test_a_sampled_plan_that_a_late_value_disproves_is_rejected_on_a_wide_table(tmp_path, target):
+    n_columns, n = delta_module.WIDE_TABLE_COLUMNS + 2, SAMPLE_ROWS * 2
+    table = pa.table({f"c{c}": [str(i) for i in range(n)] + ["late text"] for c in range(n_columns)})
+    src = write_parquet(tmp_path / "in.parquet", table)
+    target.write_bronze(BRONZE, source_for(src))
+    sampled = infer_plan(src, null_tokens=TOKENS, sampled=True)
+    assert sampled.columns[0].type == "integer"
+    with pytest.raises(SampledPlanRejected, match="late text"):
+        target.write_silver(BRONZE, SILVER, sampled)
+    assert not os.path.exists(os.path.join(target.location(SILVER), "_delta_log"))
+    result = target.write_silver(BRONZE, SILVER, infer_plan(src, null_tokens=TOKENS))
+    assert (result.row_count, result.duplicates_removed) == (n + 1, 0)
+
+
+def test_wide_tables_without_duplicates_keep_every_row(tmp_path, target):
+    n_columns = delta_module.WIDE_TABLE_COLUMNS + 3
+    table = pa.table({f"c{c}": [f"{r}-{c}" for r in range(50)] for c in range(n_columns)})
+    _, result = write_both(tmp_path, target, table)
+    assert (result.row_count, result.duplicates_removed) == (50, 0)
+    silver = read(result.location)
+    assert sorted(silver.column("c0").to_pylist()) == sorted(f"{r}-0" for r in range(50))
+    assert silver.column_names[-2:] == ["_dataset_id", "_ingested_at"]
+    assert len(data_files(result.location)) == 1
+
+
 def test_huge_row_groups_are_rewritten_smaller(tmp_path, target, monkeypatch):
     monkeypatch.setattr(delta_module, "BRONZE_MAX_ROW_GROUP_BYTES", 1024)
     monkeypatch.setattr(delta_module, "BRONZE_TARGET_ROW_GROUP_BYTES", 1)
