@@ -298,23 +298,31 @@ def test_output_is_replaced_atomically_and_sized(tmp_path):
     assert result.size_bytes == (out / "data.parquet").stat().st_size > 0
 
 
-def test_wide_files_get_row_groups_bounded_by_cells(tmp_path):
-    """500 columns: row groups stay small enough to buffer inside the DuckDB memory limit."""
+def test_wide_files_get_row_groups_bounded_by_size(tmp_path, monkeypatch):
+    """Row groups stay small enough to buffer inside the DuckDB memory limit."""
     import pyarrow.parquet as pq
 
-    from service.ingest import convert_file
+    from service.ingest import convert_file, delimited
     from service.ingest.delimited import row_group_rows
 
+    monkeypatch.setattr(delimited, "ROW_GROUP_BYTES", 24 << 20)
     columns, rows = 500, 5000
     src = tmp_path / "wide.csv"
     with open(src, "w") as fh:
         fh.write(",".join(f"c{i}" for i in range(columns)) + "\n")
         for r in range(rows):
             fh.write(",".join(str(r * i) for i in range(columns)) + "\n")
+    layout = delimited.read_layout(src, prefer_tab=False)
+    bound = row_group_rows(columns, layout.line_bytes)
+    # 16 bytes per value and about 3 KB of text per row (in the head): some 2,300 rows in 24 MB.
+    assert 2_500 < layout.line_bytes < 3_500 and 2_100 < bound < 2_600
     result = convert_file(src, tmp_path / "wide.parquet", file_name="wide.csv")
     meta = pq.ParquetFile(tmp_path / "wide.parquet").metadata
     assert result.row_count == rows and meta.num_columns == columns
-    assert max(meta.row_group(i).num_rows for i in range(meta.num_row_groups)) <= row_group_rows(columns) == 2048
+    # DuckDB fills a row group in chunks of up to 2,048 rows.
+    assert meta.num_row_groups > 1
+    assert max(meta.row_group(i).num_rows for i in range(meta.num_row_groups)) <= bound + 2048
+    assert row_group_rows(64, 2_400) < row_group_rows(64, 60)
     assert row_group_rows(8) == 122_880
 
 
