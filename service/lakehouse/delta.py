@@ -649,7 +649,7 @@ def _copy(con: duckdb.DuckDBPyConnection, query: str, out_file: str) -> None:
     con.execute(f"COPY ({query}) TO {q.quote_literal(out_file)} ({SILVER_PARQUET_OPTIONS})").fetchall()
 
 
-def _write_distinct(con: duckdb.DuckDBPyConnection, silver_sql: "_SilverSQL", column_count: int,
+def _write_distinct(con: duckdb.DuckDBPyConnection, silver_sql: _SilverSQL, column_count: int,
                     staging: str, out_file: str) -> None:
     """Write the distinct silver rows to ``out_file``.
 
