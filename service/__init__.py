@@ -31,6 +31,7 @@ def create_app(config: dict | None = None) -> Flask:
         {
             "relay-unpublished-runs": {"task": "sync.relay", "schedule": float(app.config["SYNC_RELAY_INTERVAL"])},
             "sweep-stuck-runs": {"task": "sync.sweep", "schedule": float(app.config["SYNC_SWEEP_INTERVAL"])},
+            "remove-upload-leftovers": {"task": "uploads.remove_leftovers", "schedule": 3600.0},
         },
     )
     app.config["MAX_CONTENT_LENGTH"] = int(app.config["MAX_UPLOAD_MB"]) * 1024 * 1024

@@ -5,6 +5,8 @@ import base64
 import datetime as dt
 import decimal
 import logging
+import os
+import time
 import uuid
 from pathlib import Path
 
@@ -15,12 +17,17 @@ from sqlalchemy.orm import Session, selectinload
 from service.db import session_scope
 from service.errors import Conflict, IngestError, NotFound
 from service.ingest import ConvertResult, IngestSettings, convert_file, convert_records
+from service.ingest.output import SCRATCH_PREFIX, TEMP_SUFFIX
 from service.models import Dataset, LakehouseTable, SyncRun, Tenant
 from service.runs import request_run
-from service.storage import LocalStore
+from service.storage import UPLOAD_PREFIX, UPLOAD_SUFFIX, LocalStore
 from service.transform import snake_case_names
 
 log = logging.getLogger(__name__)
+
+# An upload's work files live for the length of its request; older ones were left by an
+# API process killed mid-upload.
+LEFTOVER_SECONDS = 6 * 3600
 
 
 def _columns(result: ConvertResult) -> list[dict]:
@@ -105,6 +112,34 @@ def create_from_file(
         original_file_name=original_file_name,
         convert=lambda dest: convert_file(src, dest, file_name=original_file_name, settings=settings),
     )
+
+
+def remove_upload_leftovers(store: LocalStore, scratch_dir: str | os.PathLike | None, *,
+                            older_than: float = LEFTOVER_SECONDS) -> int:
+    """Delete the work files of uploads cut short (spooled bodies, half-written Parquet
+    files, scratch copies) not modified for ``older_than`` seconds; the number deleted."""
+    places = [(store.incoming_dir, UPLOAD_PREFIX, UPLOAD_SUFFIX), (store.root, ".", TEMP_SUFFIX)]
+    if scratch_dir is not None:
+        places.append((Path(scratch_dir), SCRATCH_PREFIX, ""))
+    cutoff = time.time() - older_than
+    removed = 0
+    for directory, prefix, suffix in places:
+        try:
+            entries = list(os.scandir(directory))
+        except FileNotFoundError:
+            continue
+        for entry in entries:
+            if not (entry.name.startswith(prefix) and entry.name.endswith(suffix)):
+                continue
+            try:
+                if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                    os.remove(entry.path)
+                    removed += 1
+            except FileNotFoundError:
+                pass  # removed meanwhile
+    if removed:
+        log.warning("removed %d work files of uploads cut short", removed)
+    return removed
 
 
 def create_from_records(

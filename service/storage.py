@@ -10,6 +10,11 @@ from pathlib import Path
 _STORED_NAME = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.parquet$")
 
 
+# A multipart upload body is spooled to "<incoming>/upload-<random>.part".
+UPLOAD_PREFIX = "upload-"
+UPLOAD_SUFFIX = ".part"
+
+
 class LocalStore:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root).resolve()

@@ -42,3 +42,4 @@ def _make_app() -> Celery:
 app = _make_app()
 # Register the task modules with this app.
 import tasks.sync  # noqa: E402,F401
+import tasks.uploads  # noqa: E402,F401

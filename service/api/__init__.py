@@ -9,7 +9,7 @@ from flask_smorest import Api
 from werkzeug.formparser import FormDataParser, MultiPartParser
 
 from schemas.common import ErrorResponseSchema
-from service.storage import LocalStore
+from service.storage import UPLOAD_PREFIX, UPLOAD_SUFFIX, LocalStore
 
 
 class LakesyncApi(Api):
@@ -62,7 +62,7 @@ class UploadRequest(Request):
         from flask import current_app
 
         incoming = LocalStore.from_config(current_app.config).incoming_dir
-        return tempfile.NamedTemporaryFile("wb+", dir=incoming, prefix="upload-", suffix=".part")
+        return tempfile.NamedTemporaryFile("wb+", dir=incoming, prefix=UPLOAD_PREFIX, suffix=UPLOAD_SUFFIX)
 
 
 def register_api(app: Flask) -> Api:

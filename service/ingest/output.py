@@ -7,7 +7,13 @@ import uuid
 from pathlib import Path
 
 
-def temp_path_for(dest: Path, suffix: str = ".tmp") -> Path:
+# Names of the work files below; a process killed mid-conversion leaves them behind, and
+# service.datasets.remove_upload_leftovers finds them by these.
+TEMP_SUFFIX = ".tmp"
+SCRATCH_PREFIX = ".ingest-"
+
+
+def temp_path_for(dest: Path, suffix: str = TEMP_SUFFIX) -> Path:
     # Same directory as dest so the final rename never crosses file systems.
     return dest.with_name(f".{dest.name}.{uuid.uuid4().hex}{suffix}")
 
@@ -35,7 +41,7 @@ def atomic_output(dest: Path):
 def scratch_file(directory: Path, suffix: str):
     """A temporary work file (e.g. a transcoded copy of the upload), always removed afterwards."""
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f".ingest-{uuid.uuid4().hex}{suffix}"
+    path = directory / f"{SCRATCH_PREFIX}{uuid.uuid4().hex}{suffix}"
     try:
         yield path
     finally:

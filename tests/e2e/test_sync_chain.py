@@ -235,3 +235,33 @@ def test_types_hold_for_every_row_not_just_the_sampled_ones(client, auth):
     dataset = client.get(f"/api/v1/datasets/{status['dataset_id']}", headers=auth).get_json()
     assert [(c["name"], c["type"]) for c in dataset["columns"]] == [
         ("id", "integer"), ("qty", "double"), ("code", "string")]
+
+
+def test_work_files_of_uploads_cut_short_are_deleted(app):
+    """A body spooled by an API process that was killed, deleted by the worker's housekeeping."""
+    import os
+    import time
+
+    from service.datasets import LEFTOVER_SECONDS
+    from service.storage import LocalStore
+    from service.sync import duckdb_settings
+
+    store = LocalStore.from_config(app.config)
+    store.ensure()
+    stale = time.time() - LEFTOVER_SECONDS - 60
+    left = [store.incoming_dir / f"upload-{uuid.uuid4().hex}.part",
+            Path(duckdb_settings(app.config).temp_dir) / f".ingest-{uuid.uuid4().hex}.utf8.csv"]
+    fresh = store.incoming_dir / f"upload-{uuid.uuid4().hex}.part"
+    for path in left + [fresh]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"half a body")
+    for path in left:
+        os.utime(path, (stale, stale))
+
+    app.extensions["celery"].send_task("uploads.remove_leftovers")
+    deadline = time.monotonic() + 30
+    while any(p.exists() for p in left) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(p.exists() for p in left)
+    assert fresh.exists()
+    fresh.unlink()
