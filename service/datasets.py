@@ -6,7 +6,6 @@ import datetime as dt
 import decimal
 import logging
 import os
-import time
 import uuid
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from service.db import session_scope
+from service.duckdb_shared import STALE_SECONDS, remove_stale
 from service.errors import Conflict, IngestError, NotFound
 from service.ingest import ConvertResult, IngestSettings, convert_file, convert_records
 from service.ingest.output import SCRATCH_PREFIX, TEMP_SUFFIX
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 # An upload's work files live for the length of its request; older ones were left by an
 # API process killed mid-upload.
-LEFTOVER_SECONDS = 6 * 3600
+LEFTOVER_SECONDS = STALE_SECONDS
 
 
 def _columns(result: ConvertResult) -> list[dict]:
@@ -120,23 +120,9 @@ def remove_upload_leftovers(store: LocalStore, scratch_dir: str | os.PathLike | 
     files, scratch copies) not modified for ``older_than`` seconds; the number deleted."""
     places = [(store.incoming_dir, UPLOAD_PREFIX, UPLOAD_SUFFIX), (store.root, ".", TEMP_SUFFIX)]
     if scratch_dir is not None:
-        places.append((Path(scratch_dir), SCRATCH_PREFIX, ""))
-    cutoff = time.time() - older_than
-    removed = 0
-    for directory, prefix, suffix in places:
-        try:
-            entries = list(os.scandir(directory))
-        except FileNotFoundError:
-            continue
-        for entry in entries:
-            if not (entry.name.startswith(prefix) and entry.name.endswith(suffix)):
-                continue
-            try:
-                if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < cutoff:
-                    os.remove(entry.path)
-                    removed += 1
-            except FileNotFoundError:
-                pass  # removed meanwhile
+        places.append((scratch_dir, SCRATCH_PREFIX, ""))
+    removed = sum(remove_stale(directory, prefix, suffix, older_than=older_than)
+                  for directory, prefix, suffix in places)
     if removed:
         log.warning("removed %d work files of uploads cut short", removed)
     return removed

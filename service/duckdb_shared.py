@@ -35,19 +35,26 @@ _SPILL_DIRS: list[str] = []
 _LOCK = threading.Lock()
 
 
-def remove_stale(directory: str | os.PathLike, prefix: str) -> None:
-    """Delete ``prefix*`` entries of ``directory`` not modified for STALE_SECONDS."""
-    cutoff = time.time() - STALE_SECONDS
+def remove_stale(directory: str | os.PathLike, prefix: str, suffix: str = "", *,
+                 older_than: float = STALE_SECONDS) -> int:
+    """Delete ``prefix*suffix`` entries of ``directory`` not modified for ``older_than``
+    seconds; the number deleted."""
+    cutoff = time.time() - older_than
     try:
         entries = list(os.scandir(directory))
     except FileNotFoundError:
-        return
+        return 0
+    removed = 0
     for entry in entries:
+        if not (entry.name.startswith(prefix) and entry.name.endswith(suffix)):
+            continue
         try:
-            if entry.name.startswith(prefix) and entry.stat(follow_symlinks=False).st_mtime < cutoff:
+            if entry.stat(follow_symlinks=False).st_mtime < cutoff:
                 _remove(entry)
+                removed += 1
         except FileNotFoundError:
             pass  # removed meanwhile by its owner or another cleaner
+    return removed
 
 
 def _remove(entry: os.DirEntry) -> None:
