@@ -17,6 +17,8 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from tests.helpers import ServerClient
+
 ROOT = Path(__file__).resolve().parent.parent
 INTERNAL_KEY = "internal-test-key-" + secrets.token_hex(8)
 
@@ -136,6 +138,7 @@ def app(app_env):
     from service import create_app
 
     flask_app = create_app({"TESTING": True})  # the rest comes from the environment set above
+    flask_app.test_client_class = ServerClient
     return flask_app
 
 

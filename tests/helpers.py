@@ -4,6 +4,16 @@ from __future__ import annotations
 import io
 import time
 
+from flask.testing import FlaskClient
+
+
+class ServerClient(FlaskClient):
+    """A test client that reads each response whole and closes it, as a WSGI server does
+    once it has sent it, so what the app does after sending has happened on return."""
+
+    def open(self, *args, buffered: bool = True, **kwargs):
+        return super().open(*args, buffered=buffered, **kwargs)
+
 
 def upload(client, auth, content: bytes | str, file_name: str = "data.csv", **form):
     """POST a file as multipart; returns the response."""

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import io
 import tempfile
+from functools import partial
+from pathlib import Path
 
-from flask import Flask, Request
+from flask import Flask, Request, Response, request
 from flask_smorest import Api
 from werkzeug.formparser import FormDataParser, MultiPartParser
 
@@ -58,11 +60,44 @@ class UploadRequest(Request):
 
     form_data_parser_class = UploadFormParser
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.spooled: list[str] = []  # the file parts' paths, removed after the response
+
     def _get_file_stream(self, total_content_length, content_type, filename=None, content_length=None):
         from flask import current_app
 
         incoming = LocalStore.from_config(current_app.config).incoming_dir
-        return tempfile.NamedTemporaryFile("wb+", dir=incoming, prefix=UPLOAD_PREFIX, suffix=UPLOAD_SUFFIX)
+        spool = tempfile.NamedTemporaryFile("wb+", dir=incoming, prefix=UPLOAD_PREFIX, suffix=UPLOAD_SUFFIX,
+                                            delete=False)
+        self.spooled.append(spool.name)
+        return spool
+
+    def remove_spooled_after(self, response: Response) -> Response:
+        """Remove the spooled parts once the response has been sent, not before.
+
+        Unlinking a body of hundreds of MB takes tens of milliseconds, which the client
+        would otherwise wait for: Flask closes the request before the server sends a byte.
+        """
+        paths, self.spooled = self.spooled, []
+        if paths:
+            response.call_on_close(partial(_remove_files, paths))
+        return response
+
+    def close(self) -> None:
+        super().close()
+        # Not handed to a response (the request failed before one was made): remove now.
+        paths, self.spooled = self.spooled, []
+        _remove_files(paths)
+
+
+def _remove_spooled_after(response: Response) -> Response:
+    return request.remove_spooled_after(response)
+
+
+def _remove_files(paths: list[str]) -> None:
+    for path in paths:
+        Path(path).unlink(missing_ok=True)
 
 
 def register_api(app: Flask) -> Api:
@@ -74,6 +109,7 @@ def register_api(app: Flask) -> Api:
     from service.api.internal import blp as internal_blp
 
     app.request_class = UploadRequest
+    app.after_request(_remove_spooled_after)
     api = LakesyncApi(app, spec_kwargs={"info": {"description": "Uploaded datasets into lakehouse tables."}})
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
     for blp in (health_blp, datasets_blp, sync_blp, internal_blp, integration_blp):

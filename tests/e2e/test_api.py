@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 import uuid
 from pathlib import Path
 
@@ -97,7 +98,25 @@ def test_chunked_upload_over_the_limit_is_413(live_server, auth, leftovers):
     )
     assert response.status_code == 413, response.text
     assert response.json()["error"]["code"] == "payload_too_large"
+    # The server removes the spooled part just after it has sent the response.
+    deadline = time.monotonic() + 5
+    while leftovers() != before and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert leftovers() == before
+
+
+def test_spooled_upload_is_removed_once_the_response_is_sent(client, auth, leftovers):
+    """Removing a large body takes time the client should not wait for: it goes after the 201."""
+    before_incoming = leftovers()[2]
+    response = client.post(
+        "/api/v1/datasets", headers=auth, content_type="multipart/form-data",
+        data={"file": (io.BytesIO(b"a,b\n1,2\n"), "late.csv")}, buffered=False,
+    )
+    assert response.status_code == 201, response.get_data(as_text=True)
+    spooled = [name for name in leftovers()[2] if name not in before_incoming]
+    assert len(spooled) == 1 and spooled[0].endswith(".part")
+    response.close()  # what the server does once the response is sent
+    assert leftovers()[2] == before_incoming
 
 
 def test_unsupported_content_type_is_415(client, auth):

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from tests.conftest import INTERNAL_KEY
+from tests.helpers import ServerClient
 
 ROOT = Path(__file__).resolve().parents[2]
 MCP_KEY = "mcp-test-key-" + secrets.token_hex(8)
@@ -52,7 +53,9 @@ def make_app(env: dict):
     from service import create_app
 
     with celery_kept():
-        return create_app({"TESTING": True, **env})
+        flask_app = create_app({"TESTING": True, **env})
+    flask_app.test_client_class = ServerClient
+    return flask_app
 
 
 @dataclass
