@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Iterator
 
 from sqlalchemy import create_engine
@@ -15,6 +16,8 @@ class Base(DeclarativeBase):
 
 _engine: Engine | None = None
 _session_factory: sessionmaker[Session] | None = None
+# The connection that session_scope() uses instead of the pool's, while one is set.
+_bound: ContextVar[Connection | None] = ContextVar("lakesync_bound_connection", default=None)
 
 
 def init_engine(url: str, **kwargs) -> Engine:
@@ -51,11 +54,23 @@ def dispose_engine() -> None:
 
 
 @contextmanager
+def sessions_on(conn: Connection) -> Iterator[None]:
+    """Run the session_scope() transactions opened inside on ``conn`` (which must not be in a
+    transaction), not on connections checked out of the pool one by one."""
+    token = _bound.set(conn)
+    try:
+        yield
+    finally:
+        _bound.reset(token)
+
+
+@contextmanager
 def session_scope() -> Iterator[Session]:
     """One transaction: commit on success, roll back on any error."""
     if _session_factory is None:
         raise RuntimeError("database engine is not initialised; call init_engine() first")
-    session = _session_factory()
+    bound = _bound.get()
+    session = _session_factory() if bound is None else _session_factory(bind=bound)
     try:
         yield session
         session.commit()
