@@ -56,7 +56,8 @@ def dispose_engine() -> None:
 @contextmanager
 def sessions_on(conn: Connection) -> Iterator[None]:
     """Run the session_scope() transactions opened inside on ``conn`` (which must not be in a
-    transaction), not on connections checked out of the pool one by one."""
+    transaction), not on connections checked out of the pool one by one. A session opened
+    while another one's transaction is open still gets a pooled connection."""
     token = _bound.set(conn)
     try:
         yield
@@ -70,6 +71,8 @@ def session_scope() -> Iterator[Session]:
     if _session_factory is None:
         raise RuntimeError("database engine is not initialised; call init_engine() first")
     bound = _bound.get()
+    if bound is not None and bound.in_transaction():
+        bound = None  # nested in another session's transaction: a transaction of its own
     session = _session_factory() if bound is None else _session_factory(bind=bound)
     try:
         yield session

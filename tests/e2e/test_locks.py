@@ -49,6 +49,18 @@ def test_a_failed_transaction_inside_the_lock_keeps_the_lock_and_the_connection(
         assert not is_locked(dataset_id)
 
 
+def test_a_session_nested_in_another_keeps_a_transaction_of_its_own(app):
+    dataset_id = uuid.uuid4()
+    with app.app_context():
+        with dataset_lock(dataset_id):
+            with session_scope() as outer:
+                outer_pid = outer.scalar(select(func.pg_backend_pid()))
+                with session_scope() as inner:
+                    inner_pid = inner.scalar(select(func.pg_backend_pid()))
+            assert outer_pid == _holder(dataset_id)
+            assert inner_pid != outer_pid
+
+
 def test_an_error_in_the_step_releases_the_lock(app):
     dataset_id = uuid.uuid4()
     with app.app_context():
