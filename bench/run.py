@@ -241,7 +241,7 @@ def ours_file(stack: BenchStack, label: str, path: Path, meta: dict, *, profile_
     if spies:
         result["profiled_at_hz"] = profile_rate
     try:
-        settle_disk()
+        settle_disk(path)
         log(f"{label}: uploading {path.name} ({meta['bytes'] / 1e6:.0f} MB, {meta['rows']:,} rows)")
         try:
             response, started, answered = api.upload_file(path, timeout=env_int("BENCH_UPLOAD_TIMEOUT", 1200))
@@ -619,7 +619,7 @@ def run_peers(peers_py: str, tmp: Path, label: str, csv: Path, runs: dict[str, l
     """Each peer once on ``csv``, appending to ``runs[tool]``."""
     for tool in PEERS:
         log(f"peers {label}: {tool} ...")
-        settle_disk()
+        settle_disk(csv)
         peer_log = tmp / f"peer-{label}-{tool}.log"
         res = run_peer(peers_py, tool, csv, tmp / "peers" / f"{label}-{tool}", peer_log, timeout=3600)
         runs.setdefault(tool, []).append(res)
@@ -631,10 +631,22 @@ def run_peers(peers_py: str, tmp: Path, label: str, csv: Path, runs: dict[str, l
                 f"{res['peak_rss_bytes'] / 2**20:.0f} MiB")
 
 
-def settle_disk() -> None:
+def settle_disk(source: Path | None = None) -> None:
     """Write out what earlier runs left in the page cache, so that the kernel's writeback of
-    their files does not land inside the next timed run (ours or a peer's)."""
+    their files does not land inside the next timed run (ours or a peer's); then read the
+    run's input file once, untimed.
+
+    On a host whose page cache is small or reclaimed quickly, the files written by the
+    previous run evict the input, and whichever tool came first after that (lakesync's
+    upload, in each round) paid for reading it from disk, at tens of MB/s, while the peers
+    after it found it cached. Every timed run now starts with its input in the cache.
+    """
     os.sync()
+    if source is not None:
+        with open(source, "rb", buffering=0) as fh:
+            block = bytearray(1 << 20)
+            while fh.readinto(block):
+                pass
 
 
 def _synced_of(run: dict) -> float | None:
