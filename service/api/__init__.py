@@ -79,7 +79,7 @@ class UploadRequest(Request):
         Unlinking a body of hundreds of MB takes tens of milliseconds, which the client
         would otherwise wait for: Flask closes the request before the server sends a byte.
         """
-        paths, self.spooled = self.spooled, []
+        paths = self._take_spooled()
         if paths:
             response.call_on_close(partial(_remove_files, paths))
         return response
@@ -87,8 +87,12 @@ class UploadRequest(Request):
     def close(self) -> None:
         super().close()
         # Not handed to a response (the request failed before one was made): remove now.
+        _remove_files(self._take_spooled())
+
+    def _take_spooled(self) -> list[str]:
+        """The spooled paths, each handed out once: to the response or to close()."""
         paths, self.spooled = self.spooled, []
-        _remove_files(paths)
+        return paths
 
 
 def _remove_spooled_after(response: Response) -> Response:
