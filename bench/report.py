@@ -109,6 +109,14 @@ def markdown(r: dict) -> str:
         f"{', '.join(f'{x:.1f}' for x in m.get('loadavg_at_start') or [])}.",
         "",
     ]
+    probes = [p for p in (m.get("new_memory", {}).get(k) for k in ("start", "end")) if p]
+    if probes:
+        touch = " / ".join(f"{p['touch_ms_per_gib']:,.0f}" for p in probes)
+        write = " / ".join(f"{p['new_file_mb_per_s']:,.0f}" for p in probes)
+        when = "the start and the end" if len(probes) > 1 else "the start"
+        lines += [f"New memory, at {when} of the run: first touch {touch} ms per GiB; a new file written "
+                  f"into the page cache at {write} MB/s (every upload and every step grows into new memory: "
+                  "see bench/README.md).", ""]
     if not s.get("full"):
         lines += ["**Not the full benchmark** (scaled down or partial): "
                   f"rows={s.get('rows'):,}, skip_huge={s.get('skip_huge')}, only={s.get('only') or 'all'}.", ""]

@@ -175,6 +175,36 @@ def machine_info(peers_py: str) -> dict:
     }
 
 
+# Bytes each probe of new memory touches.
+PROBE_BYTES = 256 << 20
+# A fresh process touching PROBE_BYTES of memory it has never used, one write per 4 KiB page.
+_TOUCH_CODE = ("import time; n = {n}; t = time.perf_counter(); b = bytearray(n); "
+               "b[::4096] = bytes(len(range(0, n, 4096))); print(time.perf_counter() - t)")
+
+
+def new_memory_probe(work_dir: Path) -> dict:
+    """How fast the machine hands out memory: first touch of new anonymous memory (in a fresh
+    process) and a new file written into the page cache.
+
+    Every upload writes its body and its Parquet file into new page cache, and each step's
+    DuckDB grows into new memory. On a virtual machine that returns freed memory to its host,
+    each such page costs a fault into the host, and several times more than on bare metal:
+    this is what makes the figures of two hosts with the same cores differ most.
+    """
+    touch = float(subprocess.run([sys.executable, "-c", _TOUCH_CODE.format(n=PROBE_BYTES)], check=True,
+                                 capture_output=True, text=True).stdout)
+    path = work_dir / "new-memory-probe.bin"
+    block = b"\1" * (1 << 20)
+    started = time.perf_counter()
+    with open(path, "wb") as fh:
+        for _ in range(PROBE_BYTES // len(block)):
+            fh.write(block)
+    written = time.perf_counter() - started
+    path.unlink()
+    return {"touch_ms_per_gib": touch * 1000 * 2**30 / PROBE_BYTES,
+            "new_file_mb_per_s": PROBE_BYTES / 1e6 / written}
+
+
 # --------------------------------------------------------------------------- ours
 
 
@@ -713,6 +743,7 @@ def main() -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
 
     tmp = Path(tempfile.mkdtemp(prefix="lakesync-bench-"))
+    machine["new_memory"] = {"start": new_memory_probe(tmp)}
     stack = None
     try:
         ours_parts = [p for p in ("big", "wide", "small") if p in settings.parts]
@@ -792,6 +823,7 @@ def main() -> int:
         if stack is not None:
             log("stopping the stack")
             stack.shutdown()
+        machine["new_memory"]["end"] = new_memory_probe(tmp)
         if settings.keep:
             log(f"kept {tmp}")
         else:
