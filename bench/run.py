@@ -205,6 +205,14 @@ def new_memory_probe(work_dir: Path) -> dict:
             "new_file_mb_per_s": PROBE_BYTES / 1e6 / written}
 
 
+def record_new_memory(machine: dict, when: str, work_dir: Path) -> None:
+    """Add a probe's figures to ``machine["new_memory"][when]``; a failed probe is only logged."""
+    try:
+        machine.setdefault("new_memory", {})[when] = new_memory_probe(work_dir)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        log(f"new-memory probe at the {when} failed: {exc!r}")
+
+
 # --------------------------------------------------------------------------- ours
 
 
@@ -743,9 +751,9 @@ def main() -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
 
     tmp = Path(tempfile.mkdtemp(prefix="lakesync-bench-"))
-    machine["new_memory"] = {"start": new_memory_probe(tmp)}
     stack = None
     try:
+        record_new_memory(machine, "start", tmp)
         ours_parts = [p for p in ("big", "wide", "small") if p in settings.parts]
         if ours_parts:
             biggest = max((metas[k]["bytes"] for k in ("big", "huge", "wide") if k in metas), default=0)
@@ -823,10 +831,7 @@ def main() -> int:
         if stack is not None:
             log("stopping the stack")
             stack.shutdown()
-        try:
-            machine["new_memory"]["end"] = new_memory_probe(tmp)
-        except (OSError, subprocess.CalledProcessError) as exc:
-            log(f"new-memory probe at the end failed: {exc!r}")
+        record_new_memory(machine, "end", tmp)
         if settings.keep:
             log(f"kept {tmp}")
         else:
