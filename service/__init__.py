@@ -1,64 +1,86 @@
-"""lakesync: uploaded datasets into lakehouse tables."""
+"""lakesync: uploaded datasets into lakehouse tables.
+
+``create_app(config)`` builds the Flask app and, beside it, ``celery_init_app(app)`` its
+Celery app (``app.extensions["celery"]``); the worker entry is ``tasks/celery_app.py``.
+"""
 from __future__ import annotations
 
 import logging
 
+from celery import Celery, Task
+from celery.signals import worker_process_init
 from flask import Flask
 
+from celery_config import celery_settings
 from service import config as config_module
+
+API_SETTINGS = {
+    "API_TITLE": "lakesync",
+    "API_VERSION": "v1",
+    "OPENAPI_VERSION": "3.1.0",
+    "OPENAPI_URL_PREFIX": "/api",
+    "OPENAPI_JSON_PATH": "openapi.json",
+    "OPENAPI_SWAGGER_UI_PATH": "/docs",
+    "OPENAPI_SWAGGER_UI_URL": "https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+    # Upload bodies are streamed to disk; these bound what the form parser keeps in memory.
+    "MAX_FORM_MEMORY_SIZE": 1024 * 1024,
+    "MAX_FORM_PARTS": 16,
+}
 
 
 def create_app(config: dict | None = None) -> Flask:
-    """Application factory; ``config`` overrides settings read from the environment."""
+    """Build the app once. Settings come from the environment; ``config`` overrides them,
+    and the Celery settings are derived from the result (``CELERY`` in ``config`` is
+    merged over them)."""
     app = Flask(__name__)
-    app.config.update(config_module.from_env())
-    app.config.update(
-        API_TITLE="lakesync",
-        API_VERSION="v1",
-        OPENAPI_VERSION="3.1.0",
-        OPENAPI_URL_PREFIX="/api",
-        OPENAPI_JSON_PATH="openapi.json",
-        OPENAPI_SWAGGER_UI_PATH="/docs",
-        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
-        # Upload bodies are streamed to disk; these bound what the form parser keeps in memory.
-        MAX_FORM_MEMORY_SIZE=1024 * 1024,
-        MAX_FORM_PARTS=16,
-    )
-    if config:
-        app.config.update(config)
-    app.config.setdefault(
-        "CELERY_BEAT_SCHEDULE",
-        {
-            "relay-unpublished-runs": {"task": "sync.relay", "schedule": float(app.config["SYNC_RELAY_INTERVAL"])},
-            "sweep-stuck-runs": {"task": "sync.sweep", "schedule": float(app.config["SYNC_SWEEP_INTERVAL"])},
-            "remove-upload-leftovers": {"task": "uploads.remove_leftovers", "schedule": 3600.0},
-        },
-    )
+    app.config.from_mapping(config_module.from_env())
+    app.config.from_mapping(API_SETTINGS)
+    overrides = dict(config or {})
+    celery_overrides = overrides.pop("CELERY", {})
+    app.config.from_mapping(overrides)
+    for required in ("DATABASE_URL", "REDIS_URL"):
+        if not app.config[required]:
+            raise RuntimeError(f"{required} is not set (run through `make run`, or export it)")
+    app.config["CELERY"] = {**celery_settings(app.config), **celery_overrides}
     app.config["MAX_CONTENT_LENGTH"] = int(app.config["MAX_UPLOAD_MB"]) * 1024 * 1024
-    if not app.config["DATABASE_URL"]:
-        raise RuntimeError("DATABASE_URL is not set (run through `make run`, or export it)")
-    if not app.config["REDIS_URL"]:
-        raise RuntimeError("REDIS_URL is not set (run through `make run`, or export it)")
 
     logging.basicConfig(level=app.config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     from service.db import init_engine
+    from service.runtime import Runtime
 
     init_engine(app.config["DATABASE_URL"])
-
-    from service.storage import LocalStore
-
-    LocalStore.from_config(app.config).ensure()
-
-    from tasks.celery_app import celery_init_app
-
+    runtime = Runtime(app.config)
+    runtime.store.ensure()
+    app.extensions["lakesync"] = runtime
     celery_init_app(app)
 
     from service.api import register_api
-
-    register_api(app)
-
     from service.cli import register_cli
 
+    register_api(app)
     register_cli(app)
     return app
+
+
+def celery_init_app(app: Flask) -> Celery:
+    """The app's Celery app: tasks run inside the Flask app context."""
+
+    class FlaskTask(Task):
+        def __call__(self, *args, **kwargs):
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    celery_app = Celery(app.name, task_cls=FlaskTask)
+    celery_app.config_from_object(app.config["CELERY"])
+    celery_app.set_default()
+    app.extensions["celery"] = celery_app
+    return celery_app
+
+
+@worker_process_init.connect
+def _dispose_engine_after_fork(**_kwargs) -> None:
+    # Connections inherited from the parent must never be shared with a child process.
+    from service.db import dispose_engine
+
+    dispose_engine()

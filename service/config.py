@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,59 +25,68 @@ def sync_duckdb(config: dict) -> tuple[str, int, str | None]:
     )
 
 
-def _int(name: str, default: int) -> int:
-    return int(os.environ.get(name, default))
+class _Env:
+    """Typed reads of one environment mapping."""
+
+    def __init__(self, environ: Mapping[str, str]):
+        self.environ = environ
+
+    def get(self, name: str, default: str = "") -> str:
+        return self.environ.get(name, default)
+
+    def int(self, name: str, default: int) -> int:
+        return int(self.environ.get(name, default))
+
+    def float(self, name: str, default: float) -> float:
+        return float(self.environ.get(name, default))
+
+    def list(self, name: str, default: tuple[str, ...]) -> list[str]:
+        raw = self.environ.get(name)
+        if raw is None:
+            return list(default)
+        # Comma-separated; an empty item ("a,,b" or a leading comma) is the empty-string token.
+        return raw.split(",")
 
 
-def _float(name: str, default: float) -> float:
-    return float(os.environ.get(name, default))
-
-
-def _list(name: str, default: tuple[str, ...]) -> list[str]:
-    raw = os.environ.get(name)
-    if raw is None:
-        return list(default)
-    # Comma-separated; an empty item ("a,,b" or a leading comma) is the empty-string token.
-    return raw.split(",")
-
-
-def from_env() -> dict:
-    """Every setting the app, the worker and the CLI read, with its default."""
-    data_dir = Path(os.environ.get("DATA_DIR", DEFAULT_DATA_DIR))
-    mcp_key = os.environ.get("MCP_API_KEY", "")
+def from_env(environ: Mapping[str, str] | None = None) -> dict:
+    """Every setting the app, the worker and the CLI read, with its default, from
+    ``environ`` (the process environment when not given)."""
+    env = _Env(os.environ if environ is None else environ)
+    data_dir = Path(env.get("DATA_DIR", str(DEFAULT_DATA_DIR)))
+    mcp_key = env.get("MCP_API_KEY", "")
     return {
         "DATA_DIR": str(data_dir),
-        "DATABASE_URL": os.environ.get("DATABASE_URL", ""),
-        "REDIS_URL": os.environ.get("REDIS_URL", ""),
-        "STORAGE_DIR": os.environ.get("STORAGE_DIR", str(data_dir / "datasets")),
-        "LAKEHOUSE_DIR": os.environ.get("LAKEHOUSE_DIR", str(data_dir / "lakehouse")),
-        "MAX_UPLOAD_MB": _int("MAX_UPLOAD_MB", 1024),
-        "MAX_JSON_BODY_MB": _int("MAX_JSON_BODY_MB", 64),
-        "INTERNAL_API_KEY": os.environ.get("INTERNAL_API_KEY", mcp_key),
-        "SYNC_TARGET": os.environ.get("SYNC_TARGET", "delta"),
-        "SYNC_RETRY_ATTEMPTS": _int("SYNC_RETRY_ATTEMPTS", 3),
-        "SYNC_RETRY_INTERVAL": _float("SYNC_RETRY_INTERVAL", 300.0),
-        "BROKER_VISIBILITY_TIMEOUT": _int("BROKER_VISIBILITY_TIMEOUT", 7200),
-        "SYNC_MAX_DELIVERIES": _int("SYNC_MAX_DELIVERIES", 5),
-        "SYNC_STUCK_TIMEOUT": _float("SYNC_STUCK_TIMEOUT", 600.0),
-        "SYNC_SWEEP_INTERVAL": _float("SYNC_SWEEP_INTERVAL", 30.0),
-        "SYNC_RELAY_INTERVAL": _float("SYNC_RELAY_INTERVAL", 10.0),
-        "NULL_TOKENS": _list("NULL_TOKENS", DEFAULT_NULL_TOKENS),
-        "DUCKDB_MEMORY_LIMIT": os.environ.get("DUCKDB_MEMORY_LIMIT", "512MB"),
-        "DUCKDB_SYNC_MEMORY_LIMIT": os.environ.get("DUCKDB_SYNC_MEMORY_LIMIT", DEFAULT_SYNC_MEMORY_LIMIT),
-        "DUCKDB_THREADS": _int("DUCKDB_THREADS", os.cpu_count() or 2),
-        "LOG_LEVEL": os.environ.get("LOG_LEVEL", "INFO"),
+        "DATABASE_URL": env.get("DATABASE_URL", ""),
+        "REDIS_URL": env.get("REDIS_URL", ""),
+        "STORAGE_DIR": env.get("STORAGE_DIR", str(data_dir / "datasets")),
+        "LAKEHOUSE_DIR": env.get("LAKEHOUSE_DIR", str(data_dir / "lakehouse")),
+        "MAX_UPLOAD_MB": env.int("MAX_UPLOAD_MB", 1024),
+        "MAX_JSON_BODY_MB": env.int("MAX_JSON_BODY_MB", 64),
+        "INTERNAL_API_KEY": env.get("INTERNAL_API_KEY", mcp_key),
+        "SYNC_TARGET": env.get("SYNC_TARGET", "delta"),
+        "SYNC_RETRY_ATTEMPTS": env.int("SYNC_RETRY_ATTEMPTS", 3),
+        "SYNC_RETRY_INTERVAL": env.float("SYNC_RETRY_INTERVAL", 300.0),
+        "BROKER_VISIBILITY_TIMEOUT": env.int("BROKER_VISIBILITY_TIMEOUT", 7200),
+        "SYNC_MAX_DELIVERIES": env.int("SYNC_MAX_DELIVERIES", 5),
+        "SYNC_STUCK_TIMEOUT": env.float("SYNC_STUCK_TIMEOUT", 600.0),
+        "SYNC_SWEEP_INTERVAL": env.float("SYNC_SWEEP_INTERVAL", 30.0),
+        "SYNC_RELAY_INTERVAL": env.float("SYNC_RELAY_INTERVAL", 10.0),
+        "NULL_TOKENS": env.list("NULL_TOKENS", DEFAULT_NULL_TOKENS),
+        "DUCKDB_MEMORY_LIMIT": env.get("DUCKDB_MEMORY_LIMIT", "512MB"),
+        "DUCKDB_SYNC_MEMORY_LIMIT": env.get("DUCKDB_SYNC_MEMORY_LIMIT", DEFAULT_SYNC_MEMORY_LIMIT),
+        "DUCKDB_THREADS": env.int("DUCKDB_THREADS", os.cpu_count() or 2),
+        "LOG_LEVEL": env.get("LOG_LEVEL", "INFO"),
         # Databricks Unity Catalog (SYNC_TARGET=databricks)
-        "DATABRICKS_HOST": os.environ.get("DATABRICKS_HOST", ""),
-        "DATABRICKS_TOKEN": os.environ.get("DATABRICKS_TOKEN", ""),
-        "DATABRICKS_CLIENT_ID": os.environ.get("DATABRICKS_CLIENT_ID", ""),
-        "DATABRICKS_CLIENT_SECRET": os.environ.get("DATABRICKS_CLIENT_SECRET", ""),
-        "DATABRICKS_WAREHOUSE_ID": os.environ.get("DATABRICKS_WAREHOUSE_ID", ""),
-        "DATABRICKS_STAGING_VOLUME": os.environ.get("DATABRICKS_STAGING_VOLUME", "staging"),
-        "DATABRICKS_STATEMENT_TIMEOUT": _float("DATABRICKS_STATEMENT_TIMEOUT", 600.0),
-        "HTTP_TIMEOUT": _float("HTTP_TIMEOUT", 60.0),
+        "DATABRICKS_HOST": env.get("DATABRICKS_HOST", ""),
+        "DATABRICKS_TOKEN": env.get("DATABRICKS_TOKEN", ""),
+        "DATABRICKS_CLIENT_ID": env.get("DATABRICKS_CLIENT_ID", ""),
+        "DATABRICKS_CLIENT_SECRET": env.get("DATABRICKS_CLIENT_SECRET", ""),
+        "DATABRICKS_WAREHOUSE_ID": env.get("DATABRICKS_WAREHOUSE_ID", ""),
+        "DATABRICKS_STAGING_VOLUME": env.get("DATABRICKS_STAGING_VOLUME", "staging"),
+        "DATABRICKS_STATEMENT_TIMEOUT": env.float("DATABRICKS_STATEMENT_TIMEOUT", 600.0),
+        "HTTP_TIMEOUT": env.float("HTTP_TIMEOUT", 60.0),
         # MCP server (SYNC_TARGET=mcp)
-        "MCP_SERVER_URL": os.environ.get("MCP_SERVER_URL", ""),
+        "MCP_SERVER_URL": env.get("MCP_SERVER_URL", ""),
         "MCP_API_KEY": mcp_key,
-        "PUBLIC_INTERNAL_URL": os.environ.get("PUBLIC_INTERNAL_URL", "http://127.0.0.1:8000"),
+        "PUBLIC_INTERNAL_URL": env.get("PUBLIC_INTERNAL_URL", "http://127.0.0.1:8000"),
     }

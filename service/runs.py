@@ -12,15 +12,20 @@ from datetime import timedelta
 
 import kombu.exceptions
 import redis.exceptions
+import sqlalchemy.exc
+from celery import chain
+from flask import current_app
 from sqlalchemy import event, func, select, update
 from sqlalchemy.orm import Session
 
 from service.db import autocommit_connection, session_scope
+from service.locks import is_locked
 from service.models import Dataset, SyncRun, utcnow
 
 log = logging.getLogger(__name__)
 
 _PENDING_KEY = "lakesync_runs_to_publish"
+STEP_ORDER = ("bronze", "silver", "metadata")
 # Longest wait between two re-sends of the same stuck run.
 MAX_SWEEP_SPACING = 3600.0
 
@@ -44,7 +49,13 @@ def request_run(session: Session, dataset: Dataset, *, trigger: str) -> SyncRun:
 def _publish_after_commit(session: Session) -> None:
     runs = session.info.pop(_PENDING_KEY, [])
     for dataset_id, run_id in runs:
-        publish(dataset_id, run_id)
+        try:
+            publish(dataset_id, run_id)
+        except Exception:
+            # The run is committed: whatever fails here, the relay publishes it later. An
+            # error raised from a commit hook would reach the caller as a failed commit.
+            log.exception("publishing sync run %s of dataset %s after commit failed; the relay will", run_id,
+                          dataset_id)
 
 
 @event.listens_for(Session, "after_rollback")
@@ -55,20 +66,21 @@ def _drop_after_rollback(session: Session) -> None:
 def publish(dataset_id: str, run_id: str, from_step: str = "bronze") -> bool:
     """Send the chain (from ``from_step`` on) to the broker; False, logged, when the broker
     cannot take it now."""
-    from celery import chain
-
-    from tasks import sync as sync_tasks
-
+    celery_app = current_app.extensions["celery"]
     args = (dataset_id, run_id)
-    tasks = {"bronze": sync_tasks.bronze, "silver": sync_tasks.silver, "metadata": sync_tasks.metadata}
-    steps = list(tasks)[list(tasks).index(from_step):]
+    steps = STEP_ORDER[STEP_ORDER.index(from_step):]
+    # By task name: the API publishes tasks it never imports.
     try:
-        chain(*(tasks[s].si(*args) for s in steps)).apply_async()
+        chain(*(celery_app.signature(f"sync.{step}", args=args, immutable=True) for step in steps)).apply_async()
     except PUBLISH_ERRORS as exc:
         log.warning("could not publish sync run %s of dataset %s: %s", run_id, dataset_id, exc)
         return False
-    with autocommit_connection() as conn:
-        conn.execute(update(SyncRun).where(SyncRun.id == uuid.UUID(run_id)).values(published_at=utcnow()))
+    try:
+        with autocommit_connection() as conn:
+            conn.execute(update(SyncRun).where(SyncRun.id == uuid.UUID(run_id)).values(published_at=utcnow()))
+    except sqlalchemy.exc.SQLAlchemyError as exc:
+        # Sent but not marked: the relay may send it again, which the steps skip as done.
+        log.warning("sync run %s of dataset %s was published but not marked so: %s", run_id, dataset_id, exc)
     return True
 
 
@@ -99,10 +111,6 @@ def sweep_stuck() -> dict:
     lost, so re-sending is harmless (steps already done are skipped) and spaced out
     exponentially per run. Crash loops end in begin_step, which counts step starts.
     """
-    from flask import current_app
-
-    from service.locks import is_locked
-
     timeout = float(current_app.config["SYNC_STUCK_TIMEOUT"])
     now = utcnow()
     last_move = func.coalesce(SyncRun.heartbeat_at, SyncRun.published_at)
@@ -130,7 +138,7 @@ def sweep_stuck() -> dict:
             if move is None or move >= utcnow() - timedelta(seconds=wait):
                 continue  # moved meanwhile, or re-sent recently
             done = {s.step for s in run.steps if s.status == "succeeded"}
-            from_step = next(s for s in ("bronze", "silver", "metadata") if s not in done)
+            from_step = next(s for s in STEP_ORDER if s not in done)
             run.deliveries += 1
             run.heartbeat_at = utcnow()
         log.warning("re-enqueuing stuck sync run %s of dataset %s from %s", run_id, dataset_id, from_step)

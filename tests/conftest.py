@@ -131,15 +131,21 @@ def app_env(stack_dir, database_url, redis_url) -> dict:
     }
 
 
+def make_app(env: dict):
+    """An app configured by ``env`` alone (as a process started with that environment
+    would be), not by this process's environment."""
+    from service import create_app
+    from service.config import from_env
+
+    flask_app = create_app({**from_env(env), "TESTING": True})
+    flask_app.test_client_class = ServerClient
+    return flask_app
+
+
 @pytest.fixture(scope="session")
 def app(app_env):
     """The Flask app, configured for the session's stack."""
-    os.environ.update(app_env)
-    from service import create_app
-
-    flask_app = create_app({"TESTING": True})  # the rest comes from the environment set above
-    flask_app.test_client_class = ServerClient
-    return flask_app
+    return make_app(app_env)
 
 
 @pytest.fixture(scope="session")

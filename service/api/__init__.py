@@ -11,7 +11,8 @@ from flask_smorest import Api
 from werkzeug.formparser import FormDataParser, MultiPartParser
 
 from schemas.common import ErrorResponseSchema
-from service.storage import UPLOAD_PREFIX, UPLOAD_SUFFIX, LocalStore
+from service.runtime import runtime
+from service.storage import UPLOAD_PREFIX, UPLOAD_SUFFIX
 
 
 class LakesyncApi(Api):
@@ -65,9 +66,7 @@ class UploadRequest(Request):
         self.spooled: list[str] = []  # the file parts' paths, removed after the response
 
     def _get_file_stream(self, total_content_length, content_type, filename=None, content_length=None):
-        from flask import current_app
-
-        incoming = LocalStore.from_config(current_app.config).incoming_dir
+        incoming = runtime().store.incoming_dir
         spool = tempfile.NamedTemporaryFile("wb+", dir=incoming, prefix=UPLOAD_PREFIX, suffix=UPLOAD_SUFFIX,
                                             delete=False)
         self.spooled.append(spool.name)

@@ -25,8 +25,7 @@ from service.auth import require_tenant
 from service.db import session_scope
 from service.errors import APIError, IngestError
 from service.ingest import SUPPORTED_FORMATS
-from service.storage import LocalStore
-from service.sync import duckdb_settings
+from service.runtime import runtime
 
 blp = Blueprint(
     "datasets", __name__, url_prefix="/api/v1/datasets", description="Upload datasets and follow their sync"
@@ -74,10 +73,10 @@ def _upload_from_form():
     path = Path(stream.name) if isinstance(getattr(stream, "name", None), str) else None
     if path is None or path.stat().st_size == 0:
         raise IngestError("the uploaded file is empty", code="empty_file")
-    store = LocalStore.from_config(current_app.config)
+    store = runtime().store
     return service.create_from_file(
         store,
-        duckdb_settings(current_app.config),
+        runtime().ingest_settings,
         g.tenant,
         path,
         original_file_name=upload.filename or None,
@@ -98,9 +97,9 @@ def _upload_from_json():
         data = DatasetRecordsRequestSchema().load(body)
     except ValidationError as err:
         raise _validation_error(err, "json")
-    store = LocalStore.from_config(current_app.config)
+    store = runtime().store
     return service.create_from_records(
-        store, duckdb_settings(current_app.config), g.tenant, data["records"], name=data["name"], description=data["description"]
+        store, runtime().ingest_settings, g.tenant, data["records"], name=data["name"], description=data["description"]
     )
 
 
@@ -161,7 +160,7 @@ class Dataset(MethodView):
     @blp.doc(security=[{"bearerAuth": []}])
     def delete(self, dataset_id: uuid.UUID):
         """Delete the dataset: its bronze and silver tables, its local file and its record."""
-        service.delete_dataset(LocalStore.from_config(current_app.config), g.tenant.id, dataset_id)
+        service.delete_dataset(g.tenant.id, dataset_id)
 
 
 @blp.route("/<uuid:dataset_id>/sync")
@@ -199,7 +198,7 @@ class DatasetRows(MethodView):
         """Preview rows of the local Parquet file."""
         with session_scope() as session:
             dataset = service.get_for_tenant(session, g.tenant.id, dataset_id)
-        path = LocalStore.from_config(current_app.config).path_for(dataset.file_name)
+        path = runtime().store.path_for(dataset.file_name)
         if not path.is_file():
             raise APIError(f"the local file of dataset {dataset_id} is missing", code="file_missing", status=404)
         columns, rows, total = service.preview_rows(path, limit=args["limit"], offset=args["offset"])

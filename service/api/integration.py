@@ -16,7 +16,7 @@ from service.db import session_scope
 from service.errors import APIError
 from service.lakehouse import PermanentTargetError, TransientTargetError
 from service.models import SYNC_STATUSES, Dataset
-from service.sync import target as lakehouse_target
+from service.runtime import runtime
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class CatalogInitialize(MethodView):
         catalog = g.tenant.catalog
         name = current_app.config.get("SYNC_TARGET", "lakehouse")
         try:
-            target = lakehouse_target()
+            target = runtime().target()
             name = target.name
             result = dict(target.initialize_catalog(catalog))
         except TARGET_ERRORS as exc:
@@ -94,7 +94,7 @@ class IntegrationStatus(MethodView):
             "details": {},
         }
         try:
-            target = lakehouse_target()
+            target = runtime().target()
         except Exception as exc:  # a misconfigured target is a status to show, not a 500
             body.update(target="unconfigured", error=f"{exc.__class__.__name__}: {exc}")
             return body

@@ -11,7 +11,7 @@ from service.auth import bearer_token
 from service.db import session_scope
 from service.errors import APIError, NotFound, Unauthorized
 from service.models import Dataset
-from service.storage import LocalStore
+from service.runtime import runtime
 
 blp = Blueprint("internal", __name__, url_prefix="/internal", description="Trusted service-to-service endpoints")
 
@@ -25,7 +25,7 @@ def download(file_name: str):
     # compare_digest runs in time independent of where the strings differ.
     if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
         raise Unauthorized("missing or invalid internal API key")
-    store = LocalStore.from_config(current_app.config)
+    store = runtime().store
     try:
         path = store.path_for(file_name)
     except ValueError:

@@ -22,8 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from tests.conftest import INTERNAL_KEY
-from tests.helpers import ServerClient
+from tests.conftest import INTERNAL_KEY, make_app
 
 ROOT = Path(__file__).resolve().parents[2]
 MCP_KEY = "mcp-test-key-" + secrets.token_hex(8)
@@ -34,28 +33,6 @@ REDIS_DBS = {"delta": 1, "databricks": 2, "mcp": 3}
 def redis_db(url: str, db: int) -> str:
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, parts.fragment))
-
-
-@contextmanager
-def celery_kept():
-    """Leave Celery's default and current apps as they were (creating an app changes both)."""
-    from celery import _state
-
-    default, current = _state.default_app, getattr(_state._tls, "current_app", None)
-    try:
-        yield
-    finally:
-        _state.set_default_app(default)
-        _state._set_current_app(current)
-
-
-def make_app(env: dict):
-    from service import create_app
-
-    with celery_kept():
-        flask_app = create_app({"TESTING": True, **env})
-    flask_app.test_client_class = ServerClient
-    return flask_app
 
 
 @dataclass
@@ -70,16 +47,6 @@ class Stack:
     @property
     def celery(self):
         return self.app.extensions["celery"]
-
-    @contextmanager
-    def publishing(self):
-        """Make this stack's Celery app the one that publishes (in this thread)."""
-        from celery import _state
-
-        with celery_kept():
-            _state.set_default_app(self.celery)
-            _state._set_current_app(self.celery)
-            yield self
 
     def log_tail(self, chars: int = 4000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:]
@@ -119,8 +86,7 @@ def stop_worker(proc: subprocess.Popen) -> None:
 
 
 @pytest.fixture(scope="session")
-def targets_dir(stack_dir, app) -> Path:
-    # ``app`` exports the stack's environment, which importing tasks.celery_app needs.
+def targets_dir(stack_dir) -> Path:
     path = stack_dir / "targets"
     path.mkdir(exist_ok=True)
     return path
@@ -194,20 +160,15 @@ def mcp_stack(app_env, stack_dir, mcp_emulator, internal_api):
     stop_worker(stack.worker)
 
 
-def _using(stack: Stack):
-    with stack.publishing():
-        yield stack
-
-
 @pytest.fixture
 def delta(delta_stack):
-    yield from _using(delta_stack)
+    return delta_stack
 
 
 @pytest.fixture
 def databricks(databricks_stack):
     databricks_stack.extras["emulator"].clear_faults()
-    yield from _using(databricks_stack)
+    yield databricks_stack
     databricks_stack.extras["emulator"].clear_faults()
 
 
@@ -216,6 +177,6 @@ def mcp(mcp_stack):
     emulator = mcp_stack.extras["emulator"]
     emulator.clear_faults()
     emulator.start()
-    yield from _using(mcp_stack)
+    yield mcp_stack
     emulator.start()  # a test that took it down leaves it up for the next
     emulator.clear_faults()
