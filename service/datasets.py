@@ -18,9 +18,12 @@ from service.duckdb_shared import STALE_SECONDS, remove_stale
 from service.errors import Conflict, IngestError, NotFound
 from service.ingest import ConvertResult, IngestSettings, convert_file, convert_records
 from service.ingest.output import SCRATCH_PREFIX, TEMP_SUFFIX
-from service.models import Dataset, LakehouseTable, SyncRun, Tenant
+from service.locks import dataset_lock
+from service.models import Dataset, LakehouseTable, SyncRun, Tenant, utcnow
 from service.runs import request_run
+from service.runtime import runtime
 from service.storage import UPLOAD_PREFIX, UPLOAD_SUFFIX, LocalStore
+from service.sync import context_for, dataset_tables
 from service.transform import snake_case_names
 
 log = logging.getLogger(__name__)
@@ -290,25 +293,26 @@ def resync_where(session: Session, *, tenant_id: uuid.UUID | None, status: str, 
     return started
 
 
-def delete_dataset(store: LocalStore, tenant_id: uuid.UUID, dataset_id: uuid.UUID) -> None:
+def delete_dataset(tenant_id: uuid.UUID, dataset_id: uuid.UUID) -> None:
     """Remove the dataset's tables, local file and row.
 
-    Holding the dataset's lock waits for a step that is writing; steps that come later find
-    no dataset and do nothing. Tables and file go first, so a failure leaves the row to
-    delete again.
+    Ownership is checked before the lock, so another tenant's id is a 404 at once. Holding
+    the dataset's lock waits for a step that is writing; steps that come later find no
+    dataset and do nothing. Tables and file go first, so a failure leaves the row to delete
+    again.
     """
-    from service.locks import dataset_lock
-    from service.sync import table_refs, target
-
+    with session_scope() as session:
+        get_for_tenant(session, tenant_id, dataset_id)
+    rt = runtime()
     with dataset_lock(dataset_id, wait=60.0):
         with session_scope() as session:
             dataset = get_for_tenant(session, tenant_id, dataset_id)
-            refs = table_refs(session, dataset)
+            tenant = session.get(Tenant, dataset.tenant_id)
+            ctx = context_for(dataset, tenant, run_id=dataset.current_run_id, ingested_at=utcnow())
+            tables = dataset_tables(ctx, dataset, tenant)
             file_name = dataset.file_name
-        lakehouse = target()
-        for ref in refs:
-            lakehouse.drop_table(ref)
-        store.remove(file_name)
+        rt.target().drop_tables(ctx, tables)
+        rt.store.remove(file_name)
         with session_scope() as session:
             dataset = session.get(Dataset, dataset_id)
             if dataset is not None:

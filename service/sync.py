@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -18,15 +18,14 @@ from sqlalchemy import and_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from service.config import sync_duckdb
 from service.db import session_scope
-from service.lakehouse import LakehouseTarget, PermanentTargetError, TableRef, get_target
-from service.lakehouse.base import BronzeSource
+from service.lakehouse import PermanentTargetError, TableRef
+from service.lakehouse.base import SyncContext, TableResult
 from service.locks import dataset_lock
 from service.models import Dataset, LakehouseTable, SyncRun, SyncStepRun, Tenant, utcnow
 from service.naming import table_name
 from service.retry import quick_retrying
-from service.storage import LocalStore
+from service.runtime import runtime
 from service.transform import SampledPlanRejected, infer_plan
 
 log = logging.getLogger(__name__)
@@ -37,28 +36,40 @@ class PermanentSyncError(Exception):
 
 
 @dataclass(frozen=True)
-class StepInput:
-    dataset_id: uuid.UUID
-    run_id: uuid.UUID
-    tenant_id: uuid.UUID
-    dataset_name: str
-    columns: tuple
-    catalog: str
-    table: str
-    file_name: str
-    row_count: int
-    ingested_at: datetime
+class StepStart:
+    """What a step is given when it starts: the target's context, and what earlier steps
+    of the run recorded."""
 
-    def ref(self, layer: str) -> TableRef:
-        return TableRef(self.catalog, layer, self.table)
+    ctx: SyncContext
+    recorded_rows: dict = field(default_factory=dict)  # layer -> rows the target reported
 
 
-def target() -> LakehouseTarget:
-    """The process's lakehouse target, built once from the app config."""
-    ext = current_app.extensions
-    if "lakehouse_target" not in ext:
-        ext["lakehouse_target"] = get_target(current_app.config)
-    return ext["lakehouse_target"]
+def context_for(dataset: Dataset, tenant: Tenant, *, run_id: uuid.UUID | None, ingested_at: datetime) -> SyncContext:
+    """The sync context of a dataset: its tables as recorded by earlier steps, else as we name them."""
+    name = table_name(dataset.name, dataset.id)
+    recorded = {t.layer: TableRef(t.catalog, t.schema, t.table) for t in dataset.tables}
+    proposed = {layer: TableRef(tenant.catalog, layer, name) for layer in ("bronze", "silver")}
+    refs = {**proposed, **recorded}
+    return SyncContext(
+        dataset_id=str(dataset.id),
+        tenant_id=str(dataset.tenant_id),
+        run_id=str(run_id or ""),
+        dataset_name=dataset.name,
+        bronze=refs["bronze"],
+        silver=refs["silver"],
+        source_path=runtime().store.path_for(dataset.file_name),
+        source_file=dataset.file_name,
+        ingested_at=ingested_at,
+        columns=tuple(dataset.columns),
+        row_count=dataset.row_count,
+    )
+
+
+def dataset_tables(ctx: SyncContext, dataset: Dataset, tenant: Tenant) -> list[TableRef]:
+    """Every table the dataset may have on the target: recorded, or named as we name them."""
+    name = table_name(dataset.name, dataset.id)
+    refs = {ctx.bronze, ctx.silver, *(TableRef(tenant.catalog, layer, name) for layer in ("bronze", "silver"))}
+    return sorted(refs, key=lambda r: r.full_name)
 
 
 @dataclass
@@ -95,7 +106,7 @@ def _current(session: Session, dataset_id: uuid.UUID, run_id: uuid.UUID, step: s
     return _Current(dataset, run, tenant, row)
 
 
-def begin_step(step: str, dataset_id: uuid.UUID, run_id: uuid.UUID) -> StepInput | None:
+def begin_step(step: str, dataset_id: uuid.UUID, run_id: uuid.UUID) -> StepStart | None:
     """Record that a step starts; None when the run was superseded, finished or deleted."""
     now = utcnow()
     for attempt in quick_retrying():
@@ -123,27 +134,17 @@ def begin_step(step: str, dataset_id: uuid.UUID, run_id: uuid.UUID) -> StepInput
             dataset.sync_status = "syncing"
             dataset.sync_step = step
             dataset.sync_attempts += 1
-            return StepInput(
-                dataset_id=dataset.id,
-                run_id=run.id,
-                tenant_id=dataset.tenant_id,
-                dataset_name=dataset.name,
-                columns=tuple(dataset.columns),
-                catalog=tenant.catalog,
-                table=table_name(dataset.name, dataset.id),
-                file_name=dataset.file_name,
-                row_count=dataset.row_count,
-                ingested_at=run.started_at,
-            )
+            ctx = context_for(dataset, tenant, run_id=run.id, ingested_at=run.started_at)
+            return StepStart(ctx, {"bronze": dataset.row_count_bronze, "silver": dataset.row_count_silver})
     raise AssertionError("unreachable")
 
 
-def _finish_step(step: str, inp: StepInput, rows: int | None, apply) -> bool:
+def _finish_step(step: str, ctx: SyncContext, rows: int | None, apply) -> bool:
     """Record a step's success and apply its changes; False when the run was superseded."""
     now = utcnow()
     for attempt in quick_retrying():
         with attempt, session_scope() as session:
-            found = _current(session, inp.dataset_id, inp.run_id, step)
+            found = _current(session, uuid.UUID(ctx.dataset_id), uuid.UUID(ctx.run_id), step)
             if found is None:
                 return False
             dataset, run, row = found.dataset, found.run, found.row
@@ -157,82 +158,75 @@ def _finish_step(step: str, inp: StepInput, rows: int | None, apply) -> bool:
     raise AssertionError("unreachable")
 
 
-def _upsert_table(session: Session, dataset: Dataset, ref: TableRef, location: str, rows: int | None) -> None:
+def _record_table(session: Session, dataset: Dataset, layer: str, table: TableRef, location: str,
+                  rows: int | None) -> None:
     """Record where a layer's table is: one INSERT ... ON CONFLICT, not a read and a write."""
-    values = {"target": target().name, "catalog": ref.catalog, "schema": ref.schema, "table": ref.table,
-              "full_name": ref.full_name, "location": location, "row_count": rows}
+    values = {"target": runtime().target().name, "catalog": table.catalog, "schema": table.schema,
+              "table": table.table, "full_name": table.full_name, "location": location, "row_count": rows}
     session.execute(
         pg_insert(LakehouseTable)
-        .values(dataset_id=dataset.id, layer=ref.schema, **values)
+        .values(dataset_id=dataset.id, layer=layer, **values)
         .on_conflict_do_update(index_elements=["dataset_id", "layer"], set_={**values, "updated_at": utcnow()})
     )
 
 
-def table_refs(session: Session, dataset: Dataset) -> list[TableRef]:
-    """The dataset's bronze and silver tables, recorded or not yet."""
-    tenant = session.get(Tenant, dataset.tenant_id)
-    name = table_name(dataset.name, dataset.id)
-    refs = {TableRef(tenant.catalog, layer, name) for layer in ("bronze", "silver")}
-    refs.update(TableRef(t.catalog, t.schema, t.table) for t in dataset.tables)
-    return sorted(refs, key=lambda r: r.full_name)
+def _local_parquet(ctx: SyncContext) -> Path:
+    if not ctx.source_path.exists():
+        raise PermanentSyncError(f"the local file {ctx.source_file} of dataset {ctx.dataset_id} is missing")
+    return ctx.source_path
 
 
-def _local_parquet(inp: StepInput) -> Path:
-    path = LocalStore.from_config(current_app.config).path_for(inp.file_name)
-    if not path.exists():
-        raise PermanentSyncError(f"the local file {inp.file_name} of dataset {inp.dataset_id} is missing")
-    return path
+def _skipped(dataset_id: uuid.UUID) -> dict:
+    return {"dataset_id": str(dataset_id), "skipped": True}
 
 
 def run_bronze(dataset_id: uuid.UUID, run_id: uuid.UUID) -> dict:
-    inp = begin_step("bronze", dataset_id, run_id)
-    if inp is None:
-        return {"dataset_id": str(dataset_id), "skipped": True}
-    ref = inp.ref("bronze")
-    source = BronzeSource(
-        dataset_id=str(inp.dataset_id),
-        parquet_path=_local_parquet(inp),
-        source_file=inp.file_name,
-        ingested_at=inp.ingested_at,
-        tenant_id=str(inp.tenant_id),
-        dataset_name=inp.dataset_name,
-        columns=inp.columns,
-    )
-    result = target().write_bronze(ref, source)
-    if result.row_count != inp.row_count:
-        raise PermanentSyncError(f"bronze table has {result.row_count} rows, the dataset has {inp.row_count}")
+    start = begin_step("bronze", dataset_id, run_id)
+    if start is None:
+        return _skipped(dataset_id)
+    ctx = start.ctx
+    _local_parquet(ctx)
+    result = runtime().target().write_bronze(ctx)
+    if result.row_count != ctx.row_count:
+        raise PermanentSyncError(f"bronze table has {result.row_count} rows, the dataset has {ctx.row_count}")
 
     def apply(session, dataset, run):
         dataset.row_count_bronze = result.row_count
-        _upsert_table(session, dataset, ref, result.location, result.row_count)
+        _record_table(session, dataset, "bronze", result.table, result.location, result.row_count)
 
-    _finish_step("bronze", inp, result.row_count, apply)
-    return {"dataset_id": str(dataset_id), "bronze_table": ref.full_name, "rows": result.row_count}
+    _finish_step("bronze", ctx, result.row_count, apply)
+    return {"dataset_id": str(dataset_id), "bronze_table": result.table.full_name, "rows": result.row_count}
 
 
-def run_silver(dataset_id: uuid.UUID, run_id: uuid.UUID) -> dict:
-    inp = begin_step("silver", dataset_id, run_id)
-    if inp is None:
-        return {"dataset_id": str(dataset_id), "skipped": True}
-    config = current_app.config
-    local = _local_parquet(inp)
-    tgt, ref = target(), inp.ref("silver")
+def _write_silver(ctx: SyncContext) -> tuple[TableResult, list]:
+    """Write the silver table; its result and the plan's columns."""
+    rt = runtime()
+    tgt, local = rt.target(), _local_parquet(ctx)
 
     def infer(sampled: bool):
-        return infer_plan(local, null_tokens=config["NULL_TOKENS"], settings=sync_duckdb_settings(config),
+        return infer_plan(local, null_tokens=current_app.config["NULL_TOKENS"], settings=rt.sync_settings,
                           sampled=sampled)
 
     # A target that checks each value as it writes gets types from a sample, which saves
     # a whole pass over the file; a value that proves the sample wrong costs that pass back.
     plan = infer(sampled=tgt.checks_sampled_plans)
     try:
-        result = tgt.write_silver(inp.ref("bronze"), ref, plan)
+        result = tgt.write_silver(ctx, plan)
     except SampledPlanRejected as exc:
         log.info("silver of dataset %s: the sampled types do not hold (%s); inferring from every value",
-                 inp.dataset_id, exc)
+                 ctx.dataset_id, exc)
         plan = infer(sampled=False)
-        result = tgt.write_silver(inp.ref("bronze"), ref, plan)
-    planned = {c.source_name: c for c in plan.columns}
+        result = tgt.write_silver(ctx, plan)
+    return result, plan.columns
+
+
+def run_silver(dataset_id: uuid.UUID, run_id: uuid.UUID) -> dict:
+    start = begin_step("silver", dataset_id, run_id)
+    if start is None:
+        return _skipped(dataset_id)
+    ctx = start.ctx
+    result, plan_columns = _write_silver(ctx)
+    planned = {c.source_name: c for c in plan_columns}
 
     def apply(session, dataset, run):
         columns = []
@@ -243,31 +237,39 @@ def run_silver(dataset_id: uuid.UUID, run_id: uuid.UUID) -> dict:
             columns.append(col)
         dataset.columns = columns
         dataset.row_count_silver = result.row_count
-        dataset.duplicates_removed = result.duplicates_removed
-        _upsert_table(session, dataset, ref, result.location, result.row_count)
+        bronze_rows = dataset.row_count_bronze if dataset.row_count_bronze is not None else dataset.row_count
+        dataset.duplicates_removed = bronze_rows - result.row_count
+        _record_table(session, dataset, "silver", result.table, result.location, result.row_count)
 
-    _finish_step("silver", inp, result.row_count, apply)
-    return {"dataset_id": str(dataset_id), "silver_table": ref.full_name, "rows": result.row_count}
+    _finish_step("silver", ctx, result.row_count, apply)
+    return {"dataset_id": str(dataset_id), "silver_table": result.table.full_name, "rows": result.row_count}
 
 
 def run_metadata(dataset_id: uuid.UUID, run_id: uuid.UUID) -> dict:
-    inp = begin_step("metadata", dataset_id, run_id)
-    if inp is None:
-        return {"dataset_id": str(dataset_id), "skipped": True}
-    tgt = target()
-    bronze, silver = inp.ref("bronze"), inp.ref("silver")
-    bronze_rows = tgt.count_rows(bronze)
-    silver_rows = tgt.count_rows(silver)
-    if bronze_rows != inp.row_count:
-        raise PermanentSyncError(f"bronze table {bronze.full_name} has {bronze_rows} rows, expected {inp.row_count}")
+    start = begin_step("metadata", dataset_id, run_id)
+    if start is None:
+        return _skipped(dataset_id)
+    ctx = start.ctx
+    states = runtime().target().read_back(ctx)
+    rows = {}
+    for layer, state in (("bronze", states.bronze), ("silver", states.silver)):
+        if not state.exists:
+            raise PermanentSyncError(f"the {layer} table {state.table.full_name} does not exist on the target")
+        # A target that does not count rows (MCP) is taken at the word of its load answers.
+        rows[layer] = state.row_count if state.row_count is not None else start.recorded_rows.get(layer)
+        if rows[layer] is None:
+            raise PermanentSyncError(f"no row count of the {layer} table {state.table.full_name} was recorded")
+    if rows["bronze"] != ctx.row_count:
+        raise PermanentSyncError(f"bronze table {states.bronze.table.full_name} has {rows['bronze']} rows, "
+                                 f"expected {ctx.row_count}")
 
     def apply(session, dataset, run):
         now = utcnow()
-        dataset.row_count_bronze = bronze_rows
-        dataset.row_count_silver = silver_rows
-        dataset.duplicates_removed = bronze_rows - silver_rows
-        _upsert_table(session, dataset, bronze, tgt.location(bronze), bronze_rows)
-        _upsert_table(session, dataset, silver, tgt.location(silver), silver_rows)
+        dataset.row_count_bronze = rows["bronze"]
+        dataset.row_count_silver = rows["silver"]
+        dataset.duplicates_removed = rows["bronze"] - rows["silver"]
+        for layer, state in (("bronze", states.bronze), ("silver", states.silver)):
+            _record_table(session, dataset, layer, state.table, state.location, rows[layer])
         dataset.sync_status = "synced"
         dataset.sync_step = None
         dataset.last_error = None
@@ -276,8 +278,9 @@ def run_metadata(dataset_id: uuid.UUID, run_id: uuid.UUID) -> dict:
         run.step = None
         run.finished_at = now
 
-    _finish_step("metadata", inp, silver_rows, apply)
-    return {"dataset_id": str(dataset_id), "status": "synced", "bronze_rows": bronze_rows, "silver_rows": silver_rows}
+    _finish_step("metadata", ctx, rows["silver"], apply)
+    return {"dataset_id": str(dataset_id), "status": "synced", "bronze_rows": rows["bronze"],
+            "silver_rows": rows["silver"]}
 
 
 def _locked(step_fn):
@@ -292,7 +295,6 @@ def _locked(step_fn):
 
 
 STEPS = {"bronze": _locked(run_bronze), "silver": _locked(run_silver), "metadata": _locked(run_metadata)}
-STEP_ORDER = ("bronze", "silver", "metadata")
 
 
 def describe_error(exc: BaseException) -> str:
@@ -332,22 +334,6 @@ def record_step_error(
             dataset.last_error = message
             # The run is alive until its retry is due; the sweeper waits that long.
             run.heartbeat_at = now + timedelta(seconds=retry_in)
-
-
-def duckdb_settings(config: dict):
-    """DuckDB settings of the API's conversions."""
-    return _ingest_settings(config["DUCKDB_MEMORY_LIMIT"], config["DUCKDB_THREADS"], str(Path(config["DATA_DIR"]) / "tmp"))
-
-
-def sync_duckdb_settings(config: dict):
-    """DuckDB settings of the worker's steps: the same database as the Delta target's."""
-    return _ingest_settings(*sync_duckdb(config))
-
-
-def _ingest_settings(memory_limit: str, threads: int, temp_dir: str | None):
-    from service.ingest import IngestSettings
-
-    return IngestSettings(duckdb_memory_limit=memory_limit, duckdb_threads=threads, temp_dir=temp_dir)
 
 
 PERMANENT_ERRORS = (PermanentSyncError, PermanentTargetError)

@@ -1,4 +1,8 @@
-"""The interface every lakehouse target implements."""
+"""The interface every lakehouse target implements.
+
+A target is handed one ``SyncContext`` per call: everything it needs to know about the
+dataset, the run and the tables, so it never looks anything up behind the caller's back.
+"""
 from __future__ import annotations
 
 import abc
@@ -27,23 +31,60 @@ class TableRef:
     def full_name(self) -> str:
         return f"{self.catalog}.{self.schema}.{self.table}"
 
+    @classmethod
+    def parse(cls, full_name: str, *, default: TableRef) -> TableRef:
+        """The ref of a three-part name; ``default`` with the name as its table otherwise."""
+        parts = full_name.split(".")
+        if len(parts) == 3 and all(parts):
+            return cls(*parts)
+        return cls(default.catalog, default.schema, full_name)
+
 
 @dataclass(frozen=True)
-class BronzeSource:
+class SyncContext:
+    """One sync run of one dataset, as a target sees it."""
+
     dataset_id: str
-    parquet_path: Path  # the local Parquet file, source values exactly as uploaded
+    tenant_id: str
+    run_id: str
+    dataset_name: str
+    bronze: TableRef  # the bronze table: as recorded by the bronze step, else as we name it
+    silver: TableRef  # the silver table, likewise
+    source_path: Path  # the local Parquet file, source values exactly as uploaded
     source_file: str  # the stored file name, written to _source_file
     ingested_at: datetime  # UTC, written to _ingested_at
-    tenant_id: str = ""
-    dataset_name: str = ""
     columns: tuple = ()  # the dataset's columns: dicts of name, source_name, type, source_type
+    row_count: int = 0  # rows of the local file
+
+    @property
+    def catalog(self) -> str:
+        return self.bronze.catalog
+
+    def ref(self, layer: str) -> TableRef:
+        return self.bronze if layer == "bronze" else self.silver
 
 
 @dataclass(frozen=True)
 class TableResult:
+    table: TableRef  # the table written, as the target names it
     location: str  # where the table's data lives (a directory, a URL...)
     row_count: int
-    duplicates_removed: int = 0
+
+
+@dataclass(frozen=True)
+class TableState:
+    """A table as read back from the target."""
+
+    table: TableRef
+    exists: bool
+    location: str
+    row_count: int | None = None  # None when the target does not report it
+
+
+@dataclass(frozen=True)
+class TableStates:
+    bronze: TableState
+    silver: TableState
 
 
 class LakehouseTarget(abc.ABC):
@@ -54,29 +95,25 @@ class LakehouseTarget(abc.ABC):
 
     @classmethod
     @abc.abstractmethod
-    def from_config(cls, config: dict) -> "LakehouseTarget":
+    def from_config(cls, config: dict) -> LakehouseTarget:
         """Build the target from the app config."""
 
     @abc.abstractmethod
-    def write_bronze(self, ref: TableRef, source: BronzeSource) -> TableResult:
-        """Replace the bronze table with the source rows plus _dataset_id, _ingested_at,
-        _source_file. Running it twice leaves the same table."""
+    def write_bronze(self, ctx: SyncContext) -> TableResult:
+        """Replace the bronze table with the source rows plus the metadata columns
+        (``service.lakehouse.columns``). Running it twice leaves the same table."""
 
     @abc.abstractmethod
-    def write_silver(self, bronze: TableRef, silver: TableRef, plan: SilverPlan) -> TableResult:
+    def write_silver(self, ctx: SyncContext, plan: SilverPlan) -> TableResult:
         """Replace the silver table with the plan applied to the bronze table."""
 
     @abc.abstractmethod
-    def count_rows(self, ref: TableRef) -> int:
-        """Rows in a table, read back from the target."""
+    def read_back(self, ctx: SyncContext) -> TableStates:
+        """Whether the run's tables exist, and their row counts where the target reports them."""
 
     @abc.abstractmethod
-    def location(self, ref: TableRef) -> str:
-        """Where the table lives, without touching it."""
-
-    @abc.abstractmethod
-    def drop_table(self, ref: TableRef) -> None:
-        """Remove the table; no error when it does not exist."""
+    def drop_tables(self, ctx: SyncContext, tables: list[TableRef]) -> None:
+        """Remove the dataset's tables; no error for one that does not exist."""
 
     def ping(self) -> None:
         """Raise when the target cannot be reached."""

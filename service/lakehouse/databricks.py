@@ -39,16 +39,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from service.lakehouse import spark_sql as sql
-from service.lakehouse.delta import storable_type
 from service.lakehouse.base import (
-    BronzeSource,
     LakehouseTarget,
     PermanentTargetError,
+    SyncContext,
     TableRef,
     TableResult,
+    TableState,
+    TableStates,
     TransientTargetError,
 )
 from service.lakehouse.http import HttpClient, RemotePermanentError, RemoteTransientError, sleep_until
+from service.table_rules import BRONZE_META_FIELDS, INGESTED_AT, spark_compatible_type, to_storable_array
 from service.transform.plan import SilverPlan
 
 log = logging.getLogger(__name__)
@@ -67,11 +69,6 @@ MISSING_ERRORS = MISSING_CATALOG_ERRORS + ("SCHEMA_NOT_FOUND", "NO_SUCH_SCHEMA")
 # zone (TIMESTAMP_NTZ) need their table feature.
 TABLE_PROPERTIES = ("TBLPROPERTIES ('delta.columnMapping.mode' = 'name', "
                     "'delta.feature.timestampNtz' = 'supported')")
-BRONZE_META_FIELDS = (
-    pa.field("_dataset_id", pa.string()),
-    pa.field("_ingested_at", pa.timestamp("us", tz="UTC")),
-    pa.field("_source_file", pa.string()),
-)
 
 
 class StatementFailed(RemotePermanentError):
@@ -383,16 +380,17 @@ class DatabricksTarget(LakehouseTarget):
 
     # --- the target interface ---------------------------------------------------------
 
-    def write_bronze(self, ref: TableRef, source: BronzeSource) -> TableResult:
-        with self._refreshing_layout(ref.catalog):
-            return self._write_bronze(ref, source)
+    def write_bronze(self, ctx: SyncContext) -> TableResult:
+        with self._refreshing_layout(ctx.bronze.catalog):
+            return self._write_bronze(ctx)
 
-    def _write_bronze(self, ref: TableRef, source: BronzeSource) -> TableResult:
+    def _write_bronze(self, ctx: SyncContext) -> TableResult:
+        ref = ctx.bronze
         table = sql.table_name(ref)
         self._ensure_schemas(ref.catalog, (ref.schema,), volume=True)
-        ingested_at = source.ingested_at.astimezone(timezone.utc)
+        ingested_at = ctx.ingested_at.astimezone(timezone.utc)
         remote = f"{self._staging_dir(ref)}/{ingested_at.strftime('%Y%m%dT%H%M%S%fZ')}.parquet"
-        local = self._bronze_file(source, ingested_at)
+        local = self._bronze_file(ctx, ingested_at)
         try:
             self.upload(local, remote)
         finally:
@@ -403,16 +401,16 @@ class DatabricksTarget(LakehouseTarget):
             "FORMAT_OPTIONS ('mergeSchema' = 'true') COPY_OPTIONS ('mergeSchema' = 'true')"
         )
         # Rows of earlier runs; none on a retry of the same run.
-        self.execute(f"DELETE FROM {table} WHERE `_ingested_at` IS NULL OR "
-                     f"`_ingested_at` <> {sql.timestamp_literal(ingested_at)}")
+        self.execute(f"DELETE FROM {table} WHERE `{INGESTED_AT}` IS NULL OR "
+                     f"`{INGESTED_AT}` <> {sql.timestamp_literal(ingested_at)}")
         rows = self.count_rows(ref)
         try:
             self._remove_staged(ref, keep=remote)
         except (TransientTargetError, PermanentTargetError) as exc:
             log.warning("could not remove older staged files of %s: %s", ref.full_name, exc)
-        return TableResult(location=self.location(ref), row_count=rows)
+        return TableResult(table=ref, location=self.location(ref), row_count=rows)
 
-    def _bronze_file(self, source: BronzeSource, ingested_at: datetime) -> Path:
+    def _bronze_file(self, ctx: SyncContext, ingested_at: datetime) -> Path:
         """The local Parquet file plus the metadata columns, written batch by batch."""
         if self.scratch_dir:
             self.scratch_dir.mkdir(parents=True, exist_ok=True)
@@ -420,16 +418,16 @@ class DatabricksTarget(LakehouseTarget):
         os.close(fd)
         path = Path(name)
         try:
-            reader = pq.ParquetFile(source.parquet_path)
+            reader = pq.ParquetFile(ctx.source_path)
             try:
                 names = sql.bronze_column_names(reader.schema_arrow.names)
                 fields = [pa.field(n, spark_compatible_type(f.type)) for n, f in zip(names, reader.schema_arrow)]
                 schema = pa.schema(fields + list(BRONZE_META_FIELDS))
-                values = (source.dataset_id, ingested_at, source.source_file)
+                values = (ctx.dataset_id, ingested_at, ctx.source_file)
                 with pq.ParquetWriter(path, schema) as writer:
                     for batch in reader.iter_batches(batch_size=BATCH_ROWS):
                         n = batch.num_rows
-                        columns = [_convert(a, f.type) for a, f in zip(batch.columns, fields)]
+                        columns = [to_storable_array(a, f.type) for a, f in zip(batch.columns, fields)]
                         columns += [pa.array([v] * n, type=f.type) for v, f in zip(values, BRONZE_META_FIELDS)]
                         writer.write_batch(pa.RecordBatch.from_arrays(columns, schema=schema))
             finally:
@@ -442,36 +440,42 @@ class DatabricksTarget(LakehouseTarget):
             raise
         return path
 
-    def write_silver(self, bronze: TableRef, silver: TableRef, plan: SilverPlan) -> TableResult:
-        with self._refreshing_layout(silver.catalog):
-            return self._write_silver(bronze, silver, plan)
+    def write_silver(self, ctx: SyncContext, plan: SilverPlan) -> TableResult:
+        with self._refreshing_layout(ctx.silver.catalog):
+            return self._write_silver(ctx, plan)
 
-    def _write_silver(self, bronze: TableRef, silver: TableRef, plan: SilverPlan) -> TableResult:
-        statement = sql.create_silver(bronze, silver, plan)
+    def _write_silver(self, ctx: SyncContext, plan: SilverPlan) -> TableResult:
+        silver = ctx.silver
+        statement = sql.create_silver(ctx.bronze, silver, plan)
         self._ensure_schemas(silver.catalog, (silver.schema,))
         self.execute(statement, what=f"CREATE OR REPLACE TABLE {silver.full_name}")
-        counts = self.execute(
-            f"SELECT (SELECT COUNT(*) FROM {sql.table_name(bronze)}), (SELECT COUNT(*) FROM {sql.table_name(silver)})"
-        )
-        bronze_rows, silver_rows = int(counts.scalar(0, 0)), int(counts.scalar(0, 1))
-        return TableResult(location=self.location(silver), row_count=silver_rows,
-                           duplicates_removed=bronze_rows - silver_rows)
+        return TableResult(table=silver, location=self.location(silver), row_count=self.count_rows(silver))
 
     def count_rows(self, ref: TableRef) -> int:
         return int(self.execute(f"SELECT COUNT(*) FROM {sql.table_name(ref)}").scalar())
 
+    def read_back(self, ctx: SyncContext) -> TableStates:
+        # One statement for both counts; a missing table fails it, which the step reports.
+        counts = self.execute(f"SELECT (SELECT COUNT(*) FROM {sql.table_name(ctx.bronze)}), "
+                              f"(SELECT COUNT(*) FROM {sql.table_name(ctx.silver)})")
+        return TableStates(
+            bronze=TableState(ctx.bronze, True, self.location(ctx.bronze), int(counts.scalar(0, 0))),
+            silver=TableState(ctx.silver, True, self.location(ctx.silver), int(counts.scalar(0, 1))),
+        )
+
     def location(self, ref: TableRef) -> str:
         return f"databricks://{urlsplit(self.host).netloc}/{ref.full_name}"
 
-    def drop_table(self, ref: TableRef) -> None:
-        try:
-            self.execute(f"DROP TABLE IF EXISTS {sql.table_name(ref)}")
-        except StatementFailed as exc:
-            # No catalog or schema: no table either.
-            if not any(t in str(exc) for t in MISSING_ERRORS):
-                raise
-        if ref.schema == "bronze":
-            self._remove_staged(ref)
+    def drop_tables(self, ctx: SyncContext, tables: list[TableRef]) -> None:
+        for ref in tables:
+            try:
+                self.execute(f"DROP TABLE IF EXISTS {sql.table_name(ref)}")
+            except StatementFailed as exc:
+                # No catalog or schema: no table either.
+                if not any(t in str(exc) for t in MISSING_ERRORS):
+                    raise
+            if ref.schema == "bronze":
+                self._remove_staged(ref)
 
     def ping(self) -> None:
         response = self.http.request("GET", f"/api/2.0/sql/warehouses/{quote(self.warehouse_id)}",
@@ -486,30 +490,6 @@ class DatabricksTarget(LakehouseTarget):
             "auth": self.auth_kind,
             "staging_volume": f"{self.staging_schema}.{self.staging_volume}",
         }
-
-
-def spark_compatible_type(t: pa.DataType) -> pa.DataType:
-    """A Parquet type Spark reads into a Delta column holding every value of ``t``: the
-    local target's storable type (so "source" columns get the same silver types), with
-    Spark's plain string and binary instead of the large variants."""
-    t = storable_type(t)
-    if pa.types.is_large_string(t):
-        return pa.string()
-    if pa.types.is_large_binary(t):
-        return pa.binary()
-    return t
-
-
-def _convert(array: pa.Array, target: pa.DataType) -> pa.Array:
-    if array.type == target:
-        return array
-    if pa.types.is_dictionary(array.type):
-        return _convert(array.dictionary_decode(), target)
-    if isinstance(array.type, pa.BaseExtensionType):
-        return _convert(array.storage, target)
-    if pa.types.is_timestamp(array.type) and pa.types.is_timestamp(target):
-        return array.cast(target, safe=False)  # sub-microsecond digits cannot be kept
-    return array.cast(target)
 
 
 def _state(data: dict) -> str:

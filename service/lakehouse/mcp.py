@@ -1,18 +1,23 @@
 """The MCP target: an intermediary service that loads datasets into Databricks for us.
 
-API (``Authorization: Bearer MCP_API_KEY``, base ``MCP_SERVER_URL``):
+The protocol (``Authorization: Bearer MCP_API_KEY``, base ``MCP_SERVER_URL``), all that a
+server can be assumed to speak:
 
 - ``POST /databricks/datasets`` ``{tenant_id, dataset_id, dataset_name, parquet_url,
   schema}`` → ``{bronze_table, row_count}``. The server downloads ``parquet_url`` (our
-  ``/internal/storage/datasets/<file>`` endpoint under PUBLIC_INTERNAL_URL) with
-  INTERNAL_API_KEY. Extra fields name the table we expect: ``catalog``, ``table``,
-  ``bronze_table``, plus ``source_file`` and ``ingested_at`` for the metadata columns.
+  ``/internal/storage/datasets/<file>`` endpoint under PUBLIC_INTERNAL_URL).
 - ``POST /databricks/transformations/silver`` ``{bronze_table, tenant_id}`` →
-  ``{silver_table, row_count}``. Extra fields: ``dataset_id``, ``silver_table`` and
-  ``plan`` (the SilverPlan as JSON), so the server applies the same naming, cleaning and
-  types as the other targets.
-- ``GET /databricks/datasets/<id>/status``, ``DELETE /databricks/datasets/<id>``,
-  ``GET /health``.
+  ``{silver_table, row_count}``.
+- ``GET /databricks/datasets/{id}/status`` → ``{status, bronze_exists, silver_exists,
+  last_sync_at, error}``.
+- ``DELETE /databricks/datasets/{id}`` with ``{"tenant_id": ...}``; ``GET /health``.
+
+We send a few extra fields that a server may use and may ignore: the names we would give
+the tables (``catalog``, ``table``, ``bronze_table``, ``silver_table``), ``source_file``
+and ``ingested_at`` for the metadata columns, and ``plan`` (the SilverPlan), so that a
+server can apply the same naming, cleaning and types as the other targets. We rely only on
+the fields above: the tables are the ones the server names, their row counts the
+``row_count`` of its answers.
 
 Errors are sorted as for Databricks (``service.lakehouse.http``): a server that is down
 or answers 429/5xx is transient, so the dataset stays local and its sync is retried, then
@@ -22,13 +27,20 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import threading
 from datetime import timezone
 from urllib.parse import quote, urlsplit
 
-from service.lakehouse.base import BronzeSource, LakehouseTarget, PermanentTargetError, TableRef, TableResult
+from service.lakehouse.base import (
+    LakehouseTarget,
+    PermanentTargetError,
+    SyncContext,
+    TableRef,
+    TableResult,
+    TableState,
+    TableStates,
+)
 from service.lakehouse.http import HttpClient
-from service.transform.plan import SilverPlan
+from service.transform.plan import SilverColumn, SilverPlan
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +59,9 @@ class McpTarget(LakehouseTarget):
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.http = HttpClient("the MCP server", self.server_url, timeout=http_timeout,
                                auth=lambda: dict(headers), attempts=attempts)
-        self._ids: dict[str, tuple[str, str]] = {}
-        self._ids_lock = threading.Lock()
 
     @classmethod
-    def from_config(cls, config: dict) -> "McpTarget":
+    def from_config(cls, config: dict) -> McpTarget:
         return cls(
             config.get("MCP_SERVER_URL", ""),
             api_key=config.get("MCP_API_KEY", ""),
@@ -59,92 +69,51 @@ class McpTarget(LakehouseTarget):
             http_timeout=float(config.get("HTTP_TIMEOUT", 60.0)),
         )
 
-    # The API is keyed by dataset and tenant ids, which only write_bronze is given; for the
-    # other calls they are read from the dataset's rows (tables are named after datasets).
-    def _dataset_of(self, ref: TableRef) -> tuple[str, str]:
-        """(dataset id, tenant id) of the dataset a table belongs to."""
-        key = f"{ref.catalog}.{ref.table}"
-        with self._ids_lock:
-            if key in self._ids:
-                return self._ids[key]
-        from sqlalchemy import String, cast, select
+    def parquet_url(self, ctx: SyncContext) -> str:
+        """Where the server downloads the dataset's Parquet file."""
+        return f"{self.public_internal_url}/internal/storage/datasets/{quote(ctx.source_file)}"
 
-        from service.db import session_scope
-        from service.models import Dataset, LakehouseTable, Tenant
-
-        with session_scope() as session:
-            row = session.execute(
-                select(Dataset.id, Dataset.tenant_id).join(LakehouseTable, LakehouseTable.dataset_id == Dataset.id)
-                .where(LakehouseTable.catalog == ref.catalog, LakehouseTable.table == ref.table).limit(1)
-            ).first()
-            if row is None:
-                # Not recorded yet: the table name ends with the first 8 hex digits of the id.
-                prefix = ref.table.rsplit("_", 1)[-1]
-                slug = ref.catalog.removeprefix("tenant_")
-                rows = session.execute(
-                    select(Dataset.id, Dataset.tenant_id).join(Tenant, Tenant.id == Dataset.tenant_id)
-                    .where(Tenant.slug == slug, cast(Dataset.id, String).like(f"{prefix}%")).limit(2)
-                ).all()
-                row = rows[0] if len(rows) == 1 else None
-        if row is None:
-            raise PermanentTargetError(f"no dataset owns table {ref.full_name}")
-        ids = (str(row[0]), str(row[1]))
-        with self._ids_lock:
-            self._ids[key] = ids
-        return ids
-
-    def _remember(self, ref: TableRef, dataset_id: str, tenant_id: str) -> None:
-        with self._ids_lock:
-            self._ids[f"{ref.catalog}.{ref.table}"] = (dataset_id, tenant_id)
-
-    def write_bronze(self, ref: TableRef, source: BronzeSource) -> TableResult:
-        parquet_url = f"{self.public_internal_url}/internal/storage/datasets/{quote(source.source_file)}"
+    def write_bronze(self, ctx: SyncContext) -> TableResult:
         body = {
-            "tenant_id": source.tenant_id,
-            "dataset_id": source.dataset_id,
-            "dataset_name": source.dataset_name,
-            "parquet_url": parquet_url,
-            "schema": [dict(c) for c in source.columns],
-            "catalog": ref.catalog,
-            "table": ref.table,
-            "bronze_table": ref.full_name,
-            "source_file": source.source_file,
-            "ingested_at": source.ingested_at.astimezone(timezone.utc).isoformat(),
+            "tenant_id": ctx.tenant_id,
+            "dataset_id": ctx.dataset_id,
+            "dataset_name": ctx.dataset_name,
+            "parquet_url": self.parquet_url(ctx),
+            "schema": [dict(c) for c in ctx.columns],
+            # Extras a server may use: the name we would give the table, the metadata values.
+            "catalog": ctx.bronze.catalog,
+            "table": ctx.bronze.table,
+            "bronze_table": ctx.bronze.full_name,
+            "source_file": ctx.source_file,
+            "ingested_at": ctx.ingested_at.astimezone(timezone.utc).isoformat(),
         }
-        data = self._json("POST", "/databricks/datasets", body, f"loading bronze table {ref.full_name}")
-        if source.dataset_id and source.tenant_id:
-            self._remember(ref, source.dataset_id, source.tenant_id)
-        return TableResult(location=self._location(data.get("bronze_table") or ref.full_name),
-                           row_count=_int(data, "row_count"))
+        data = self._json("POST", "/databricks/datasets", body, f"loading the bronze table of dataset {ctx.dataset_id}")
+        return self._result(data, "bronze_table", default=ctx.bronze)
 
-    def write_silver(self, bronze: TableRef, silver: TableRef, plan: SilverPlan) -> TableResult:
-        dataset_id, tenant_id = self._dataset_of(bronze)
+    def write_silver(self, ctx: SyncContext, plan: SilverPlan) -> TableResult:
         body = {
-            "bronze_table": bronze.full_name,
-            "tenant_id": tenant_id,
-            "dataset_id": dataset_id,
-            "silver_table": silver.full_name,
+            # ctx.bronze is the name the server gave the bronze table.
+            "bronze_table": ctx.bronze.full_name,
+            "tenant_id": ctx.tenant_id,
+            "dataset_id": ctx.dataset_id,
+            "silver_table": ctx.silver.full_name,
             "plan": plan_json(plan),
         }
-        data = self._json("POST", "/databricks/transformations/silver", body, f"building silver table {silver.full_name}")
-        rows = _int(data, "row_count")
-        if "duplicates_removed" in data:
-            removed = int(data["duplicates_removed"])
-        elif "bronze_row_count" in data:
-            removed = int(data["bronze_row_count"]) - rows
-        else:
-            removed = self.count_rows(bronze) - rows
-        return TableResult(location=self._location(data.get("silver_table") or silver.full_name), row_count=rows,
-                           duplicates_removed=removed)
+        data = self._json("POST", "/databricks/transformations/silver", body,
+                          f"building the silver table of dataset {ctx.dataset_id}")
+        return self._result(data, "silver_table", default=ctx.silver)
 
-    def count_rows(self, ref: TableRef) -> int:
-        dataset_id, _ = self._dataset_of(ref)
-        status = self._json("GET", f"/databricks/datasets/{quote(dataset_id)}/status", None,
-                            f"reading the status of dataset {dataset_id}")
-        key = f"{ref.schema}_row_count"
-        if status.get(key) is None:
-            raise PermanentTargetError(f"the MCP server reports no {ref.schema} table for dataset {dataset_id}")
-        return int(status[key])
+    def read_back(self, ctx: SyncContext) -> TableStates:
+        status = self._json("GET", f"/databricks/datasets/{quote(ctx.dataset_id)}/status", None,
+                            f"reading the status of dataset {ctx.dataset_id}")
+
+        def state(ref: TableRef, key: str) -> TableState:
+            exists = status.get(key)
+            if not isinstance(exists, bool):
+                raise PermanentTargetError(f"the MCP server's status of dataset {ctx.dataset_id} has no boolean {key}")
+            return TableState(ref, exists=exists, location=self._location(ref.full_name))
+
+        return TableStates(bronze=state(ctx.bronze, "bronze_exists"), silver=state(ctx.silver, "silver_exists"))
 
     def location(self, ref: TableRef) -> str:
         return self._location(ref.full_name)
@@ -152,14 +121,10 @@ class McpTarget(LakehouseTarget):
     def _location(self, table: str) -> str:
         return f"mcp://{urlsplit(self.server_url).netloc}/{table}"
 
-    def drop_table(self, ref: TableRef) -> None:
-        # The server removes a dataset's tables together; the second call finds nothing.
-        try:
-            dataset_id, _ = self._dataset_of(ref)
-        except PermanentTargetError:
-            return
-        self.http.request("DELETE", f"/databricks/datasets/{quote(dataset_id)}", what=f"deleting dataset {dataset_id}",
-                          expected=(200, 202, 204), allow=(404,))
+    def drop_tables(self, ctx: SyncContext, tables: list[TableRef]) -> None:
+        # The server removes a dataset's tables together; a second call finds nothing.
+        self.http.request("DELETE", f"/databricks/datasets/{quote(ctx.dataset_id)}", json={"tenant_id": ctx.tenant_id},
+                          what=f"deleting dataset {ctx.dataset_id}", expected=(200, 202, 204), allow=(404,))
 
     def ping(self) -> None:
         self.http.request("GET", "/health", what="the health check", expected=(200,))
@@ -171,6 +136,13 @@ class McpTarget(LakehouseTarget):
 
     def describe(self) -> dict:
         return {"target": self.name, "server_url": self.server_url, "public_internal_url": self.public_internal_url}
+
+    def _result(self, data: dict, key: str, *, default: TableRef) -> TableResult:
+        name = data.get(key)
+        if not isinstance(name, str) or not name:
+            raise PermanentTargetError(f"the MCP server's answer has no {key}")
+        return TableResult(table=TableRef.parse(name, default=default), location=self._location(name),
+                           row_count=_int(data, "row_count"))
 
     def _json(self, method: str, path: str, body, what: str) -> dict:
         response = self.http.request(method, path, json=body, what=what, expected=(200, 201))
@@ -188,13 +160,14 @@ def plan_json(plan: SilverPlan) -> dict:
 
 
 def plan_from_json(data: dict) -> SilverPlan:
-    from service.transform.plan import SilverColumn
-
     return SilverPlan(columns=[SilverColumn(**c) for c in data["columns"]], null_tokens=list(data.get("null_tokens", [])))
 
 
 def _int(data: dict, key: str) -> int:
+    value = data.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise PermanentTargetError(f"the MCP server's answer has no valid {key}")
     try:
-        return int(data[key])
-    except (KeyError, TypeError, ValueError):
-        raise PermanentTargetError(f"the MCP server's answer has no valid {key}: {data}") from None
+        return int(value)
+    except ValueError:
+        raise PermanentTargetError(f"the MCP server's answer has no valid {key}") from None

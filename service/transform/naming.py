@@ -4,10 +4,12 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from service.table_rules import META_NAMES
+
 MAX_NAME_LENGTH = 128
 
 # Metadata columns every table carries; a user column never takes one of these names.
-RESERVED_NAMES = frozenset({"_dataset_id", "_ingested_at", "_source_file"})
+RESERVED_NAMES = META_NAMES
 
 # Latin letters that NFKD does not decompose into an ASCII base letter.
 _TRANSLITERATIONS = str.maketrans({

@@ -183,26 +183,24 @@ def test_a_step_redone_after_a_crash_leaves_the_same_tables(app, client, auth):
     """A worker that died after writing a table but before recording it: the step runs again."""
     from service import sync
     from service.db import session_scope
-    from service.lakehouse.base import BronzeSource, TableRef
-    from service.models import Dataset, SyncRun
+    from service.models import Dataset, SyncRun, Tenant
+    from service.runtime import runtime
 
     response = upload(client, auth, "k,v\n1,x\n2,y\n2,y\n", "twice.csv")
     dataset_id = uuid.UUID(response.get_json()["id"])
     first = wait_for_sync(client, auth, str(dataset_id))
     assert first["status"] == "synced"
-    catalog, _, name = first["bronze_table"].split(".")
     with app.app_context():
         with session_scope() as session:
             run = SyncRun(id=uuid.uuid4(), dataset_id=dataset_id, trigger="manual", status="pending")
             session.add(run)
             dataset = session.get(Dataset, dataset_id)
             dataset.current_run_id = run.id
-            file_name = dataset.file_name
-        # The crashed attempt wrote both tables, then died.
-        store = Path(app.config["STORAGE_DIR"])
-        source = BronzeSource(str(dataset_id), store / file_name, file_name, dt.datetime.now(dt.timezone.utc))
-        sync.target().write_bronze(TableRef(catalog, "bronze", name), source)
-        sync.target().write_bronze(TableRef(catalog, "bronze", name), source)
+            ctx = sync.context_for(dataset, session.get(Tenant, dataset.tenant_id), run_id=run.id,
+                                   ingested_at=dt.datetime.now(dt.timezone.utc))
+        # The crashed attempt wrote the bronze table twice, then died.
+        runtime().target().write_bronze(ctx)
+        runtime().target().write_bronze(ctx)
         for step in (sync.run_bronze, sync.run_silver, sync.run_silver, sync.run_metadata):
             step(dataset_id, run.id)
     second = wait_for_sync(client, auth, str(dataset_id))
@@ -243,14 +241,11 @@ def test_work_files_of_uploads_cut_short_are_deleted(app):
     import time
 
     from service.datasets import LEFTOVER_SECONDS
-    from service.storage import LocalStore
-    from service.sync import duckdb_settings
-
-    store = LocalStore.from_config(app.config)
-    store.ensure()
+    runtime = app.extensions["lakesync"]
+    store = runtime.store
     stale = time.time() - LEFTOVER_SECONDS - 60
     left = [store.incoming_dir / f"upload-{uuid.uuid4().hex}.part",
-            Path(duckdb_settings(app.config).temp_dir) / f".ingest-{uuid.uuid4().hex}.utf8.csv"]
+            Path(runtime.ingest_settings.temp_dir) / f".ingest-{uuid.uuid4().hex}.utf8.csv"]
     fresh = store.incoming_dir / f"upload-{uuid.uuid4().hex}.part"
     for path in left + [fresh]:
         path.parent.mkdir(parents=True, exist_ok=True)

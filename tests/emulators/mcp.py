@@ -1,12 +1,20 @@
-"""A local MCP server for tests: the HTTP API the MCP target calls, building real tables.
+"""A local MCP server for tests that speaks only the documented protocol, building real tables.
 
-``POST /databricks/datasets`` really downloads ``parquet_url`` over HTTP with the internal
-API key (so the app under test must be served over HTTP) and writes the bronze table;
-``POST /databricks/transformations/silver`` builds the silver table with the plan sent in
-the request (or, without one, a plan inferred from the downloaded file). Tables are Delta
-tables under ``<root>/lakehouse``, written by our own DeltaTarget, so their rules are the
-local target's. ``inject()`` queues canned responses; ``stop()``/``start()`` takes the
-server down and back on the same port.
+It reads no request field beyond the protocol's and answers with no field beyond it:
+
+- ``POST /databricks/datasets`` ``{tenant_id, dataset_id, dataset_name, parquet_url, schema}``
+  → ``{bronze_table, row_count}``: really downloads ``parquet_url`` over HTTP with the
+  internal API key (so the app under test must be served over HTTP) and writes the bronze
+  table under a name of its own choosing (not the one a client would propose);
+- ``POST /databricks/transformations/silver`` ``{bronze_table, tenant_id}`` →
+  ``{silver_table, row_count}``: infers its own plan from the downloaded file;
+- ``GET /databricks/datasets/{id}/status`` → ``{status, bronze_exists, silver_exists,
+  last_sync_at, error}``; ``DELETE /databricks/datasets/{id}`` with ``{"tenant_id"}``;
+  ``GET /health``.
+
+Tables are Delta tables under ``<root>/lakehouse``, written by our own DeltaTarget.
+``inject()`` queues canned responses; ``stop()``/``start()`` takes the server down and
+back on the same port.
 """
 from __future__ import annotations
 
@@ -20,10 +28,9 @@ import requests
 from deltalake import DeltaTable
 from flask import Flask, jsonify, request
 
-from service.lakehouse.base import BronzeSource, PermanentTargetError, TableRef, TransientTargetError
+from service.lakehouse.base import PermanentTargetError, SyncContext, TableRef, TransientTargetError
 from service.lakehouse.delta import DeltaTarget
-from service.lakehouse.mcp import plan_from_json
-from service.naming import table_name
+from service.transform import infer_plan
 from tests.emulators.server import Emulator, FaultQueue, ServerThread
 
 DEFAULT_NULL_TOKENS = ["", "NULL", "null", "N/A", "NA", "None"]
@@ -96,7 +103,7 @@ class McpEmulator(Emulator):
 
         @app.get("/health")
         def health():
-            return jsonify({"status": "ok", "databricks": "connected"})
+            return jsonify({"status": "ok"})
 
         @app.post("/databricks/datasets")
         def create_dataset():
@@ -106,10 +113,8 @@ class McpEmulator(Emulator):
                 invalid.append("schema")
             if invalid:
                 return _error(400, "invalid_request", f"missing or invalid fields: {', '.join(invalid)}")
-            dataset_id = str(body["dataset_id"])
-            catalog = body.get("catalog") or f"tenant_{uuid.UUID(str(body['tenant_id'])).hex[:12]}"
-            table = body.get("table") or table_name(body["dataset_name"], uuid.UUID(dataset_id))
-            ref = TableRef(catalog, "bronze", table)
+            dataset_id, tenant_id = str(body["dataset_id"]), str(body["tenant_id"])
+            ref = emulator.bronze_ref(tenant_id, dataset_id)
             path = emulator.downloads_dir / f"{dataset_id}.parquet"
             try:
                 emulator._download(body["parquet_url"], path)
@@ -117,18 +122,16 @@ class McpEmulator(Emulator):
                 if exc.status == 0 or exc.status >= 500:
                     return _error(502, "download_failed", f"cannot download {body['parquet_url']}: {exc}")
                 return _error(422, "download_failed", f"cannot download {body['parquet_url']}: {exc}")
-            ingested_at = datetime.fromisoformat(body["ingested_at"]) if body.get("ingested_at") else datetime.now(timezone.utc)
-            source = BronzeSource(dataset_id=dataset_id, parquet_path=path,
-                                  source_file=body.get("source_file") or path.name, ingested_at=ingested_at,
-                                  tenant_id=str(body["tenant_id"]), dataset_name=body["dataset_name"])
+            ctx = _context(dataset_id, tenant_id, body["dataset_name"], ref, path)
             try:
-                result = emulator.lakehouse.write_bronze(ref, source)
+                result = emulator.lakehouse.write_bronze(ctx)
             except (PermanentTargetError, TransientTargetError) as exc:
-                return _error(500 if isinstance(exc, TransientTargetError) else 400, "databricks_error", str(exc))
+                return emulator._failed(dataset_id, exc)
             with emulator._lock:
                 entry = emulator.datasets.setdefault(dataset_id, {})
-                entry.update(tenant_id=str(body["tenant_id"]), bronze_table=ref.full_name, file=str(path),
-                             schema=body["schema"])
+                entry.update(tenant_id=tenant_id, dataset_name=body["dataset_name"], bronze_table=ref.full_name,
+                             file=str(path), schema=body["schema"], error=None, last_sync_at=_now())
+                entry.pop("silver_table", None)
             return jsonify({"bronze_table": ref.full_name, "row_count": result.row_count}), 201
 
         @app.post("/databricks/transformations/silver")
@@ -144,52 +147,72 @@ class McpEmulator(Emulator):
             if entry["tenant_id"] != str(body["tenant_id"]):
                 return _error(403, "forbidden", "the bronze table belongs to another tenant")
             bronze = _ref(entry["bronze_table"])
-            silver_ref = _ref(body["silver_table"]) if body.get("silver_table") else \
-                TableRef(bronze.catalog, "silver", bronze.table)
-            if body.get("plan"):
-                plan = plan_from_json(body["plan"])
-            else:
-                from service.transform import infer_plan
-
-                plan = infer_plan(entry["file"], null_tokens=emulator.null_tokens)
+            silver_ref = TableRef(bronze.catalog, "silver", bronze.table)
+            plan = infer_plan(entry["file"], null_tokens=emulator.null_tokens)
+            ctx = _context(dataset_id, entry["tenant_id"], entry["dataset_name"], bronze, Path(entry["file"]),
+                           silver=silver_ref)
             try:
-                result = emulator.lakehouse.write_silver(bronze, silver_ref, plan)
+                result = emulator.lakehouse.write_silver(ctx, plan)
             except (PermanentTargetError, TransientTargetError) as exc:
-                return _error(500 if isinstance(exc, TransientTargetError) else 400, "databricks_error", str(exc))
+                return emulator._failed(dataset_id, exc)
             with emulator._lock:
-                entry["silver_table"] = silver_ref.full_name
-            return jsonify({"silver_table": silver_ref.full_name, "row_count": result.row_count,
-                            "bronze_row_count": result.row_count + result.duplicates_removed})
+                entry.update(silver_table=silver_ref.full_name, error=None, last_sync_at=_now())
+            return jsonify({"silver_table": silver_ref.full_name, "row_count": result.row_count})
 
         @app.get("/databricks/datasets/<dataset_id>/status")
         def status(dataset_id):
             with emulator._lock:
-                entry = emulator.datasets.get(dataset_id)
-            if entry is None:
+                entry = dict(emulator.datasets.get(dataset_id) or {})
+            if not entry:
                 return _error(404, "not_found", f"no dataset {dataset_id}")
-            body = {"dataset_id": dataset_id, "tenant_id": entry["tenant_id"], "bronze_table": entry.get("bronze_table"),
-                    "silver_table": entry.get("silver_table"), "bronze_row_count": None, "silver_row_count": None}
-            for layer in ("bronze", "silver"):
-                name = entry.get(f"{layer}_table")
-                if name and emulator.table_exists(name):
-                    body[f"{layer}_row_count"] = emulator.lakehouse.count_rows(_ref(name))
-            body["status"] = "silver" if body["silver_row_count"] is not None else \
-                "bronze" if body["bronze_row_count"] is not None else "pending"
-            return jsonify(body)
+            exists = {layer: bool(entry.get(f"{layer}_table")) and emulator.table_exists(entry[f"{layer}_table"])
+                      for layer in ("bronze", "silver")}
+            state = "failed" if entry.get("error") else "silver" if exists["silver"] else \
+                "bronze" if exists["bronze"] else "pending"
+            return jsonify({"status": state, "bronze_exists": exists["bronze"], "silver_exists": exists["silver"],
+                            "last_sync_at": entry.get("last_sync_at"), "error": entry.get("error")})
 
         @app.delete("/databricks/datasets/<dataset_id>")
         def delete(dataset_id):
+            body = request.get_json(silent=True) or {}
+            if not body.get("tenant_id"):
+                return _error(400, "invalid_request", "tenant_id is required")
             with emulator._lock:
-                entry = emulator.datasets.pop(dataset_id, None)
+                entry = emulator.datasets.get(dataset_id)
+                if entry is not None and entry["tenant_id"] != str(body["tenant_id"]):
+                    return _error(403, "forbidden", "the dataset belongs to another tenant")
+                emulator.datasets.pop(dataset_id, None)
             if entry is None:
                 return _error(404, "not_found", f"no dataset {dataset_id}")
-            for layer in ("bronze", "silver"):
-                if entry.get(f"{layer}_table"):
-                    emulator.lakehouse.drop_table(_ref(entry[f"{layer}_table"]))
+            tables = [_ref(entry[f"{layer}_table"]) for layer in ("bronze", "silver") if entry.get(f"{layer}_table")]
+            emulator.lakehouse.drop_tables(_context(dataset_id, entry["tenant_id"], entry["dataset_name"],
+                                                    tables[0], Path(entry["file"])), tables)
             Path(entry["file"]).unlink(missing_ok=True)
             return "", 204
 
         return app
+
+    @staticmethod
+    def bronze_ref(tenant_id: str, dataset_id: str) -> TableRef:
+        """The server's own name for a dataset's bronze table."""
+        return TableRef(f"mcp_{uuid.UUID(tenant_id).hex[:12]}", "bronze", f"ds_{uuid.UUID(dataset_id).hex}")
+
+    def _failed(self, dataset_id: str, exc: Exception):
+        with self._lock:
+            if dataset_id in self.datasets:
+                self.datasets[dataset_id]["error"] = str(exc)
+        return _error(500 if isinstance(exc, TransientTargetError) else 400, "databricks_error", str(exc))
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+def _context(dataset_id: str, tenant_id: str, name: str, bronze: TableRef, path: Path,
+             silver: TableRef | None = None) -> SyncContext:
+    return SyncContext(dataset_id=dataset_id, tenant_id=tenant_id, run_id="", dataset_name=name, bronze=bronze,
+                       silver=silver or TableRef(bronze.catalog, "silver", bronze.table), source_path=path,
+                       source_file=path.name, ingested_at=datetime.now(timezone.utc))
 
 
 class DownloadError(Exception):

@@ -33,27 +33,29 @@ class FlakyDeltaTarget(DeltaTarget):
         marker.write_text(str(count))
         return count
 
-    def write_bronze(self, ref, source):
-        if ref.table.startswith("poison"):
-            self._attempt(ref.table)
+    def write_bronze(self, ctx):
+        table = ctx.bronze.table
+        if table.startswith("poison"):
+            self._attempt(table)
             os.kill(os.getpid(), signal.SIGKILL)
-        if ref.table.startswith("slow_bronze"):
+        if table.startswith("slow_bronze"):
             _slow()
-        return super().write_bronze(ref, source)
+        return super().write_bronze(ctx)
 
-    def write_silver(self, bronze, silver, plan):
-        if silver.table.startswith("flaky_silver") and self._attempt(silver.table) == 1:
+    def write_silver(self, ctx, plan):
+        table = ctx.silver.table
+        if table.startswith("flaky_silver") and self._attempt(table) == 1:
             raise TransientTargetError("injected: lakehouse storage temporarily unavailable")
-        if silver.table.startswith("broken_silver"):
-            self._attempt(silver.table)
+        if table.startswith("broken_silver"):
+            self._attempt(table)
             raise TransientTargetError("injected: lakehouse storage keeps failing")
-        if silver.table.startswith("bad_silver"):
+        if table.startswith("bad_silver"):
             raise PermanentTargetError("injected: the silver table definition was refused")
-        if silver.table.startswith("slow_silver"):
+        if table.startswith("slow_silver"):
             _slow()
-        return super().write_silver(bronze, silver, plan)
+        return super().write_silver(ctx, plan)
 
-    def count_rows(self, ref):
-        if ref.table.startswith("slow_meta") and ref.schema == "bronze":
+    def read_back(self, ctx):
+        if ctx.bronze.table.startswith("slow_meta"):
             _slow()
-        return super().count_rows(ref)
+        return super().read_back(ctx)

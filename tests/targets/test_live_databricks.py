@@ -63,12 +63,12 @@ def source(tmp_path_factory):
 @pytest.fixture
 def refs(live):
     from service.lakehouse.base import TableRef
+    from tests.support.contexts import sync_context
 
     name = f"live_{secrets.token_hex(4)}"
     bronze, silver = TableRef(CATALOG, "bronze", name), TableRef(CATALOG, "silver", name)
     yield bronze, silver
-    for ref in (bronze, silver):
-        live.drop_table(ref)
+    live.drop_tables(sync_context(None, bronze=bronze, silver=silver), [bronze, silver])
 
 
 def test_ping_and_initialize_catalog(live):
@@ -79,28 +79,33 @@ def test_ping_and_initialize_catalog(live):
 
 
 def test_bronze_and_silver_match_the_local_target(live, source, refs, tmp_path):
-    from service.lakehouse.base import BronzeSource, TableRef
+    from service.lakehouse.base import TableRef
     from service.lakehouse.databricks import StatementFailed
     from service.lakehouse.delta import DeltaTarget
     from service.lakehouse.spark_sql import table_name
     from service.transform import infer_plan
+    from tests.support.contexts import sync_context
 
     bronze, silver = refs
     at = dt.datetime.now(dt.timezone.utc).replace(microsecond=123456)
-    src = BronzeSource(dataset_id="live-test", parquet_path=source, source_file=source.name, ingested_at=at)
-    assert live.write_bronze(bronze, src).row_count == 5
-    assert live.write_bronze(bronze, src).row_count == 5  # a retried step adds nothing
-    resync = BronzeSource(dataset_id="live-test", parquet_path=source, source_file=source.name,
-                          ingested_at=at + dt.timedelta(minutes=1))
-    assert live.write_bronze(bronze, resync).row_count == 5  # a new run replaces the rows
+    def ctx(b, s, when):
+        return sync_context(source, bronze=b, silver=s, dataset_id="live-test", source_file=source.name,
+                            ingested_at=when)
+
+    src = ctx(bronze, silver, at)
+    assert live.write_bronze(src).row_count == 5
+    assert live.write_bronze(src).row_count == 5  # a retried step adds nothing
+    resync = ctx(bronze, silver, at + dt.timedelta(minutes=1))
+    assert live.write_bronze(resync).row_count == 5  # a new run replaces the rows
 
     plan = infer_plan(source, null_tokens=["", "NULL", "N/A", "None"])
-    remote = live.write_silver(bronze, silver, plan)
+    remote = live.write_silver(resync, plan)
     local_target = DeltaTarget(tmp_path / "lakehouse")
-    local_bronze, local_silver = TableRef("c", "bronze", "t"), TableRef("c", "silver", "t")
-    local_target.write_bronze(local_bronze, resync)
-    local = local_target.write_silver(local_bronze, local_silver, plan)
-    assert (remote.row_count, remote.duplicates_removed) == (local.row_count, local.duplicates_removed) == (4, 1)
+    local_ctx = ctx(TableRef("c", "bronze", "t"), TableRef("c", "silver", "t"), resync.ingested_at)
+    local_silver = local_ctx.silver
+    local_target.write_bronze(local_ctx)
+    local = local_target.write_silver(local_ctx, plan)
+    assert remote.row_count == local.row_count == 4
 
     from deltalake import DeltaTable
 
@@ -126,6 +131,6 @@ def test_bronze_and_silver_match_the_local_target(live, source, refs, tmp_path):
     assert {r[0] for r in live.execute(f"SELECT `note` FROM {table_name(silver)}").rows} == \
         set(expected.column("note").to_pylist())
 
-    live.drop_table(bronze)
+    live.drop_tables(resync, [bronze])
     with pytest.raises(StatementFailed, match="TABLE_OR_VIEW_NOT_FOUND"):
         live.count_rows(bronze)

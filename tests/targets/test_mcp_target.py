@@ -30,10 +30,14 @@ def test_upload_syncs_through_the_mcp_server(mcp, auth, tenant):
     body = response.get_json()
     status = wait_for_sync(client, auth, body["id"], timeout=90)
     assert status["status"] == "synced", status
-    table = f"orders_{uuid.UUID(body['id']).hex[:8]}"
     assert status["target"] == "mcp"
-    assert status["bronze_table"] == f"{tenant['catalog']}.bronze.{table}"
-    assert status["bronze_location"] == f"mcp://{emulator.url.removeprefix('http://')}/{tenant['catalog']}.bronze.{table}"
+    # The tables are the ones the server named, not the names we proposed.
+    proposed = f"{tenant['catalog']}.bronze.orders_{uuid.UUID(body['id']).hex[:8]}"
+    bronze = emulator.datasets[body["id"]]["bronze_table"]
+    assert bronze != proposed
+    assert status["bronze_table"] == bronze
+    assert status["silver_table"] == emulator.datasets[body["id"]]["silver_table"]
+    assert status["bronze_location"] == f"mcp://{emulator.url.removeprefix('http://')}/{bronze}"
     assert (status["row_count_bronze"], status["row_count_silver"], status["duplicates_removed"]) == (4, 3, 1)
 
     # The server fetched the file from our internal endpoint, with the internal key.

@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from service.lakehouse import databricks as dbx
-from service.lakehouse.base import BronzeSource, PermanentTargetError, TableRef, TransientTargetError
+from service.lakehouse.base import PermanentTargetError, TableRef, TransientTargetError
 from service.lakehouse.http import (
     HttpClient,
     RemotePermanentError,
@@ -24,6 +24,7 @@ from service.lakehouse.http import (
 )
 from service.transform.plan import SilverColumn, SilverPlan
 from tests.emulators.databricks import DatabricksEmulator
+from tests.support.contexts import sync_context
 
 
 @pytest.fixture(scope="module")
@@ -277,8 +278,8 @@ def source_file(tmp_path):
     return path
 
 
-def _source(path, at):
-    return BronzeSource(dataset_id="ds-1", parquet_path=path, source_file="ds-1.parquet", ingested_at=at)
+def _source(path, at, bronze, silver=None):
+    return sync_context(path, bronze=bronze, silver=silver, source_file="ds-1.parquet", ingested_at=at)
 
 
 def test_bronze_is_staged_copied_once_and_replaced_on_resync(emulator, tmp_path, source_file):
@@ -287,10 +288,10 @@ def test_bronze_is_staged_copied_once_and_replaced_on_resync(emulator, tmp_path,
     ref = TableRef(catalog, "bronze", "sales_1a2b3c4d")
     first = dt.datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=dt.timezone.utc)
 
-    result = t.write_bronze(ref, _source(source_file, first))  # creates the catalog as needed
+    result = t.write_bronze(_source(source_file, first, ref))  # creates the catalog as needed
     assert result.row_count == 4
     assert result.location.endswith(f"/{ref.full_name}")
-    assert t.write_bronze(ref, _source(source_file, first)).row_count == 4  # a retried step
+    assert t.write_bronze(_source(source_file, first, ref)).row_count == 4  # a retried step
     staged = emulator.volume_files(catalog, "staging", "staging")
     assert staged == ["bronze/sales_1a2b3c4d/20240501T120000123456Z.parquet"]
     assert len(emulator.loaded_files(ref.full_name)) == 1
@@ -305,28 +306,28 @@ def test_bronze_is_staged_copied_once_and_replaced_on_resync(emulator, tmp_path,
     assert sorted(table.column("_dataset_id_2").to_pylist()) == ["x", "y", "y", "z"]
 
     second = first + dt.timedelta(hours=1)  # a new run of the same dataset
-    assert t.write_bronze(ref, _source(source_file, second)).row_count == 4
+    assert t.write_bronze(_source(source_file, second, ref)).row_count == 4
     assert emulator.volume_files(catalog, "staging", "staging") == ["bronze/sales_1a2b3c4d/20240501T130000123456Z.parquet"]
     assert set(emulator.read_table(ref.full_name).column("_ingested_at").to_pylist()) == {second}
 
-    t.drop_table(ref)
+    t.drop_tables(_source(source_file, first, ref), [ref])
     assert not emulator.table_exists(ref.full_name)
     assert emulator.volume_files(catalog, "staging", "staging") == []
-    t.drop_table(ref)  # already gone: fine
+    t.drop_tables(_source(source_file, first, ref), [ref])  # already gone: fine
 
 
 def test_silver_applies_the_plan_and_counts_duplicates(emulator, tmp_path, source_file):
     t = target(emulator, tmp_path)
     bronze, silver = TableRef("tenant_unit_silver", "bronze", "s_00000000"), TableRef("tenant_unit_silver", "silver", "s_00000000")
-    t.write_bronze(bronze, _source(source_file, dt.datetime.now(dt.timezone.utc)))
+    t.write_bronze(_source(source_file, dt.datetime.now(dt.timezone.utc), bronze, silver))
     plan = SilverPlan([
         SilverColumn("Customer ID", "customer_id", "integer", "string"),
         SilverColumn("Amount (€)", "amount", "double", "string"),
         SilverColumn("_dataset_id", "dataset_id", "string", "string"),
         SilverColumn("n", "n", "source", "integer"),
     ], null_tokens=[""])
-    result = t.write_silver(bronze, silver, plan)
-    assert (result.row_count, result.duplicates_removed) == (3, 1)
+    result = t.write_silver(_source(source_file, dt.datetime.now(dt.timezone.utc), bronze, silver), plan)
+    assert (t.count_rows(bronze), result.row_count) == (4, 3)
     rows = sorted(emulator.read_table(silver.full_name).to_pylist(), key=lambda r: r["customer_id"])
     assert [(r["customer_id"], r["amount"], r["dataset_id"], r["n"]) for r in rows] == \
         [(1, 10.5, "x", 1), (2, 3.0, "y", 2), (3, None, "z", 3)]
@@ -336,10 +337,10 @@ def test_silver_applies_the_plan_and_counts_duplicates(emulator, tmp_path, sourc
 def test_a_value_that_does_not_fit_the_plan_fails_the_silver_step(emulator, tmp_path, source_file):
     t = target(emulator, tmp_path)
     bronze, silver = TableRef("tenant_unit_bad", "bronze", "b_00000000"), TableRef("tenant_unit_bad", "silver", "b_00000000")
-    t.write_bronze(bronze, _source(source_file, dt.datetime.now(dt.timezone.utc)))
+    t.write_bronze(_source(source_file, dt.datetime.now(dt.timezone.utc), bronze, silver))
     plan = SilverPlan([SilverColumn("Amount (€)", "amount", "integer", "string")], null_tokens=[])
     with pytest.raises(dbx.StatementFailed, match="column Amount \\(€\\): value '10.50' is not a valid integer"):
-        t.write_silver(bronze, silver, plan)
+        t.write_silver(_source(source_file, dt.datetime.now(dt.timezone.utc), bronze, silver), plan)
 
 
 def test_copy_into_without_column_mapping_is_refused_by_the_emulator(emulator, tmp_path, source_file):

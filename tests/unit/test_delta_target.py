@@ -11,23 +11,26 @@ from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError, DeltaError
 
 from service.config import DEFAULT_NULL_TOKENS
-from service.lakehouse import delta as delta_module
 from service.lakehouse.base import (
-    BronzeSource,
     PermanentTargetError,
     TableRef,
     TransientTargetError,
 )
+from service.lakehouse import duckdb_sql
+from service.lakehouse.delta import bronze as delta_bronze
+from service.lakehouse.delta import commit as delta_commit
+from service.lakehouse.delta import target as delta_target
 from service.lakehouse.delta import DeltaTarget
 from service.lakehouse.registry import get_target
 from service.transform import SampledPlanRejected, SilverColumn, SilverPlan, infer_plan
 from service.transform.inference import SAMPLE_ROWS
+from tests.support.contexts import INGESTED, sync_context
 
 UTC = dt.timezone.utc
-INGESTED = dt.datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
 BRONZE = TableRef("tenant_acme", "bronze", "sales_1a2b")
 SILVER = TableRef("tenant_acme", "silver", "sales_1a2b")
 TOKENS = list(DEFAULT_NULL_TOKENS)
+TABLES = sync_context(None, bronze=BRONZE, silver=SILVER)
 
 
 @pytest.fixture
@@ -41,8 +44,7 @@ def write_parquet(path, table: pa.Table):
 
 
 def source_for(path, dataset_id="ds-1", source_file="sales.csv"):
-    return BronzeSource(dataset_id=dataset_id, parquet_path=path, source_file=source_file,
-                        ingested_at=INGESTED)
+    return sync_context(path, bronze=BRONZE, silver=SILVER, dataset_id=dataset_id, source_file=source_file)
 
 
 def read(path) -> pa.Table:
@@ -92,7 +94,7 @@ def test_bronze_keeps_exact_values_and_adds_metadata(tmp_path, target):
         "d": pa.array([dt.date(2024, 2, 29), None, dt.date(1, 1, 1), dt.date(9999, 12, 31)], pa.date32()),
         "t": pa.array([INGESTED, None, INGESTED, INGESTED], pa.timestamp("us", tz="UTC")),
     }))
-    result = target.write_bronze(BRONZE, source_for(src))
+    result = target.write_bronze(source_for(src))
     assert result.location == target.location(BRONZE)
     assert result.row_count == 4
 
@@ -121,15 +123,15 @@ def test_bronze_keeps_exact_values_and_adds_metadata(tmp_path, target):
 ])
 def test_bronze_ingested_at_is_stored_in_utc(tmp_path, target, ingested_at):
     src = write_parquet(tmp_path / "in.parquet", pa.table({"a": pa.array(["x"])}))
-    source = BronzeSource("ds-1", src, "f.csv", ingested_at)
-    target.write_bronze(BRONZE, source)
+    source = sync_context(src, bronze=BRONZE, source_file="f.csv", ingested_at=ingested_at)
+    target.write_bronze(source)
     assert read(target.location(BRONZE)).column("_ingested_at").to_pylist() == [INGESTED]
 
 
 def test_bronze_twice_replaces_the_table(tmp_path, target):
     src = write_parquet(tmp_path / "in.parquet", CSV_LIKE)
-    first = target.write_bronze(BRONZE, source_for(src))
-    second = target.write_bronze(BRONZE, source_for(src))
+    first = target.write_bronze(source_for(src))
+    second = target.write_bronze(source_for(src))
     assert first.row_count == second.row_count == CSV_LIKE.num_rows
 
     table = DeltaTable(second.location)
@@ -144,9 +146,9 @@ def test_bronze_twice_replaces_the_table(tmp_path, target):
 
 
 def test_bronze_rerun_with_another_schema(tmp_path, target):
-    target.write_bronze(BRONZE, source_for(write_parquet(tmp_path / "a.parquet", CSV_LIKE)))
+    target.write_bronze(source_for(write_parquet(tmp_path / "a.parquet", CSV_LIKE)))
     other = pa.table({"only": pa.array(["z"])})
-    result = target.write_bronze(BRONZE, source_for(write_parquet(tmp_path / "b.parquet", other),
+    result = target.write_bronze(source_for(write_parquet(tmp_path / "b.parquet", other),
                                                     dataset_id="ds-2"))
     table = read(result.location)
     assert table.column_names == ["only", "_dataset_id", "_ingested_at", "_source_file"]
@@ -155,7 +157,7 @@ def test_bronze_rerun_with_another_schema(tmp_path, target):
 
 def test_bronze_reuses_a_compatible_file_as_it_is(tmp_path, target):
     src = write_parquet(tmp_path / "in.parquet", CSV_LIKE)
-    result = target.write_bronze(BRONZE, source_for(src))
+    result = target.write_bronze(source_for(src))
     (data_file,) = data_files(result.location)
     with open(src, "rb") as a, open(os.path.join(result.location, data_file), "rb") as b:
         assert a.read() == b.read()
@@ -171,8 +173,8 @@ def test_bronze_copies_the_file_when_it_cannot_be_linked(tmp_path, target, monke
     def cross_device(*_args):
         raise OSError(errno.EXDEV, os.strerror(errno.EXDEV))
 
-    monkeypatch.setattr(delta_module.os, "link", cross_device)
-    result = target.write_bronze(BRONZE, source_for(src))
+    monkeypatch.setattr(delta_bronze.os, "link", cross_device)
+    result = target.write_bronze(source_for(src))
     (data_file,) = data_files(result.location)
     assert os.stat(src).st_ino != os.stat(os.path.join(result.location, data_file)).st_ino
     assert read(result.location).num_rows == CSV_LIKE.num_rows
@@ -183,7 +185,7 @@ def test_bronze_rewrites_legacy_int96_timestamps(tmp_path, target):
     src = tmp_path / "int96.parquet"
     pq.write_table(pa.table({"at": pa.array([naive], pa.timestamp("us"))}), src,
                    use_deprecated_int96_timestamps=True)
-    target.write_bronze(BRONZE, source_for(src))
+    target.write_bronze(source_for(src))
     table = read(target.location(BRONZE))
     assert table.schema.field("at").type == pa.timestamp("us")
     assert table.column("at").to_pylist() == [naive]
@@ -198,7 +200,7 @@ def test_bronze_converts_types_delta_cannot_store_without_losing_values(tmp_path
         "naive": pa.array([naive, None], pa.timestamp("us")),
         "cat": pa.array(["a", "b"]).dictionary_encode(),
     }))
-    target.write_bronze(BRONZE, source_for(src))
+    target.write_bronze(source_for(src))
     table = read(target.location(BRONZE))
     assert table.schema.field("u8").type == pa.int16()
     assert table.column("u8").to_pylist() == [255, 0]
@@ -210,7 +212,7 @@ def test_bronze_converts_types_delta_cannot_store_without_losing_values(tmp_path
     assert table.column("cat").to_pylist() == ["a", "b"]
 
     plan = infer_plan(tmp_path / "in.parquet", null_tokens=TOKENS)
-    target.write_silver(BRONZE, SILVER, plan)
+    target.write_silver(TABLES, plan)
     silver = read(target.location(SILVER))
     assert silver.schema.field("naive").type == pa.timestamp("us")
     assert sorted_rows(silver.select(["u8", "naive", "cat"]), "u8") == [
@@ -223,7 +225,7 @@ def test_bronze_renames_columns_delta_would_refuse_and_silver_follows(tmp_path, 
         "id": pa.array(["x", "y"]),
         "_dataset_id": pa.array(["mine", "mine"]),
     }))
-    target.write_bronze(BRONZE, source_for(src))
+    target.write_bronze(source_for(src))
     table = read(target.location(BRONZE))
     assert table.column_names == ["ID", "id_2", "_dataset_id_2", "_dataset_id", "_ingested_at",
                                   "_source_file"]
@@ -232,7 +234,7 @@ def test_bronze_renames_columns_delta_would_refuse_and_silver_follows(tmp_path, 
     assert table.column("_dataset_id").to_pylist() == ["ds-1", "ds-1"]
 
     plan = infer_plan(src, null_tokens=TOKENS)
-    target.write_silver(BRONZE, SILVER, plan)
+    target.write_silver(TABLES, plan)
     silver = read(target.location(SILVER))
     assert sorted_rows(silver.select(["id", "id_2", "dataset_id"]), "id") == [
         {"id": 1, "id_2": "x", "dataset_id": "mine"},
@@ -242,20 +244,20 @@ def test_bronze_renames_columns_delta_would_refuse_and_silver_follows(tmp_path, 
 
 def test_bronze_missing_or_invalid_source_is_permanent(tmp_path, target):
     with pytest.raises(PermanentTargetError, match="does not exist"):
-        target.write_bronze(BRONZE, source_for(tmp_path / "missing.parquet"))
+        target.write_bronze(source_for(tmp_path / "missing.parquet"))
     bad = tmp_path / "bad.parquet"
     bad.write_text("not parquet")
     with pytest.raises(PermanentTargetError):
-        target.write_bronze(BRONZE, source_for(bad))
+        target.write_bronze(source_for(bad))
 
 
 # ---------------------------------------------------------------------- silver
 
 def write_both(tmp_path, target, table=CSV_LIKE, tokens=TOKENS):
     src = write_parquet(tmp_path / "in.parquet", table)
-    target.write_bronze(BRONZE, source_for(src))
+    target.write_bronze(source_for(src))
     plan = infer_plan(src, null_tokens=tokens)
-    return plan, target.write_silver(BRONZE, SILVER, plan)
+    return plan, target.write_silver(TABLES, plan)
 
 
 def test_silver_types_names_trim_nulls_and_dedup(tmp_path, target):
@@ -265,7 +267,7 @@ def test_silver_types_names_trim_nulls_and_dedup(tmp_path, target):
         ("active", "boolean"), ("day", "date"), ("at", "timestamp")]
     # Rows 3 and 4 are identical.
     assert result.row_count == 5
-    assert result.duplicates_removed == 1
+    assert (target.count_rows(BRONZE) - result.row_count) == 1
     assert result.location == target.location(SILVER)
 
     table = read(result.location)
@@ -302,7 +304,7 @@ def test_silver_dedups_rows_that_become_equal_after_cleaning(tmp_path, target):
     })
     _, result = write_both(tmp_path, target, table)
     assert result.row_count == 3
-    assert result.duplicates_removed == 2
+    assert (target.count_rows(BRONZE) - result.row_count) == 2
     assert sorted_rows(read(result.location).select(["city", "n"]), "n") == [
         {"city": "Paris", "n": 1}, {"city": "Lyon", "n": 2}, {"city": None, "n": None}]
 
@@ -339,9 +341,9 @@ def test_silver_keeps_non_string_sources_as_they_are(tmp_path, target):
 
 def test_silver_json_text_is_not_trimmed(tmp_path, target):
     src = write_parquet(tmp_path / "in.parquet", pa.table({"j": pa.array([' {"a": 1} ', "null"])}))
-    target.write_bronze(BRONZE, source_for(src))
+    target.write_bronze(source_for(src))
     plan = SilverPlan(columns=[SilverColumn("j", "j", "string", "json")], null_tokens=TOKENS)
-    target.write_silver(BRONZE, SILVER, plan)
+    target.write_silver(TABLES, plan)
     assert sorted(read(target.location(SILVER)).column("j").to_pylist()) == [' {"a": 1} ', "null"]
 
 
@@ -360,15 +362,15 @@ def test_silver_null_token_that_casts_is_still_null(tmp_path, target):
 def test_a_sampled_plan_nulls_tokens_that_fit_or_cast(tmp_path, target, values, tokens, expected):
     plan, _ = write_both(tmp_path, target, pa.table({"n": pa.array(values)}), tokens=tokens)
     sampled = SilverPlan(plan.columns, plan.null_tokens, verified=False)
-    result = target.write_silver(BRONZE, SILVER, sampled)
+    result = target.write_silver(TABLES, sampled)
     got = read(result.location).column("n").to_pylist()
     assert sorted(got, key=lambda v: (v is None, v)) == expected
 
 
 def test_silver_twice_gives_the_same_table(tmp_path, target):
     plan, first = write_both(tmp_path, target)
-    second = target.write_silver(BRONZE, SILVER, plan)
-    assert (second.row_count, second.duplicates_removed) == (first.row_count, first.duplicates_removed)
+    second = target.write_silver(TABLES, plan)
+    assert (second.row_count, (target.count_rows(BRONZE) - second.row_count)) == (first.row_count, (target.count_rows(BRONZE) - first.row_count))
     table = DeltaTable(second.location)
     assert table.version() == 1
     assert table.to_pyarrow_table().num_rows == first.row_count
@@ -379,7 +381,7 @@ def test_silver_twice_gives_the_same_table(tmp_path, target):
 def test_silver_of_an_empty_file(tmp_path, target):
     empty = pa.table({"a": pa.array([], pa.string())})
     _, result = write_both(tmp_path, target, empty)
-    assert (result.row_count, result.duplicates_removed) == (0, 0)
+    assert (result.row_count, (target.count_rows(BRONZE) - result.row_count)) == (0, 0)
     table = read(result.location)
     assert table.num_rows == 0
     assert table.column_names == ["a", "_dataset_id", "_ingested_at"]
@@ -387,10 +389,10 @@ def test_silver_of_an_empty_file(tmp_path, target):
 
 def test_silver_with_a_plan_that_does_not_fit_is_permanent(tmp_path, target):
     src = write_parquet(tmp_path / "in.parquet", pa.table({"v": pa.array(["1", "abc"])}))
-    target.write_bronze(BRONZE, source_for(src))
+    target.write_bronze(source_for(src))
     wrong_type = SilverPlan([SilverColumn("v", "v", "integer", "string")], TOKENS)
     with pytest.raises(PermanentTargetError, match="abc"):
-        target.write_silver(BRONZE, SILVER, wrong_type)
+        target.write_silver(TABLES, wrong_type)
     for plan in (
         SilverPlan([SilverColumn("nope", "v", "string", "string")], TOKENS),
         SilverPlan([SilverColumn("v", "v", "uuid", "string")], TOKENS),
@@ -400,7 +402,7 @@ def test_silver_with_a_plan_that_does_not_fit_is_permanent(tmp_path, target):
         SilverPlan([], TOKENS),
     ):
         with pytest.raises(PermanentTargetError):
-            target.write_silver(BRONZE, SILVER, plan)
+            target.write_silver(TABLES, plan)
     assert not os.path.exists(os.path.join(target.location(SILVER), "_delta_log"))
 
 
@@ -408,8 +410,8 @@ def test_a_sampled_plan_gives_the_same_silver_as_a_verified_one(tmp_path, target
     plan, verified = write_both(tmp_path, target)
     expected = sorted_rows(read(verified.location), "customer_id")
     sampled = SilverPlan(plan.columns, plan.null_tokens, verified=False)
-    result = target.write_silver(BRONZE, SILVER, sampled)
-    assert (result.row_count, result.duplicates_removed) == (verified.row_count, verified.duplicates_removed)
+    result = target.write_silver(TABLES, sampled)
+    assert (result.row_count, (target.count_rows(BRONZE) - result.row_count)) == (verified.row_count, (target.count_rows(BRONZE) - verified.row_count))
     assert sorted_rows(read(result.location), "customer_id") == expected
 
 
@@ -417,15 +419,15 @@ def test_a_sampled_plan_that_a_late_value_disproves_is_rejected(tmp_path, target
     n = SAMPLE_ROWS * 2
     table = pa.table({"n": [str(i) for i in range(n)] + ["2.5"], "s": ["a"] * (n + 1)})
     src = write_parquet(tmp_path / "in.parquet", table)
-    target.write_bronze(BRONZE, source_for(src))
-    target.write_silver(BRONZE, SILVER, infer_plan(src, null_tokens=TOKENS))
+    target.write_bronze(source_for(src))
+    target.write_silver(TABLES, infer_plan(src, null_tokens=TOKENS))
     before = read(target.location(SILVER))
 
     sampled = infer_plan(src, null_tokens=TOKENS, sampled=True)
     assert not sampled.verified
     assert [c.type for c in sampled.columns] == ["integer", "string"]
     with pytest.raises(SampledPlanRejected, match="2.5"):
-        target.write_silver(BRONZE, SILVER, sampled)
+        target.write_silver(TABLES, sampled)
     # The table written before is untouched and no staged file is left.
     assert read(target.location(SILVER)) == before
     assert [c.type for c in infer_plan(src, null_tokens=TOKENS).columns] == ["double", "string"]
@@ -434,7 +436,7 @@ def test_a_sampled_plan_that_a_late_value_disproves_is_rejected(tmp_path, target
 def test_silver_without_bronze_is_permanent(target):
     plan = SilverPlan([SilverColumn("v", "v", "string", "string")], TOKENS)
     with pytest.raises(PermanentTargetError, match="does not exist"):
-        target.write_silver(BRONZE, SILVER, plan)
+        target.write_silver(TABLES, plan)
 
 
 # ---------------------------------------------------------------------- admin
@@ -444,11 +446,11 @@ def test_count_drop_and_ping(tmp_path, target):
     assert (tmp_path / "lake").is_dir()
     with pytest.raises(PermanentTargetError):
         target.count_rows(BRONZE)
-    target.write_bronze(BRONZE, source_for(write_parquet(tmp_path / "in.parquet", CSV_LIKE)))
+    target.write_bronze(source_for(write_parquet(tmp_path / "in.parquet", CSV_LIKE)))
     assert target.count_rows(BRONZE) == CSV_LIKE.num_rows
-    target.drop_table(BRONZE)
+    target.drop_tables(TABLES, [BRONZE])
     assert not os.path.exists(target.location(BRONZE))
-    target.drop_table(BRONZE)  # absent: no error
+    target.drop_tables(TABLES, [BRONZE])  # absent: no error
 
 
 def test_from_config_and_registry(tmp_path):
@@ -469,7 +471,7 @@ def test_lakehouse_under_a_regular_file(tmp_path):
     target = DeltaTarget(blocker / "lake")
     src = write_parquet(tmp_path / "in.parquet", CSV_LIKE)
     with pytest.raises(PermanentTargetError) as info:
-        target.write_bronze(BRONZE, source_for(src))
+        target.write_bronze(source_for(src))
     assert isinstance(info.value.__cause__, OSError)
     assert info.value.__cause__.errno == errno.ENOTDIR
     with pytest.raises(PermanentTargetError):
@@ -484,10 +486,10 @@ def test_storage_errors_while_writing_are_transient(tmp_path, target, monkeypatc
     def failing_copy(*args, **kwargs):
         raise OSError(code, os.strerror(code))
 
-    monkeypatch.setattr(delta_module.shutil, "copyfile", failing_copy)
-    monkeypatch.setattr(delta_module.os, "link", failing_copy)
+    monkeypatch.setattr(delta_bronze.shutil, "copyfile", failing_copy)
+    monkeypatch.setattr(delta_bronze.os, "link", failing_copy)
     with pytest.raises(TransientTargetError) as info:
-        target.write_bronze(BRONZE, source_for(src))
+        target.write_bronze(source_for(src))
     assert info.value.__cause__.errno == code
     table_dir = target.location(BRONZE)
     assert not data_files(table_dir) and not os.listdir(table_dir)
@@ -511,9 +513,9 @@ def test_delta_commit_errors_are_mapped(tmp_path, target, monkeypatch, error, ex
     def failing_commit(*args, **kwargs):
         raise error
 
-    monkeypatch.setattr(delta_module, "create_table_with_add_actions", failing_commit)
+    monkeypatch.setattr(delta_commit, "create_table_with_add_actions", failing_commit)
     with pytest.raises(expected) as info:
-        target.write_bronze(BRONZE, source_for(src))
+        target.write_bronze(source_for(src))
     assert info.value.__cause__ is error
     # The data file that was never committed does not stay behind.
     assert data_files(target.location(BRONZE)) == []
@@ -521,7 +523,7 @@ def test_delta_commit_errors_are_mapped(tmp_path, target, monkeypatch, error, ex
 
 def test_engine_errors_in_silver_are_mapped(tmp_path, target, monkeypatch):
     plan, _ = write_both(tmp_path, target)
-    real_connect = delta_module.q.connect
+    real_connect = delta_target.q.connect
 
     class FullDisk:
         def __init__(self, con):
@@ -535,11 +537,11 @@ def test_engine_errors_in_silver_are_mapped(tmp_path, target, monkeypatch):
         def __getattr__(self, name):
             return getattr(self.con, name)
 
-    monkeypatch.setattr(delta_module.q, "connect", lambda *a, **k: FullDisk(real_connect(*a, **k)))
+    monkeypatch.setattr(delta_target.q, "connect", lambda *a, **k: FullDisk(real_connect(*a, **k)))
     with pytest.raises(TransientTargetError, match="No space left"):
-        target.write_silver(BRONZE, SILVER, plan)
+        target.write_silver(TABLES, plan)
 
-    monkeypatch.setattr(delta_module.q, "connect", real_connect)
+    monkeypatch.setattr(delta_target.q, "connect", real_connect)
     # The earlier silver version is untouched by the failed attempt.
     assert target.count_rows(SILVER) == 5
 
@@ -556,8 +558,8 @@ def test_leftovers_of_a_killed_write_are_cleaned_up(tmp_path, target):
     os.utime(old_staging, (long_ago, long_ago))
     os.utime(old_spill, (long_ago, long_ago))
 
-    target.write_bronze(BRONZE, source_for(src))
-    target.write_silver(BRONZE, SILVER, infer_plan(src, null_tokens=TOKENS))
+    target.write_bronze(source_for(src))
+    target.write_silver(TABLES, infer_plan(src, null_tokens=TOKENS))
     assert not os.path.exists(old_staging)
     assert os.path.exists(fresh_staging)  # may belong to a write still running
     assert not os.path.exists(old_spill)
@@ -567,14 +569,14 @@ def test_leftovers_of_a_killed_write_are_cleaned_up(tmp_path, target):
 
 
 def test_wide_tables_are_deduplicated_exactly(tmp_path, target):
-    n_columns = delta_module.WIDE_TABLE_COLUMNS + 6
+    n_columns = duckdb_sql.WIDE_TABLE_COLUMNS + 6
     rows = [[f"v{r}_{c}" for c in range(n_columns)] for r in range(40)]
     rows.append(list(rows[3]))  # an exact duplicate
     rows.append([" " + v + " " for v in rows[5]])  # a duplicate once trimmed
     rows.append(list(rows[7][:-1]) + ["other"])  # differs in one column only
     table = pa.table({f"c{c}": pa.array([row[c] for row in rows]) for c in range(n_columns)})
     _, result = write_both(tmp_path, target, table)
-    assert (result.row_count, result.duplicates_removed) == (41, 2)
+    assert (result.row_count, (target.count_rows(BRONZE) - result.row_count)) == (41, 2)
     silver = read(result.location)
     assert silver.num_rows == 41
     got = {tuple(r[f"c{c}"] for c in range(n_columns)) for r in silver.to_pylist()}
@@ -582,24 +584,24 @@ def test_wide_tables_are_deduplicated_exactly(tmp_path, target):
 
 
 def test_a_sampled_plan_that_a_late_value_disproves_is_rejected_on_a_wide_table(tmp_path, target):
-    n_columns, n = delta_module.WIDE_TABLE_COLUMNS + 2, SAMPLE_ROWS * 2
+    n_columns, n = duckdb_sql.WIDE_TABLE_COLUMNS + 2, SAMPLE_ROWS * 2
     table = pa.table({f"c{c}": [str(i) for i in range(n)] + ["late text"] for c in range(n_columns)})
     src = write_parquet(tmp_path / "in.parquet", table)
-    target.write_bronze(BRONZE, source_for(src))
+    target.write_bronze(source_for(src))
     sampled = infer_plan(src, null_tokens=TOKENS, sampled=True)
     assert sampled.columns[0].type == "integer"
     with pytest.raises(SampledPlanRejected, match="late text"):
-        target.write_silver(BRONZE, SILVER, sampled)
+        target.write_silver(TABLES, sampled)
     assert not os.path.exists(os.path.join(target.location(SILVER), "_delta_log"))
-    result = target.write_silver(BRONZE, SILVER, infer_plan(src, null_tokens=TOKENS))
-    assert (result.row_count, result.duplicates_removed) == (n + 1, 0)
+    result = target.write_silver(TABLES, infer_plan(src, null_tokens=TOKENS))
+    assert (result.row_count, (target.count_rows(BRONZE) - result.row_count)) == (n + 1, 0)
 
 
 def test_wide_tables_without_duplicates_keep_every_row(tmp_path, target):
-    n_columns = delta_module.WIDE_TABLE_COLUMNS + 3
+    n_columns = duckdb_sql.WIDE_TABLE_COLUMNS + 3
     table = pa.table({f"c{c}": [f"{r}-{c}" for r in range(50)] for c in range(n_columns)})
     _, result = write_both(tmp_path, target, table)
-    assert (result.row_count, result.duplicates_removed) == (50, 0)
+    assert (result.row_count, (target.count_rows(BRONZE) - result.row_count)) == (50, 0)
     silver = read(result.location)
     assert sorted(silver.column("c0").to_pylist()) == sorted(f"{r}-0" for r in range(50))
     assert silver.column_names[-2:] == ["_dataset_id", "_ingested_at"]
@@ -607,13 +609,13 @@ def test_wide_tables_without_duplicates_keep_every_row(tmp_path, target):
 
 
 def test_huge_row_groups_are_rewritten_smaller(tmp_path, target, monkeypatch):
-    monkeypatch.setattr(delta_module, "BRONZE_MAX_ROW_GROUP_BYTES", 1024)
-    monkeypatch.setattr(delta_module, "BRONZE_TARGET_ROW_GROUP_BYTES", 1)
+    monkeypatch.setattr(delta_bronze, "BRONZE_MAX_ROW_GROUP_BYTES", 1024)
+    monkeypatch.setattr(delta_bronze, "BRONZE_TARGET_ROW_GROUP_BYTES", 1)
     table = pa.table({"a": pa.array([str(i) for i in range(5000)]),
                       "b": pa.array([f"x{i}" for i in range(5000)])})
     src = tmp_path / "in.parquet"
     pq.write_table(table, src, row_group_size=5000)
-    result = target.write_bronze(BRONZE, source_for(src))
+    result = target.write_bronze(source_for(src))
     (data_file,) = data_files(result.location)
     metadata = pq.read_metadata(os.path.join(result.location, data_file))
     assert metadata.num_row_groups == 5  # 1024-row groups, the smallest allowed

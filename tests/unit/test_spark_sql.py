@@ -108,14 +108,13 @@ def test_bad_plans_are_refused(plan, message):
 
 
 def test_bronze_names_follow_the_local_target(tmp_path):
-    import datetime as dt
-
     import pyarrow as pa
     import pyarrow.parquet as pq
     from deltalake import DeltaTable
 
-    from service.lakehouse.base import BronzeSource, TableRef
+    from service.lakehouse.base import TableRef
     from service.lakehouse.delta import DeltaTarget
+    from tests.support.contexts import sync_context
 
     names = ["a", "A", "_dataset_id", "_DATASET_ID", "b"]
     expected = ["a", "A_2", "_dataset_id_2", "_DATASET_ID_3", "b"]
@@ -123,9 +122,7 @@ def test_bronze_names_follow_the_local_target(tmp_path):
     source = tmp_path / "source.parquet"
     pq.write_table(pa.table({f"c{i}": ["x"] for i in range(len(names))}).rename_columns(names), source)
     ref = TableRef("tenant_t", "bronze", "names")
-    result = DeltaTarget(tmp_path / "lake").write_bronze(
-        ref, BronzeSource("d1", source, "source.parquet", dt.datetime.now(dt.timezone.utc))
-    )
+    result = DeltaTarget(tmp_path / "lake").write_bronze(sync_context(source, bronze=ref, source_file="source.parquet"))
     written = DeltaTable(result.location).schema().to_arrow().names
     assert written[: len(names)] == expected
 

@@ -1,0 +1,197 @@
+"""The silver plan applied in DuckDB SQL, for the Delta target (``spark_sql`` is the same
+for Databricks): trim, null tokens, casts (checked per value for a sampled plan), names,
+and the de-duplicated write."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
+
+import duckdb
+import pyarrow as pa
+
+from service.lakehouse.base import PermanentTargetError
+from service.table_rules import BRONZE_META, SILVER_META, SOURCE_NAME_KEY
+from service.transform import sql as q
+from service.transform.naming import RESERVED_NAMES
+from service.transform.plan import SILVER_TYPES, SilverPlan
+
+# Silver Parquet options. Snappy is the fastest codec to write and read. Dictionary
+# encoding is kept for columns with few distinct values per row group (up to 4096
+# entries, against a default of ROW_GROUP_SIZE/5): building a dictionary for a
+# high-cardinality column only to abandon it took about a fifth of the write time.
+# The writer buffers a whole row group, so wide tables get row groups capped in bytes.
+SILVER_PARQUET_OPTIONS = ("FORMAT parquet, COMPRESSION snappy, DICTIONARY_SIZE_LIMIT 4096, "
+                          "ROW_GROUP_SIZE_BYTES '32MB'")
+
+
+@dataclass
+class BronzeScan:
+    sql: str  # a relation over the bronze table's current version
+    fields: dict[str, pa.Field]  # the table's fields by name
+    # SQL literals of partition columns holding one value for the whole table (the
+    # metadata columns of a bronze load): they are added after DISTINCT, not hashed.
+    constants: dict[str, str] = dataclass_field(default_factory=dict)
+
+
+def validate_plan(plan: SilverPlan) -> None:
+    if not plan.columns:
+        raise PermanentTargetError("the silver plan has no columns")
+    seen: set[str] = set()
+    for column in plan.columns:
+        if column.type not in SILVER_TYPES and column.type != "source":
+            raise PermanentTargetError(
+                f"silver plan: column {column.source_name!r} has unknown type {column.type!r}")
+        if not column.name or column.name in RESERVED_NAMES:
+            raise PermanentTargetError(f"silver plan: invalid column name {column.name!r}")
+        key = column.name.lower()
+        if key in seen:
+            raise PermanentTargetError(f"silver plan: duplicate column name {column.name!r}")
+        seen.add(key)
+
+
+def _bronze_column(source_name: str, fields: dict[str, pa.Field]) -> pa.Field:
+    for field in fields.values():
+        meta = field.metadata or {}
+        if meta.get(SOURCE_NAME_KEY.encode()) == source_name.encode():
+            return field
+    field = fields.get(source_name)
+    if field is None or (source_name in BRONZE_META and not field.metadata):
+        raise PermanentTargetError(
+            f"silver plan: column {source_name!r} is not in the bronze table")
+    return field
+
+
+def _is_string_type(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
+
+
+def _tokens_castable(tokens: list[str]) -> set[str]:
+    """Planned types to which some null token casts; values of those columns are compared
+    with the tokens before casting."""
+    checks = tuple((name, f"TRY_CAST(t AS {q.DUCKDB_TYPES[name]}) IS NOT NULL")
+                   for name in q.DUCKDB_TYPES if name != "string")
+    return set(q.tokens_passing(tuple(tokens), checks))
+
+
+def silver_sql(con: duckdb.DuckDBPyConnection, plan: SilverPlan, scan: BronzeScan) -> "SilverSQL":
+    """The plan applied to the bronze rows, in SQL."""
+    tokens = list(plan.null_tokens)
+    # Verified plans cast leniently first (TRY_CAST), so a token that casts must be
+    # compared first; sampled plans check each value's grammar first, so only a token
+    # that fits a grammar must (none of the default tokens does).
+    token_first = _tokens_castable(tokens) if plan.verified else \
+        q.tokens_fitting(tokens, q.TYPE_CODES)
+    inner, outer = [], []
+    for i, column in enumerate(plan.columns):
+        field = _bronze_column(column.source_name, scan.fields)
+        src = q.quote_ident(field.name)
+        alias = f"s{i}"
+        out = q.quote_ident(column.name)
+        is_string = _is_string_type(field.type) and column.source_type != "json"
+        if column.type == "source" or (column.type == "string" and not is_string):
+            # Kept as it is (JSON text and non-string sources): no trim, no null tokens.
+            expr = alias if column.type == "source" else f"CAST({alias} AS VARCHAR)"
+            inner.append(f"{src} AS {alias}")
+        elif column.type == "string":
+            # Only padded values pay for trim(), which copies every string it touches.
+            inner.append(f"CASE WHEN {src} LIKE ' %' OR {src} LIKE '% ' THEN {q.trim_spaces(src)} "
+                         f"ELSE {src} END AS {alias}")
+            expr = f"if({q.is_token(alias, tokens)}, NULL, {alias})" if tokens else alias
+        elif not is_string:
+            inner.append(f"{src} AS {alias}")
+            expr = f"CAST({alias} AS {q.DUCKDB_TYPES[column.type]})"
+        else:
+            inner.append(f"{src} AS {alias}")
+            if plan.verified:
+                expr = _typed_from_string(alias, column.type, tokens, column.type in token_first)
+            else:
+                # The type comes from a sample: every value is checked against the grammar,
+                # and the first one that does not fit stops the write (SampledPlanRejected).
+                expr = q.silver_typed_expr(alias, column.type, tokens, column.type in token_first,
+                                           column.name)
+        outer.append(f"{expr} AS {out}")
+
+    constant = {m: scan.constants[m] for m in SILVER_META if m in scan.constants}
+    carried = [q.quote_ident(m) for m in SILVER_META if m not in constant]
+    select = (f"SELECT {', '.join(outer + carried)} "
+              f"FROM (SELECT {', '.join(inner + carried)} FROM {scan.sql})")
+    order = ", ".join(q.quote_ident(c.name) for c in plan.columns)
+    meta = ", ".join(f"{constant[m]} AS {q.quote_ident(m)}" if m in constant else q.quote_ident(m)
+                     for m in SILVER_META)
+    return SilverSQL(select=select, columns=f"{order}, {meta}")
+
+
+@dataclass
+class SilverSQL:
+    select: str  # the plan applied to every bronze row (constant metadata left out)
+    columns: str  # the silver columns in order, constant metadata as literals
+
+    def over(self, body: str) -> str:
+        return f"SELECT {self.columns} FROM ({body})"
+
+
+# Rows of more columns than this are deduplicated by row hash (see write_distinct).
+WIDE_TABLE_COLUMNS = 64
+_ROW_HASH = "__lakesync_row_hash"
+
+
+def _copy(con: duckdb.DuckDBPyConnection, query: str, out_file: str) -> None:
+    # One output file: DuckDB still encodes row groups on all threads, and unlike
+    # PER_THREAD_OUTPUT this mode fails cleanly when the disk fills up (the per-thread
+    # writer was seen to crash or hang on ENOSPC).
+    con.execute(f"COPY ({query}) TO {q.quote_literal(out_file)} ({SILVER_PARQUET_OPTIONS})").fetchall()
+
+
+def write_distinct(con: duckdb.DuckDBPyConnection, silver_sql: SilverSQL, column_count: int,
+                    staging: str, out_file: str) -> None:
+    """Write the distinct silver rows to ``out_file``.
+
+    A plain DISTINCT is one pass and the fastest, but its hash table holds whole rows, and
+    with hundreds of columns it does not fit in memory_limit even when spilling. Wide rows
+    are therefore written as they are, then hashed from that file: rows whose hash occurs
+    once are certainly unique, and only when some hash is shared is the file rewritten,
+    with an exact DISTINCT over the rows sharing one. The plan is applied once either way.
+    """
+    if column_count <= WIDE_TABLE_COLUMNS:
+        _copy(con, silver_sql.over(f"SELECT DISTINCT * FROM ({silver_sql.select})"), out_file)
+        return
+    every_row = os.path.join(staging, "rows.parquet")
+    _copy(con, silver_sql.over(silver_sql.select), every_row)
+    rows = f"read_parquet({q.quote_literal(every_row)})"
+    con.execute("CREATE OR REPLACE TEMP TABLE shared_hashes AS SELECT h FROM "
+                f"(SELECT hash(*COLUMNS(*)) AS h FROM {rows}) GROUP BY h HAVING count(*) > 1").fetchall()
+    if con.execute("SELECT count(*) FROM shared_hashes").fetchone()[0] == 0:
+        os.rename(every_row, out_file)
+        return
+    hashed = f"SELECT *, hash(*COLUMNS(*)) AS {_ROW_HASH} FROM {rows}"
+    _copy(con, f"SELECT * EXCLUDE ({_ROW_HASH}) FROM ({hashed}) "
+               f"WHERE {_ROW_HASH} NOT IN (SELECT h FROM shared_hashes) "
+               f"UNION ALL "
+               f"SELECT DISTINCT * EXCLUDE ({_ROW_HASH}) FROM ({hashed}) "
+               f"WHERE {_ROW_HASH} IN (SELECT h FROM shared_hashes)", out_file)
+
+
+def _typed_from_string(col: str, type_name: str, tokens: list[str], token_first: bool) -> str:
+    """Trim, null tokens and cast a string value. The plan's type comes from a strict
+    grammar every value fits, so DuckDB's cast (which also trims) gives the same value;
+    a value that still does not cast raises instead of becoming NULL."""
+    duck = q.DUCKDB_TYPES[type_name]
+    trimmed = q.trim_spaces(col)
+    is_token = q.is_token(trimmed, tokens)
+    if type_name == "boolean":
+        exact = f"CASE lower({trimmed}) WHEN 'true' THEN true WHEN 'false' THEN false " \
+                f"ELSE CAST({trimmed} AS BOOLEAN) END"
+    else:
+        exact = f"CAST({trimmed} AS {duck})"
+    slow = f"CASE WHEN {col} IS NULL OR {is_token} THEN NULL ELSE {exact} END"
+    fast = f"TRY_CAST({col} AS {duck})"
+    if token_first:
+        # Some token casts (nan to double): only an unpadded value that is not a token
+        # may be cast as it is; trimming and comparing every value first made the cast
+        # several times slower.
+        plain = f"NOT ({col} LIKE ' %' OR {col} LIKE '% ' OR {q.is_token(col, tokens)})"
+        fast = f"CASE WHEN {plain} THEN {fast} END"
+    # TRY_CAST is vectorised (and dictionary-aware); only values it rejects, which
+    # should be nulls and null tokens, take the slow path.
+    return f"COALESCE({fast}, {slow})"
