@@ -105,8 +105,7 @@ def new_memory_probe(work_dir: Path) -> dict:
 
     Every upload writes its body and its Parquet file into new page cache, and each step's
     DuckDB grows into new memory. On a virtual machine that returns freed memory to its host,
-    such a page can cost a fault into the host: on the AMD EPYC host this varied from 0.5 to
-    3.9 ms per MB within minutes, and moved lakesync's times more than the peers'.
+    such a page can cost a fault into the host, which moves lakesync's times more than the peers'.
     """
     touch = _touch_new_memory()
     written = _write_new_file(work_dir / "new-memory-probe.bin")
@@ -125,12 +124,7 @@ def record_new_memory(machine: dict, when: str, work_dir: Path) -> None:
 def settle_disk(source: Path | None = None) -> None:
     """Write out what earlier runs left in the page cache, so that the kernel's writeback of
     their files does not land inside the next timed run (ours or a peer's); then read the
-    run's input file once, untimed.
-
-    On a host whose page cache is small or reclaimed quickly, the files written by the
-    previous run evict the input, and whichever tool came first after that (lakesync's
-    upload, in each round) paid for reading it from disk, at tens of MB/s, while the peers
-    after it found it cached. Every timed run now starts with its input in the cache.
+    run's input file once, untimed, so that no timed run pays for reading it from disk.
     """
     os.sync()
     if source is not None:
