@@ -98,6 +98,18 @@ def _ms(v) -> str:
 
 
 def markdown(r: dict) -> str:
+    lines = _header(r) + _files_section(r) + _small_section(r.get("ours", {}).get("small")) + _goals_section(r)
+    for which, prof in (r.get("profiles") or {}).items():
+        how = "a separate run" if prof.get("run") else "sampled during the measured run"
+        lines += [f"py-spy profile ({which}, {how}): `{prof['file']}`.", ""]
+    phases = r.get("phases") or {}
+    if phases:
+        lines += ["Phases: " + ", ".join(f"{k} {v:.0f} s" for k, v in phases.items()), ""]
+    return "\n".join(lines)
+
+
+def _header(r: dict) -> list[str]:
+    """The machine, the run, how fast new memory came, and whether this is the full benchmark."""
     m = r.get("machine", {})
     s = r.get("settings", {})
     lines = [
@@ -120,124 +132,149 @@ def markdown(r: dict) -> str:
     if not s.get("full"):
         lines += ["**Not the full benchmark** (scaled down or partial): "
                   f"rows={s.get('rows'):,}, skip_huge={s.get('skip_huge')}, only={s.get('only') or 'all'}.", ""]
-    ours, peers, data = r.get("ours", {}), r.get("peers", {}), r.get("data", {})
+    return lines
+
+
+def _files_section(r: dict) -> list[str]:
+    """The big, 4x and wide files: lakesync against the peers, and where lakesync's time went."""
+    ours, peers = r.get("ours", {}), r.get("peers", {})
     file_labels = [k for k in ("big", "huge", "wide") if k in ours or k in peers]
-    if file_labels:
-        lines += ["## Files: lakesync vs single-pass peers", "",
-                  "lakesync: from the start of the HTTP upload to `201` and to `synced` (bronze + silver + metadata); "
-                  "peers: one process each, imports excluded. Peak RSS: max `VmHWM` of any one process of the role.",
-                  "",
-                  "| file | tool | upload → 201 | → synced / total | rows/s | peak RSS | lakesync ÷ tool |",
-                  "| --- | --- | ---: | ---: | ---: | --- | ---: |"]
-        for label in file_labels:
-            d = data.get(label, {})
-            title = f"{FILE_TITLES[label]}: {d.get('rows', 0):,} rows × {d.get('columns', '?')} cols, " \
-                    f"{d.get('bytes', 0) / 1e6:,.0f} MB"
-            o = ours.get(label)
-            synced = _synced_s(o)
-            if o:
-                mem = o.get("memory", {})
-                status = "" if o.get("status") == "synced" else f" ({o.get('status') or o.get('upload_status')})"
-                lines.append(f"| {title} | **lakesync**{status} | {_s(o.get('upload_s'))} | {_s(synced)} | "
-                             f"{_n(o.get('rows_per_s_synced'))} | API {_mib(mem.get('api_peak_bytes'))}, worker "
-                             f"{_mib(mem.get('worker_peak_bytes'))} | |")
-                title = ""
-            for tool in ("duckdb", "pandas", "dlt"):
-                p = (peers.get(label) or {}).get(tool)
-                if not p:
-                    continue
-                if "error" in p:
-                    lines.append(f"| {title} | {PEER_TITLES[tool]} | | failed | | | |")
-                else:
-                    ratio = _ratio(synced, p["seconds"])
-                    lines.append(f"| {title} | {PEER_TITLES[tool]} | | {_s(p['seconds'])} | "
-                                 f"{_n(p['rows'] / p['seconds'])} | {_mib(p['peak_rss_bytes'])} | "
-                                 f"{'–' if ratio is None else f'{ratio:.2f}×'} |")
-                title = ""
-        lines.append("")
-        spread = []
-        for label in file_labels:
-            parts = []
-            o = ours.get(label) or {}
-            if len(o.get("repeats") or []) > 1:
-                parts.append("lakesync " + " / ".join(_s(x.get("upload_to_synced_s")) for x in o["repeats"]))
-            for tool in ("duckdb", "pandas", "dlt"):
-                p = (peers.get(label) or {}).get(tool) or {}
-                if len(p.get("repeats") or []) > 1:
-                    parts.append(f"{PEER_TITLES[tool]} " + " / ".join(_s(x.get("seconds")) for x in p["repeats"]))
-            if parts:
-                spread.append(f"- {FILE_TITLES[label]}: " + "; ".join(parts))
-        if spread:
-            lines += [f"Each figure is the median of {s.get('repeat')} runs, lakesync's and the peers' interleaved "
-                      "(every run, in order):", ""] + spread + [""]
-        for label in file_labels:
-            o = ours.get(label)
-            if o and o.get("status") != "synced":
-                why = str(o.get("last_error") or o.get("error") or o.get("status")).strip().splitlines()[0]
-                lines += [f"lakesync did not sync the {FILE_TITLES[label]} file: {why[:300]}", ""]
-        ours_files = [k for k in file_labels if k in ours]
-        if ours_files:
-            lines += ["### Where lakesync's time goes", "",
-                      "queue: `201` → bronze starts; gaps: one step's end → the next one's start "
-                      "(server timestamps of the sync run). CPU: seconds used by each role's processes, start-up "
-                      "included. Load: the machine's 1-minute load average when the scenario ended.", "",
-                      "| file | upload → 201 | queue | bronze | gap | silver | gap | metadata | → synced | "
-                      "API CPU | worker CPU | rows ok | load |",
-                      "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |"]
-            for label in ours_files:
-                o = ours[label]
-                mem = o.get("memory", {})
-                ok = (o.get("checks") or {}).get("ok")
-                lines.append(f"| {FILE_TITLES[label]} | {_s(o.get('upload_s'))} | {_s(o.get('queue_s'), 2)} | "
-                             f"{_s(o.get('bronze_s'))} | {_s(o.get('gap_bronze_silver_s'), 2)} | "
-                             f"{_s(o.get('silver_s'))} | {_s(o.get('gap_silver_metadata_s'), 2)} | "
-                             f"{_s(o.get('metadata_s'), 2)} | {_s(_synced_s(o))} | "
-                             f"{_s(mem.get('api_cpu_s'))} | {_s(mem.get('worker_cpu_s'))} | "
-                             f"{'yes' if ok else 'no' if ok is False else '–'} | {_load(o)} |")
-            lines.append("")
-        dlt_rows = [(k, (peers.get(k) or {}).get("dlt", {}).get("stages")) for k in file_labels]
-        dlt_rows = [(k, st) for k, st in dlt_rows if st]
-        if dlt_rows:
-            lines += ["dlt's own stages: " + "; ".join(
-                f"{FILE_TITLES[k]}: extract {st['extract']:.1f} s, normalize {st['normalize']:.1f} s, "
-                f"load {st['load']:.1f} s" for k, st in dlt_rows), ""]
-    small = ours.get("small")
-    if small:
-        lat = small.get("upload_latency_s", {})
-        lines += [f"## Many small datasets: {small.get('accepted')} of {small.get('count')} uploads of "
-                  f"{small.get('rows_per_file')} rows accepted, {small.get('clients')} concurrent clients", "",
-                  "| upload p50 | p95 | p99 | max | uploads/s | all synced after | synced/s overall | "
-                  "synced/s sustained | failed | API peak | worker peak | load |",
-                  "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-                  f"| {_ms(lat.get('p50'))} | {_ms(lat.get('p95'))} | {_ms(lat.get('p99'))} | {_ms(lat.get('max'))} | "
-                  f"{small.get('uploads_per_s', 0):.1f} | {_s(small.get('all_synced_s'))} | "
-                  f"{small.get('synced_per_s_overall') or 0:.1f} | {small.get('synced_per_s_sustained') or 0:.1f} | "
-                  f"{small.get('failed')} | {_mib(small.get('memory', {}).get('api_peak_bytes'))} | "
-                  f"{_mib(small.get('memory', {}).get('worker_peak_bytes'))} | {_load(small)} |", "",
-                  "Per dataset (p50 / p95 / max):", "",
-                  "| queue (run created → bronze) | bronze → silver gap | silver → metadata gap | chain overhead | "
-                  "bronze | silver | metadata | upload → synced |",
-                  "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-                  "| " + " | ".join(_trio(small.get(k, {})) for k in (
-                      "queue_from_run_created_s", "gap_bronze_silver_s", "gap_silver_metadata_s", "chain_overhead_s",
-                      "bronze_s", "silver_s", "metadata_s", "upload_to_synced_s")) + " |", ""]
+    if not file_labels:
+        return []
+    lines = _files_table(file_labels, ours, peers, r.get("data", {}))
+    lines += _repeats(file_labels, ours, peers, r.get("settings", {}).get("repeat"))
+    for label in file_labels:
+        o = ours.get(label)
+        if o and o.get("status") != "synced":
+            why = str(o.get("last_error") or o.get("error") or o.get("status")).strip().splitlines()[0]
+            lines += [f"lakesync did not sync the {FILE_TITLES[label]} file: {why[:300]}", ""]
+    lines += _time_table([k for k in file_labels if k in ours], ours)
+    dlt_rows = [(k, (peers.get(k) or {}).get("dlt", {}).get("stages")) for k in file_labels]
+    dlt_rows = [(k, st) for k, st in dlt_rows if st]
+    if dlt_rows:
+        lines += ["dlt's own stages: " + "; ".join(
+            f"{FILE_TITLES[k]}: extract {st['extract']:.1f} s, normalize {st['normalize']:.1f} s, "
+            f"load {st['load']:.1f} s" for k, st in dlt_rows), ""]
+    return lines
+
+
+def _files_table(file_labels: list[str], ours: dict, peers: dict, data: dict) -> list[str]:
+    lines = ["## Files: lakesync vs single-pass peers", "",
+             "lakesync: from the start of the HTTP upload to `201` and to `synced` (bronze + silver + metadata); "
+             "peers: one process each, imports excluded. Peak RSS: max `VmHWM` of any one process of the role.",
+             "",
+             "| file | tool | upload → 201 | → synced / total | rows/s | peak RSS | lakesync ÷ tool |",
+             "| --- | --- | ---: | ---: | ---: | --- | ---: |"]
+    for label in file_labels:
+        d = data.get(label, {})
+        title = f"{FILE_TITLES[label]}: {d.get('rows', 0):,} rows × {d.get('columns', '?')} cols, " \
+                f"{d.get('bytes', 0) / 1e6:,.0f} MB"
+        o = ours.get(label)
+        synced = _synced_s(o)
+        if o:
+            mem = o.get("memory", {})
+            status = "" if o.get("status") == "synced" else f" ({o.get('status') or o.get('upload_status')})"
+            lines.append(f"| {title} | **lakesync**{status} | {_s(o.get('upload_s'))} | {_s(synced)} | "
+                         f"{_n(o.get('rows_per_s_synced'))} | API {_mib(mem.get('api_peak_bytes'))}, worker "
+                         f"{_mib(mem.get('worker_peak_bytes'))} | |")
+            title = ""
+        for tool in ("duckdb", "pandas", "dlt"):
+            p = (peers.get(label) or {}).get(tool)
+            if not p:
+                continue
+            if "error" in p:
+                lines.append(f"| {title} | {PEER_TITLES[tool]} | | failed | | | |")
+            else:
+                ratio = _ratio(synced, p["seconds"])
+                lines.append(f"| {title} | {PEER_TITLES[tool]} | | {_s(p['seconds'])} | "
+                             f"{_n(p['rows'] / p['seconds'])} | {_mib(p['peak_rss_bytes'])} | "
+                             f"{'–' if ratio is None else f'{ratio:.2f}×'} |")
+            title = ""
+    lines.append("")
+    return lines
+
+
+def _repeats(file_labels: list[str], ours: dict, peers: dict, repeat) -> list[str]:
+    """Every run of each file, in order, when there was more than one."""
+    spread = []
+    for label in file_labels:
+        parts = []
+        o = ours.get(label) or {}
+        if len(o.get("repeats") or []) > 1:
+            parts.append("lakesync " + " / ".join(_s(x.get("upload_to_synced_s")) for x in o["repeats"]))
+        for tool in ("duckdb", "pandas", "dlt"):
+            p = (peers.get(label) or {}).get(tool) or {}
+            if len(p.get("repeats") or []) > 1:
+                parts.append(f"{PEER_TITLES[tool]} " + " / ".join(_s(x.get("seconds")) for x in p["repeats"]))
+        if parts:
+            spread.append(f"- {FILE_TITLES[label]}: " + "; ".join(parts))
+    if not spread:
+        return []
+    return [f"Each figure is the median of {repeat} runs, lakesync's and the peers' interleaved "
+            "(every run, in order):", ""] + spread + [""]
+
+
+def _time_table(ours_files: list[str], ours: dict) -> list[str]:
+    """lakesync's steps per file, from the sync run's timestamps."""
+    if not ours_files:
+        return []
+    lines = ["### Where lakesync's time goes", "",
+             "queue: `201` → bronze starts; gaps: one step's end → the next one's start "
+             "(server timestamps of the sync run). CPU: seconds used by each role's processes, start-up "
+             "included. Load: the machine's 1-minute load average when the scenario ended.", "",
+             "| file | upload → 201 | queue | bronze | gap | silver | gap | metadata | → synced | "
+             "API CPU | worker CPU | rows ok | load |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |"]
+    for label in ours_files:
+        o = ours[label]
+        mem = o.get("memory", {})
+        ok = (o.get("checks") or {}).get("ok")
+        lines.append(f"| {FILE_TITLES[label]} | {_s(o.get('upload_s'))} | {_s(o.get('queue_s'), 2)} | "
+                     f"{_s(o.get('bronze_s'))} | {_s(o.get('gap_bronze_silver_s'), 2)} | "
+                     f"{_s(o.get('silver_s'))} | {_s(o.get('gap_silver_metadata_s'), 2)} | "
+                     f"{_s(o.get('metadata_s'), 2)} | {_s(_synced_s(o))} | "
+                     f"{_s(mem.get('api_cpu_s'))} | {_s(mem.get('worker_cpu_s'))} | "
+                     f"{'yes' if ok else 'no' if ok is False else '–'} | {_load(o)} |")
+    lines.append("")
+    return lines
+
+
+def _small_section(small: dict | None) -> list[str]:
+    if not small:
+        return []
+    lat = small.get("upload_latency_s", {})
+    return [f"## Many small datasets: {small.get('accepted')} of {small.get('count')} uploads of "
+            f"{small.get('rows_per_file')} rows accepted, {small.get('clients')} concurrent clients", "",
+            "| upload p50 | p95 | p99 | max | uploads/s | all synced after | synced/s overall | "
+            "synced/s sustained | failed | API peak | worker peak | load |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            f"| {_ms(lat.get('p50'))} | {_ms(lat.get('p95'))} | {_ms(lat.get('p99'))} | {_ms(lat.get('max'))} | "
+            f"{small.get('uploads_per_s', 0):.1f} | {_s(small.get('all_synced_s'))} | "
+            f"{small.get('synced_per_s_overall') or 0:.1f} | {small.get('synced_per_s_sustained') or 0:.1f} | "
+            f"{small.get('failed')} | {_mib(small.get('memory', {}).get('api_peak_bytes'))} | "
+            f"{_mib(small.get('memory', {}).get('worker_peak_bytes'))} | {_load(small)} |", "",
+            "Per dataset (p50 / p95 / max):", "",
+            "| queue (run created → bronze) | bronze → silver gap | silver → metadata gap | chain overhead | "
+            "bronze | silver | metadata | upload → synced |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            "| " + " | ".join(_trio(small.get(k, {})) for k in (
+                "queue_from_run_created_s", "gap_bronze_silver_s", "gap_silver_metadata_s", "chain_overhead_s",
+                "bronze_s", "silver_s", "metadata_s", "upload_to_synced_s")) + " |", ""]
+
+
+def _goals_section(r: dict) -> list[str]:
     gl = r.get("goals") or []
-    if gl:
-        lines += ["## Goals", "", "| goal | measured | target | result |", "| --- | ---: | ---: | --- |"]
-        for g in gl:
-            value = "not measured" if g["value"] is None else f"{g['value']:,.2f} {g['unit']}"
-            if g.get("detail"):
-                value += f" ({g['detail']})"
-            result = {True: "pass", False: "**FAIL**", None: "–"}[g["passed"]]
-            lines.append(f"| {g['goal']} | {value} | {g['op']} {g['limit']:g} {g['unit']} | {result} |")
-        lines.append("")
-    for which, prof in (r.get("profiles") or {}).items():
-        how = "a separate run" if prof.get("run") else "sampled during the measured run"
-        lines += [f"py-spy profile ({which}, {how}): `{prof['file']}`.", ""]
-    phases = r.get("phases") or {}
-    if phases:
-        lines += ["Phases: " + ", ".join(f"{k} {v:.0f} s" for k, v in phases.items()), ""]
-    return "\n".join(lines)
+    if not gl:
+        return []
+    lines = ["## Goals", "", "| goal | measured | target | result |", "| --- | ---: | ---: | --- |"]
+    for g in gl:
+        value = "not measured" if g["value"] is None else f"{g['value']:,.2f} {g['unit']}"
+        if g.get("detail"):
+            value += f" ({g['detail']})"
+        result = {True: "pass", False: "**FAIL**", None: "–"}[g["passed"]]
+        lines.append(f"| {g['goal']} | {value} | {g['op']} {g['limit']:g} {g['unit']} | {result} |")
+    lines.append("")
+    return lines
 
 
 def _load(o: dict) -> str:

@@ -1,0 +1,59 @@
+"""Where the benchmark's files live, and what the environment asks it to run."""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from bench.client import env_int
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+PEERS_VENV = BENCH / ".venv"
+PEERS_REQUIREMENTS = BENCH / "requirements-peers.txt"
+RESULTS = BENCH / "results"
+
+DEFAULT_ROWS = 5_000_000
+PARTS = ("big", "small", "wide", "peers")
+
+
+class Settings:
+    def __init__(self) -> None:
+        self.rows = env_int("BENCH_ROWS", DEFAULT_ROWS)
+        self.skip_huge = os.environ.get("BENCH_SKIP_HUGE", "").strip() not in ("", "0")
+        only = [p.strip() for p in os.environ.get("BENCH_ONLY", "").split(",") if p.strip()]
+        unknown = [p for p in only if p not in PARTS]
+        if unknown:
+            raise SystemExit(f"BENCH_ONLY: unknown part(s) {unknown}; use {', '.join(PARTS)}")
+        self.only = only
+        self.parts = only or list(PARTS)
+        scale = min(1.0, self.rows / DEFAULT_ROWS)
+        self.small_count = env_int("BENCH_SMALL_COUNT", max(100, round(1000 * scale)))
+        self.small_rows = env_int("BENCH_SMALL_ROWS", 1000)
+        self.small_clients = env_int("BENCH_SMALL_CLIENTS", 16)
+        self.wide_rows = env_int("BENCH_WIDE_ROWS", max(5000, round(100_000 * scale)))
+        self.wide_cols = env_int("BENCH_WIDE_COLS", 500)
+        self.seed = env_int("BENCH_SEED", 42)
+        self.repeat = max(1, env_int("BENCH_REPEAT", 3))
+        self.profile = os.environ.get("BENCH_PROFILE", "auto").strip() or "auto"
+        self.keep = os.environ.get("BENCH_KEEP", "").strip() not in ("", "0")
+        self.full = (self.rows == DEFAULT_ROWS and not self.skip_huge and not only and self.small_count == 1000
+                     and self.wide_rows == 100_000 and self.small_clients == 16 and self.repeat >= 3)
+
+    def out_name(self) -> str:
+        if os.environ.get("BENCH_OUT"):
+            return os.environ["BENCH_OUT"]
+        name = time.strftime("%Y-%m-%d")
+        if not self.full:
+            tags = []
+            if self.rows != DEFAULT_ROWS:
+                tags.append(f"rows{self.rows}")
+            if self.skip_huge:
+                tags.append("nohuge")
+            if self.only:
+                tags.append("only-" + "-".join(self.only))
+            name += "-" + ("-".join(tags) or "custom")
+        return name
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in vars(self).items()}
