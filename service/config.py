@@ -32,6 +32,23 @@ def _float(name: str, default: float) -> float:
     return float(os.environ.get(name, default))
 
 
+def as_bool(value: object, name: str) -> bool:
+    """A switch's value as a bool; settings passed to create_app may still be strings."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be true or false, not {value!r}")
+
+
+def _bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    return default if raw is None or not raw.strip() else as_bool(raw, name)
+
+
 def _list(name: str, default: tuple[str, ...]) -> list[str]:
     raw = os.environ.get(name)
     if raw is None:
@@ -54,6 +71,9 @@ def from_env() -> dict:
         "MAX_JSON_BODY_MB": _int("MAX_JSON_BODY_MB", 64),
         "INTERNAL_API_KEY": os.environ.get("INTERNAL_API_KEY", mcp_key),
         "SYNC_TARGET": os.environ.get("SYNC_TARGET", "delta"),
+        # Whether datasets reach the lakehouse at all, and whether an upload starts its sync by itself.
+        "SYNC_ENABLED": _bool("SYNC_ENABLED", True),
+        "AUTO_SYNC": _bool("AUTO_SYNC", True),
         "SYNC_RETRY_ATTEMPTS": _int("SYNC_RETRY_ATTEMPTS", 3),
         "SYNC_RETRY_INTERVAL": _float("SYNC_RETRY_INTERVAL", 300.0),
         "BROKER_VISIBILITY_TIMEOUT": _int("BROKER_VISIBILITY_TIMEOUT", 7200),
