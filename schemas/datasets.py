@@ -5,12 +5,29 @@ from service.ingest import SUPPORTED_FORMATS
 from service.models import SYNC_STATUSES
 
 
+def _sync_choice() -> fields.Boolean:
+    # Strict: a typo such as "ture" must not silently pick a side.
+    return fields.Boolean(
+        truthy={True, "true", "1"},
+        falsy={False, "false", "0"},
+        load_default=None,
+        allow_none=True,
+        error_messages={"invalid": "must be true or false (or 1 or 0)"},
+        metadata={
+            "description": "start the sync now (true) or keep the dataset local_only until "
+            "POST /api/v1/datasets/{id}/sync (false); default: AUTO_SYNC. With SYNC_ENABLED=false "
+            "every upload stays local_only."
+        },
+    )
+
+
 class DatasetUploadRequestSchema(Schema):
     """multipart/form-data upload."""
 
     file = fields.Raw(required=True, metadata={"type": "string", "format": "binary"})
     name = fields.String(validate=[validate.Length(min=1, max=255), storable_text])
     description = fields.String(validate=[validate.Length(max=10_000), storable_text])
+    sync = _sync_choice()
 
 
 class DatasetRecordsRequestSchema(Schema):
@@ -20,6 +37,7 @@ class DatasetRecordsRequestSchema(Schema):
     description = fields.String(load_default=None, allow_none=True,
                                 validate=[validate.Length(max=10_000), storable_text])
     records = fields.List(fields.Dict(), required=True, validate=validate.Length(min=1))
+    sync = _sync_choice()
 
 
 class ColumnSchema(Schema):
@@ -40,7 +58,10 @@ class DatasetResponseSchema(Schema):
     row_count = fields.Integer(required=True)
     columns = fields.List(fields.Nested(ColumnSchema), required=True)
     created_at = fields.DateTime(required=True)
-    sync_status = fields.String(required=True, metadata={"enum": list(SYNC_STATUSES)})
+    sync_status = fields.String(
+        required=True,
+        metadata={"enum": list(SYNC_STATUSES), "description": "local_only until the dataset is first asked to sync"},
+    )
 
 
 class DatasetListQuerySchema(PageQuerySchema):

@@ -1,6 +1,6 @@
 from marshmallow import Schema, fields, validate
 
-from service.models import SYNC_STATUSES, SYNC_STEPS
+from service.models import LOCAL_ONLY, SYNC_STATUSES, SYNC_STEPS
 
 
 class SyncStepResponseSchema(Schema):
@@ -47,7 +47,11 @@ class SyncStatusResponseSchema(Schema):
 
 
 class BulkResyncRequestSchema(Schema):
-    status = fields.String(required=True, validate=validate.OneOf(["synced", "failed"]), metadata={"example": "failed"})
+    status = fields.String(
+        required=True,
+        validate=validate.OneOf([LOCAL_ONLY, "synced", "failed"]),
+        metadata={"example": "failed", "description": "local_only starts the first run of every local-only dataset"},
+    )
 
 
 class BulkResyncResponseSchema(Schema):

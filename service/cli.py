@@ -73,9 +73,13 @@ def resync(dataset_id) -> None:
 def resync_failed() -> None:
     """Start new sync runs of every failed dataset, all tenants."""
     from service.datasets import resync_where
+    from service.errors import APIError
 
-    with session_scope() as session:
-        ids = resync_where(session, tenant_id=None, status="failed", trigger="cli")
+    try:
+        with session_scope() as session:
+            ids = resync_where(session, tenant_id=None, status="failed", trigger="cli")
+    except APIError as exc:
+        raise click.ClickException(exc.message)
     click.echo(f"{len(ids)} failed dataset(s) requested for resync")
 
 

@@ -25,6 +25,18 @@ def sync_duckdb(config: dict) -> tuple[str, int, str | None]:
     )
 
 
+def as_bool(value: object, name: str) -> bool:
+    """A switch's value as a bool; settings passed to create_app may still be strings."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be true or false, not {value!r}")
+
+
 class _Env:
     """Typed reads of one environment mapping."""
 
@@ -39,6 +51,10 @@ class _Env:
 
     def float(self, name: str, default: float) -> float:
         return float(self.environ.get(name, default))
+
+    def bool(self, name: str, default: bool) -> bool:
+        raw = self.environ.get(name)
+        return default if raw is None or not str(raw).strip() else as_bool(raw, name)
 
     def list(self, name: str, default: tuple[str, ...]) -> list[str]:
         raw = self.environ.get(name)
@@ -64,6 +80,9 @@ def from_env(environ: Mapping[str, str] | None = None) -> dict:
         "MAX_JSON_BODY_MB": env.int("MAX_JSON_BODY_MB", 64),
         "INTERNAL_API_KEY": env.get("INTERNAL_API_KEY", mcp_key),
         "SYNC_TARGET": env.get("SYNC_TARGET", "delta"),
+        # Whether datasets reach the lakehouse at all, and whether an upload starts its sync by itself.
+        "SYNC_ENABLED": env.bool("SYNC_ENABLED", True),
+        "AUTO_SYNC": env.bool("AUTO_SYNC", True),
         "SYNC_RETRY_ATTEMPTS": env.int("SYNC_RETRY_ATTEMPTS", 3),
         "SYNC_RETRY_INTERVAL": env.float("SYNC_RETRY_INTERVAL", 300.0),
         "BROKER_VISIBILITY_TIMEOUT": env.int("BROKER_VISIBILITY_TIMEOUT", 7200),

@@ -7,19 +7,22 @@ import decimal
 import logging
 import os
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 
 import pyarrow.parquet as pq
+from flask import current_app
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
+from service.config import as_bool
 from service.db import session_scope
 from service.duckdb_shared import STALE_SECONDS, remove_stale
 from service.errors import Conflict, IngestError, NotFound
 from service.ingest import ConvertResult, IngestSettings, convert_file, convert_records
 from service.ingest.output import SCRATCH_PREFIX, TEMP_SUFFIX
 from service.locks import dataset_lock
-from service.models import Dataset, LakehouseTable, SyncRun, Tenant, utcnow
+from service.models import LOCAL_ONLY, Dataset, LakehouseTable, SyncRun, Tenant, utcnow
 from service.runs import request_run
 from service.runtime import runtime
 from service.storage import UPLOAD_PREFIX, UPLOAD_SUFFIX, LocalStore
@@ -31,6 +34,33 @@ log = logging.getLogger(__name__)
 # An upload's work files live for the length of its request; older ones were left by an
 # API process killed mid-upload.
 LEFTOVER_SECONDS = STALE_SECONDS
+
+
+def sync_enabled(config: Mapping) -> bool:
+    return as_bool(config.get("SYNC_ENABLED", True), "SYNC_ENABLED")
+
+
+def auto_sync(config: Mapping) -> bool:
+    return as_bool(config.get("AUTO_SYNC", True), "AUTO_SYNC")
+
+
+def upload_syncs(config: Mapping, requested: bool | None) -> bool:
+    """Whether an upload starts its sync: never while syncing is off, else as the upload asks,
+    else as AUTO_SYNC says."""
+    if not sync_enabled(config):
+        return False
+    if requested is not None:
+        return requested
+    return auto_sync(config)
+
+
+def _require_sync_enabled() -> None:
+    if not sync_enabled(current_app.config):
+        raise Conflict(
+            "syncing is turned off (SYNC_ENABLED=false): datasets are stored and previewable but not synced; "
+            "ask again once it is turned on",
+            code="sync_disabled",
+        )
 
 
 def _columns(result: ConvertResult) -> list[dict]:
@@ -49,8 +79,10 @@ def _store_new(
     description: str | None,
     original_file_name: str | None,
     convert,
+    sync: bool,
 ) -> Dataset:
-    """Convert into the store, then commit the dataset and its first run together.
+    """Convert into the store, then commit the dataset and, when it is to sync, its first run
+    together; otherwise it is committed ``local_only``, with no run.
 
     The sync chain is published only after the commit; on any error the Parquet file is
     removed, so a rejected upload leaves nothing behind.
@@ -85,11 +117,13 @@ def _store_new(
                 size_bytes=result.size_bytes,
                 row_count=result.row_count,
                 columns=_columns(result),
+                sync_status="pending" if sync else LOCAL_ONLY,
             )
             session.add(dataset)
-            # Before the first flush: the dataset is inserted with its current run in one
-            # statement, no UPDATE after.
-            request_run(session, dataset, trigger="upload")
+            if sync:
+                # Before the first flush: the dataset is inserted with its current run in one
+                # statement, no UPDATE after.
+                request_run(session, dataset, trigger="upload")
     except BaseException:
         dest.unlink(missing_ok=True)
         raise
@@ -105,6 +139,7 @@ def create_from_file(
     original_file_name: str | None,
     name: str | None,
     description: str | None,
+    sync: bool,
 ) -> Dataset:
     stem = Path(original_file_name or "").stem if original_file_name else ""
     return _store_new(
@@ -114,6 +149,7 @@ def create_from_file(
         description=description,
         original_file_name=original_file_name,
         convert=lambda dest: convert_file(src, dest, file_name=original_file_name, settings=settings),
+        sync=sync,
     )
 
 
@@ -132,7 +168,14 @@ def remove_upload_leftovers(store: LocalStore, scratch_dir: str | os.PathLike | 
 
 
 def create_from_records(
-    store: LocalStore, settings: IngestSettings, tenant: Tenant, records: list, *, name: str, description: str | None
+    store: LocalStore,
+    settings: IngestSettings,
+    tenant: Tenant,
+    records: list,
+    *,
+    name: str,
+    description: str | None,
+    sync: bool,
 ) -> Dataset:
     return _store_new(
         store,
@@ -141,6 +184,7 @@ def create_from_records(
         description=description,
         original_file_name=None,
         convert=lambda dest: convert_records(records, dest, settings=settings),
+        sync=sync,
     )
 
 
@@ -270,7 +314,9 @@ ACTIVE_STATUSES = ("pending", "syncing")
 
 
 def request_resync(session: Session, dataset: Dataset, *, trigger: str = "manual") -> SyncRun:
-    """Start a new run of the dataset; 409 while one is still pending or running."""
+    """Start a new run of the dataset (the first of a local-only one); 409 while one is still
+    pending or running, or while syncing is turned off."""
+    _require_sync_enabled()
     if dataset.sync_status in ACTIVE_STATUSES:
         raise Conflict(
             f"dataset {dataset.id} already has a sync {dataset.sync_status}; wait for it to finish",
@@ -281,6 +327,7 @@ def request_resync(session: Session, dataset: Dataset, *, trigger: str = "manual
 
 def resync_where(session: Session, *, tenant_id: uuid.UUID | None, status: str, trigger: str = "bulk") -> list[uuid.UUID]:
     """Start new runs for every dataset (of one tenant, or all) in ``status``."""
+    _require_sync_enabled()
     if status in ACTIVE_STATUSES:
         raise Conflict(f"datasets that are {status} already have a sync under way")
     query = select(Dataset).where(Dataset.sync_status == status).with_for_update(skip_locked=True)
@@ -309,9 +356,11 @@ def delete_dataset(tenant_id: uuid.UUID, dataset_id: uuid.UUID) -> None:
             dataset = get_for_tenant(session, tenant_id, dataset_id)
             tenant = session.get(Tenant, dataset.tenant_id)
             ctx = context_for(dataset, tenant, run_id=dataset.current_run_id, ingested_at=utcnow())
-            tables = dataset_tables(ctx, dataset, tenant)
+            # A dataset that never had a run has no tables: the target need not be reachable.
+            tables = dataset_tables(ctx, dataset, tenant) if dataset.current_run_id or dataset.tables else []
             file_name = dataset.file_name
-        rt.target().drop_tables(ctx, tables)
+        if tables:
+            rt.target().drop_tables(ctx, tables)
         rt.store.remove(file_name)
         with session_scope() as session:
             dataset = session.get(Dataset, dataset_id)

@@ -19,7 +19,9 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from service.db import Base
 
-SYNC_STATUSES = ("pending", "syncing", "synced", "failed")
+# local_only: never asked to sync (no run yet); the others follow its current run.
+LOCAL_ONLY = "local_only"
+SYNC_STATUSES = (LOCAL_ONLY, "pending", "syncing", "synced", "failed")
 SYNC_STEPS = ("bronze", "silver", "metadata")
 LAYERS = ("bronze", "silver")
 

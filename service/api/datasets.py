@@ -82,6 +82,7 @@ def _upload_from_form():
         original_file_name=upload.filename or None,
         name=form.get("name"),
         description=form.get("description"),
+        sync=service.upload_syncs(current_app.config, form.get("sync")),
     )
 
 
@@ -99,7 +100,13 @@ def _upload_from_json():
         raise _validation_error(err, "json")
     store = runtime().store
     return service.create_from_records(
-        store, runtime().ingest_settings, g.tenant, data["records"], name=data["name"], description=data["description"]
+        store,
+        runtime().ingest_settings,
+        g.tenant,
+        data["records"],
+        name=data["name"],
+        description=data["description"],
+        sync=service.upload_syncs(current_app.config, data["sync"]),
     )
 
 
@@ -127,7 +134,8 @@ class Datasets(MethodView):
         """Upload a dataset (CSV, TSV, JSON, NDJSON, Parquet, or JSON records).
 
         The file is stored as a local Parquet file at once; its sync to the lakehouse
-        runs in the background.
+        runs in the background, unless the upload (`sync=false`), AUTO_SYNC=false or
+        SYNC_ENABLED=false keeps it `local_only`.
         """
         if request.mimetype == "multipart/form-data":
             dataset = _upload_from_form()
@@ -179,7 +187,8 @@ class DatasetSync(MethodView):
     @blp.alt_response(409, schema=ErrorResponseSchema)
     @blp.doc(security=[{"bearerAuth": []}])
     def post(self, dataset_id: uuid.UUID):
-        """Start a new sync run (409 while one is pending or running)."""
+        """Start a new sync run, the first one of a `local_only` dataset (409 while one is pending
+        or running, and `sync_disabled` while SYNC_ENABLED=false)."""
         with session_scope() as session:
             dataset = service.get_for_tenant(session, g.tenant.id, dataset_id, lock=True)
             service.request_resync(session, dataset)
@@ -217,9 +226,11 @@ def _authenticate_sync():
 class BulkSync(MethodView):
     @sync_blp.arguments(BulkResyncRequestSchema)
     @sync_blp.response(202, BulkResyncResponseSchema)
+    @sync_blp.alt_response(409, schema=ErrorResponseSchema)
     @sync_blp.doc(security=[{"bearerAuth": []}])
     def post(self, args):
-        """Start new sync runs for all the tenant's datasets in a status (e.g. failed)."""
+        """Start new sync runs for all the tenant's datasets in a status (failed, synced, or
+        local_only for their first run); 409 `sync_disabled` while SYNC_ENABLED=false."""
         with session_scope() as session:
             ids = service.resync_where(session, tenant_id=g.tenant.id, status=args["status"])
         return {"requested": len(ids), "dataset_ids": ids}

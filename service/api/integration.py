@@ -12,10 +12,11 @@ from sqlalchemy import func, select
 from schemas.common import ErrorResponseSchema
 from schemas.integration import CatalogInitializeResponseSchema, IntegrationStatusResponseSchema
 from service.auth import require_tenant
+from service.datasets import auto_sync, sync_enabled
 from service.db import session_scope
 from service.errors import APIError
 from service.lakehouse import PermanentTargetError, TransientTargetError
-from service.models import SYNC_STATUSES, Dataset
+from service.models import LOCAL_ONLY, SYNC_STATUSES, Dataset
 from service.runtime import runtime
 
 log = logging.getLogger(__name__)
@@ -85,10 +86,14 @@ class IntegrationStatus(MethodView):
         counts = {status: 0 for status in SYNC_STATUSES}
         counts.update({status: n for status, n in rows})
         total = sum(counts.values())
+        # Local-only datasets were never asked to sync; they do not count against the share.
+        asked = total - counts[LOCAL_ONLY]
         body = {
+            "sync_enabled": sync_enabled(current_app.config),
+            "auto_sync": auto_sync(current_app.config),
             "datasets_total": total,
             **{status: counts.get(status, 0) for status in SYNC_STATUSES},
-            "sync_percentage": round(100.0 * counts["synced"] / total, 1) if total else 0.0,
+            "sync_percentage": round(100.0 * counts["synced"] / asked, 1) if asked else 0.0,
             "reachable": False,
             "error": None,
             "details": {},

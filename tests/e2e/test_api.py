@@ -139,6 +139,20 @@ def test_json_records_validation(client, auth, leftovers):
     assert leftovers() == before
 
 
+@pytest.mark.parametrize("value", ["yes", "maybe", "2", "", "TRUE "])
+def test_sync_choice_other_than_true_false_1_0_is_422(client, auth, leftovers, value):
+    before = leftovers()
+    error = assert_error(upload(client, auth, "a\n1\n", "choice.csv", sync=value), 422, "validation_error")
+    assert "sync" in error["message"] and "true or false" in error["message"]
+    assert "sync" in error["details"]["form"]
+    error = assert_error(
+        client.post("/api/v1/datasets", headers=auth, json={"name": "x", "records": [{"a": 1}], "sync": value}),
+        422, "validation_error",
+    )
+    assert "sync" in error["details"]["json"]
+    assert leftovers() == before
+
+
 def test_missing_and_wrong_keys_are_401(client):
     assert_error(client.get("/api/v1/datasets"), 401, "unauthorized")
     assert_error(client.get("/api/v1/datasets", headers={"Authorization": "Bearer lks_nope_nope"}), 401, "unauthorized")
@@ -221,6 +235,14 @@ def test_openapi_is_generated_from_the_schemas(client):
     post = paths["/api/v1/datasets"]["post"]
     assert set(post["requestBody"]["content"]) == {"multipart/form-data", "application/json"}
     assert "SyncStatusResponse" in json.dumps(spec["components"]["schemas"])
+    schemas = spec["components"]["schemas"]
+    for upload_schema in ("DatasetUploadRequest", "DatasetRecordsRequest"):
+        assert schemas[upload_schema]["properties"]["sync"]["type"] == ["boolean", "null"]
+    assert "local_only" in schemas["DatasetResponse"]["properties"]["sync_status"]["enum"]
+    assert "local_only" in schemas["BulkResyncRequest"]["properties"]["status"]["enum"]
+    assert "local_only" in schemas["IntegrationStatusResponse"]["required"]
+    assert "409" in paths["/api/v1/sync"]["post"]["responses"]
+    assert "409" in paths["/api/v1/datasets/{dataset_id}/sync"]["post"]["responses"]
     assert client.get("/api/docs").status_code == 200
 
 
