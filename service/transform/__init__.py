@@ -10,6 +10,7 @@ Public interface:
 - ``SilverPlan`` / ``SilverColumn``: the plan every lakehouse target applies.
 """
 from service.transform.naming import snake_case_names
-from service.transform.plan import SampledPlanRejected, SilverColumn, SilverPlan, infer_plan
+from service.transform.inference import infer_plan
+from service.transform.plan import SampledPlanRejected, SilverColumn, SilverPlan
 
 __all__ = ["SampledPlanRejected", "SilverColumn", "SilverPlan", "infer_plan", "snake_case_names"]

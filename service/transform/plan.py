@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 # Logical types a silver column can take.
 SILVER_TYPES = ("string", "integer", "double", "boolean", "date", "timestamp")
@@ -28,10 +27,3 @@ class SilverPlan:
 
 class SampledPlanRejected(Exception):
     """A value does not fit the type a sampled plan gave its column."""
-
-
-def infer_plan(parquet_path: Path | str, *, null_tokens: list[str], settings=None,
-               sampled: bool = False) -> SilverPlan:
-    from service.transform.inference import infer_plan as _infer
-
-    return _infer(parquet_path, null_tokens=null_tokens, settings=settings, sampled=sampled)
