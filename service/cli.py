@@ -20,7 +20,7 @@ def create_tenant(name: str) -> None:
     with session_scope() as session:
         tenant = session.scalar(select(Tenant).where(Tenant.name == name))
         created = tenant is None
-        if created:
+        if tenant is None:
             slug, n = tenant_slug(name), 1
             while session.scalar(select(Tenant.id).where(Tenant.slug == slug)) is not None:
                 n += 1

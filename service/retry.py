@@ -65,7 +65,7 @@ class StepRetryPolicy:
 
     def countdown(self, attempt: int) -> float:
         wait = wait_exponential_jitter(multiplier=self.interval, max=self.max_wait, jitter=self.interval)
-        state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})
+        state = RetryCallState(retry_object=Retrying(), fn=None, args=(), kwargs={})
         state.attempt_number = attempt
         return min(wait(state), self.max_wait)
 

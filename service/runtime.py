@@ -7,7 +7,6 @@ context reaches it through ``runtime()``.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
 from pathlib import Path
 
 from flask import current_app
@@ -19,7 +18,7 @@ from service.storage import LocalStore
 
 
 class Runtime:
-    def __init__(self, config: Mapping):
+    def __init__(self, config: dict):
         self.config = config
         self.store = LocalStore.from_config(config)
         # The API's conversions.

@@ -103,7 +103,7 @@ class OAuthTokens:
     def token(self) -> str:
         with self._lock:
             if self._token is None or time.monotonic() >= self._expires_at:
-                self._fetch()
+                self._token = self._fetch()
             return self._token
 
     def invalidate(self) -> bool:
@@ -111,7 +111,7 @@ class OAuthTokens:
             self._token = None
         return True
 
-    def _fetch(self) -> None:
+    def _fetch(self) -> str:
         response = self.http.request(
             "POST", "/oidc/v1/token", what="the OAuth token request", expected=(200,),
             data={"grant_type": "client_credentials", "scope": "all-apis"},
@@ -125,8 +125,8 @@ class OAuthTokens:
         # Renew a minute early (or at 90% of a short lifetime) so no call carries a token
         # that expires on the way.
         margin = min(60.0, expires_in / 10)
-        self._token = token
         self._expires_at = time.monotonic() + expires_in - margin
+        return token
 
 
 def _basic(user: str, password: str) -> str:
@@ -189,8 +189,9 @@ class DatabricksTarget(LakehouseTarget):
             auth, refresh = (lambda: {"Authorization": f"Bearer {token}"}), None
         elif client_id and client_secret:
             self.auth_kind = "oauth-m2m"
-            self._oauth = OAuthTokens(self.host, client_id, client_secret, timeout=http_timeout, attempts=attempts)
-            auth, refresh = (lambda: {"Authorization": f"Bearer {self._oauth.token()}"}), self._oauth.invalidate
+            oauth = OAuthTokens(self.host, client_id, client_secret, timeout=http_timeout, attempts=attempts)
+            self._oauth = oauth
+            auth, refresh = (lambda: {"Authorization": f"Bearer {oauth.token()}"}), oauth.invalidate
         else:
             raise PermanentTargetError(
                 "no Databricks credentials: set DATABRICKS_TOKEN, or DATABRICKS_CLIENT_ID and DATABRICKS_CLIENT_SECRET")
@@ -351,7 +352,8 @@ class DatabricksTarget(LakehouseTarget):
         )
 
     def _list_dir(self, remote: str) -> list[dict]:
-        entries, token = [], None
+        entries: list[dict] = []
+        token = None
         while True:
             params = {"page_token": token} if token else None
             response = self.http.request("GET", self._files_url("directories", remote), what=f"listing {remote}",

@@ -161,7 +161,7 @@ def write_distinct(con: duckdb.DuckDBPyConnection, silver_sql: SilverSQL, column
     rows = f"read_parquet({q.quote_literal(every_row)})"
     con.execute("CREATE OR REPLACE TEMP TABLE shared_hashes AS SELECT h FROM "
                 f"(SELECT hash(*COLUMNS(*)) AS h FROM {rows}) GROUP BY h HAVING count(*) > 1").fetchall()
-    if con.execute("SELECT count(*) FROM shared_hashes").fetchone()[0] == 0:
+    if con.execute("SELECT count(*) FROM shared_hashes").fetchall()[0][0] == 0:
         os.rename(every_row, out_file)
         return
     hashed = f"SELECT *, hash(*COLUMNS(*)) AS {_ROW_HASH} FROM {rows}"

@@ -179,7 +179,7 @@ class HttpClient:
             retry=retry_if_exception(self._should_retry),
             reraise=True,
             before_sleep=lambda s: log.info("%s call failed (attempt %d), retrying: %s",
-                                            self.service, s.attempt_number, s.outcome.exception()),
+                                            self.service, s.attempt_number, s.outcome and s.outcome.exception()),
         )
 
     def request(
@@ -192,7 +192,7 @@ class HttpClient:
         allow: Iterable[int] = (),
         json: Any = None,
         params: dict | None = None,
-        data: Callable[[], Any] | bytes | None = None,
+        data: Callable[[], Any] | bytes | dict | None = None,
         headers: dict | None = None,
         timeout: float | None = None,
     ) -> requests.Response:
