@@ -18,14 +18,11 @@ def test_as_bool_rejects_other_values():
         as_bool("sometimes", "AUTO_SYNC")
 
 
-def test_switches_default_on_and_read_the_environment(monkeypatch):
-    monkeypatch.delenv("SYNC_ENABLED", raising=False)
-    monkeypatch.setenv("AUTO_SYNC", "false")
-    config = from_env()
+def test_switches_default_on_and_read_the_environment():
+    config = from_env({"AUTO_SYNC": "false"})
     assert config["SYNC_ENABLED"] is True and config["AUTO_SYNC"] is False
-    monkeypatch.setenv("SYNC_ENABLED", "maybe")
     with pytest.raises(ValueError, match="SYNC_ENABLED"):
-        from_env()
+        from_env({"SYNC_ENABLED": "maybe"})
 
 
 @pytest.mark.parametrize(
