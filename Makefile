@@ -1,5 +1,5 @@
 # Local development and CI. Needs only python3 (3.11+), make and a C compiler: PostgreSQL
-# and Redis are embedded (see service/devstack.py) unless DATABASE_URL / REDIS_URL are set.
+# and Redis are embedded (see devstack/) unless DATABASE_URL / REDIS_URL are set.
 
 PYTHON ?= python3
 VENV   := .venv
@@ -7,11 +7,11 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.requirements.stamp
 # Ops commands get DATABASE_URL / REDIS_URL from here, reusing the servers of a running
 # `make run` or starting (and afterwards stopping) embedded ones.
-DEVSTACK := $(PY) -m service.devstack
+DEVSTACK := $(PY) -m devstack
 WITH_STACK := $(DEVSTACK) exec --
 FLASK  := $(PY) -m flask --app wsgi
 CELERY := $(PY) -m celery -A tasks.celery_app
-# service/devstack.py reads DATA_DIR itself (same default); not exported, so tests never
+# devstack/ reads DATA_DIR itself (same default); not exported, so tests never
 # see a relative DATA_DIR.
 DATA_DIR ?= .data
 

@@ -7,7 +7,9 @@ import pytest
 import redis
 import sqlalchemy as sa
 
-from service.devstack import EmbeddedPostgres, EmbeddedRedis, resolve_stack
+from devstack.postgres import EmbeddedPostgres
+from devstack.redis import EmbeddedRedis
+from devstack.stack import resolve_stack
 
 
 def _port_closed(port: int) -> bool:
