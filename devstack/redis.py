@@ -9,9 +9,11 @@ import subprocess
 import time
 from pathlib import Path
 from typing import Iterator
+from urllib.parse import quote
 
 from devstack.log import log
 from devstack.net import free_port, port_open
+from devstack.passwords import stored_password, write_private
 from devstack.processes import process_name, wait_pid_exit
 from service.processes import pid_alive
 
@@ -52,7 +54,9 @@ class EmbeddedRedis:
 
     Append-only file on (fsync every second), so messages queued for the worker survive
     a restart. The port of the last launch is kept in ``data_dir/redis.port`` so another
-    process (or ``stop``) can find the running server.
+    process (or ``stop``) can find the running server. Clients must authenticate with the
+    password generated into ``data_dir/redis.password`` on first use: anyone on the host can
+    reach the port, and the queues carry the work of every tenant.
     """
 
     def __init__(self, data_dir: Path, port: int | None = None):
@@ -69,10 +73,15 @@ class EmbeddedRedis:
     pid_path = property(lambda self: self.data_dir / "redis.pid")
     port_path = property(lambda self: self.data_dir / "redis.port")
     log_path = property(lambda self: self.data_dir / "redis.log")
+    password_path = property(lambda self: self.data_dir / "redis.password")
+
+    @property
+    def password(self) -> str:
+        return stored_password(self.password_path)
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://:{quote(self.password, safe='')}@127.0.0.1:{self.port}/0"
 
     def _client(self, port: int):
         import redis
@@ -83,6 +92,7 @@ class EmbeddedRedis:
         return redis.Redis(
             host="127.0.0.1",
             port=port,
+            password=self.password,
             socket_connect_timeout=0.5,
             socket_timeout=2,
             retry=Retry(NoBackoff(), 0),
@@ -143,12 +153,15 @@ class EmbeddedRedis:
                 f"port {self.port} is taken by another process; "
                 "set EMBEDDED_REDIS_PORT (or REDIS_URL to use that server)"
             )
-        self.conf_path.write_text(
+        # Private: the file holds the password.
+        write_private(
+            self.conf_path,
             "\n".join(
                 [
                     "bind 127.0.0.1",
                     f"port {self.port}",
                     "protected-mode yes",
+                    f"requirepass {_conf_value(self.password)}",
                     # Our child, not a daemon: we know its pid and can signal it directly.
                     "daemonize no",
                     f"pidfile {_conf_value(str(self.pid_path))}",

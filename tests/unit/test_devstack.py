@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import socket
+import stat
 
 import pytest
 import redis
 import sqlalchemy as sa
 
+from devstack.passwords import stored_password
 from devstack.postgres import EmbeddedPostgres
 from devstack.redis import EmbeddedRedis
 from devstack.stack import resolve_stack
@@ -29,7 +31,7 @@ def test_redis_survives_restart_and_stops(embedded_redis):
     url = embedded_redis.start()
     assert embedded_redis.started
     port = embedded_redis.port
-    assert port and url == f"redis://127.0.0.1:{port}/0"
+    assert port and url == f"redis://:{embedded_redis.password}@127.0.0.1:{port}/0"
 
     client = redis.Redis.from_url(url)
     assert client.ping()
@@ -108,3 +110,63 @@ def test_redis_comes_back_on_the_same_port_after_a_crash(embedded_redis):
     assert not embedded_redis.is_running()
     assert embedded_redis.start() == url
     assert embedded_redis.ping()
+
+
+def _mode(path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_password_file_is_generated_once_private_and_reused(tmp_path):
+    path = tmp_path / "sub" / "redis.password"
+    first = stored_password(path)
+    assert len(first) >= 32
+    assert _mode(path) == 0o600
+    assert stored_password(path) == first
+    assert stored_password(tmp_path / "other.password") != first
+    assert [p.name for p in path.parent.iterdir()] == ["redis.password"]  # no temporary left over
+
+
+def test_password_file_loosened_by_hand_is_made_private_again(tmp_path):
+    path = tmp_path / "flower.password"
+    first = stored_password(path)
+    path.chmod(0o644)
+    assert stored_password(path) == first
+    assert _mode(path) == 0o600
+
+
+def test_empty_password_file_is_refused(tmp_path):
+    path = tmp_path / "redis.password"
+    path.write_text("\n")
+    with pytest.raises(RuntimeError, match="empty"):
+        stored_password(path)
+
+
+def test_redis_refuses_clients_without_the_password(embedded_redis):
+    url = embedded_redis.start()
+    port = embedded_redis.port
+    assert embedded_redis.password in url
+    assert _mode(embedded_redis.password_path) == 0o600
+    assert _mode(embedded_redis.conf_path) == 0o600  # it holds requirepass
+
+    anonymous = redis.Redis(host="127.0.0.1", port=port)
+    with pytest.raises(redis.AuthenticationError):
+        anonymous.set("k", "v")
+    anonymous.close()
+    wrong = redis.Redis(host="127.0.0.1", port=port, password="not-" + embedded_redis.password)
+    with pytest.raises(redis.AuthenticationError):
+        wrong.ping()
+    wrong.close()
+
+    client = redis.Redis.from_url(url)
+    assert client.set("k", "v") and client.get("k") == b"v"
+    client.close()
+
+
+def test_redis_keeps_its_password_across_restarts(embedded_redis):
+    url = embedded_redis.start()
+    password = embedded_redis.password
+    assert embedded_redis.restart(hard=True) == url
+    assert EmbeddedRedis(embedded_redis.data_dir, port=0).password == password
+    client = redis.Redis.from_url(url)
+    assert client.ping()
+    client.close()
