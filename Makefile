@@ -51,7 +51,9 @@ beat: $(STAMP) ## standalone Celery beat
 	@mkdir -p "$(DATA_DIR)"
 	$(WITH_STACK) $(CELERY) beat --loglevel=INFO -s "$(DATA_DIR)/celerybeat-schedule"
 
-flower: $(STAMP) ## Flower on 127.0.0.1:5555
+# Basic auth as under `make run`: devstack sets FLOWER_BASIC_AUTH (generated under DATA_DIR
+# when unset), and Flower reads it from the environment.
+flower: $(STAMP) ## Flower on 127.0.0.1:5555 (basic auth: FLOWER_BASIC_AUTH)
 	$(WITH_STACK) $(CELERY) flower --address=127.0.0.1 --port=5555
 
 migrate: $(STAMP) ## alembic upgrade head

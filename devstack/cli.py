@@ -8,7 +8,9 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
+from devstack.flower import FLOWER_URL, BadSetting, flower_basic_auth, flower_login
 from devstack.log import log
 from devstack.postgres import EmbeddedPostgres
 from devstack.processes import run_foreground, run_procfile, signals_deferred
@@ -16,7 +18,6 @@ from devstack.redis import EmbeddedRedis
 from devstack.stack import ROOT, child_env, data_dir_from_env, resolve_stack
 
 WEB_URL = "http://127.0.0.1:8000"
-FLOWER_URL = "http://127.0.0.1:5555"
 
 
 def _create_dev_tenant(env: dict[str, str], name: str) -> str | None:
@@ -32,7 +33,16 @@ def _create_dev_tenant(env: dict[str, str], name: str) -> str | None:
     return lines[-1] if lines else None
 
 
-def _banner(urls: dict[str, str], data_dir: Path, tenant: str, key: str | None) -> str:
+def _without_password(url: str) -> str:
+    # The banner ends up in terminals and log files; `python -m devstack env` prints the full URL.
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = f"{parts.username or ''}:***@{parts.netloc.rpartition('@')[2]}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _banner(env: dict[str, str], data_dir: Path, tenant: str, key: str | None) -> str:
     key_line = key if key else "(not created; see the output above)"
     return "\n".join(
         [
@@ -40,11 +50,11 @@ def _banner(urls: dict[str, str], data_dir: Path, tenant: str, key: str | None) 
             "lakesync is starting",
             f"  API       {WEB_URL}",
             f"  API docs  {WEB_URL}/api/docs",
-            f"  Flower    {FLOWER_URL}",
+            f"  Flower    {FLOWER_URL} {flower_login(env['FLOWER_BASIC_AUTH'])}",
             f"  API key   {key_line}   (tenant {tenant!r})",
             f"  data      {data_dir}",
-            f"  database  {urls['DATABASE_URL']}",
-            f"  broker    {urls['REDIS_URL']}",
+            f"  database  {_without_password(env['DATABASE_URL'])}",
+            f"  broker    {_without_password(env['REDIS_URL'])}",
             "Ctrl-C stops everything.",
             "",
         ]
@@ -73,7 +83,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 log(f"migrations failed (rc={migrate.returncode})")
                 return migrate.returncode
             key = _create_dev_tenant(env, tenant)
-            print(_banner(urls, data_dir, tenant, key), flush=True)
+            print(_banner(env, data_dir, tenant, key), flush=True)
             rc = run_procfile(ROOT / "Procfile", env, ROOT)
             log("processes stopped; stopping embedded servers")
             return rc
@@ -127,5 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("stop", help="stop the embedded servers under DATA_DIR")
     args = parser.parse_args(argv)
     handlers = {"run": cmd_run, "exec": cmd_exec, "env": cmd_env, "stop": cmd_stop}
-    return handlers[args.command](args)
+    try:
+        if args.command in ("run", "exec"):
+            flower_basic_auth(data_dir_from_env())  # a bad setting fails before any server starts
+        return handlers[args.command](args)
+    except BadSetting as exc:
+        log(str(exc))
+        return 2
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Iterator
 
+from devstack.flower import flower_basic_auth
 from devstack.log import log
 from devstack.postgres import EmbeddedPostgres
 from devstack.processes import signals_deferred
@@ -59,6 +60,8 @@ def child_env(urls: dict[str, str], data_dir: Path) -> dict[str, str]:
     env = os.environ.copy()
     env.update(urls)
     env["DATA_DIR"] = str(data_dir)
+    # Flower reads it itself: `make run` and `make flower` both get the same credentials.
+    env["FLOWER_BASIC_AUTH"] = flower_basic_auth(data_dir)
     # Procfile and Makefile commands (gunicorn, celery, flask) must come from our venv.
     bins = [str(Path(sys.executable).parent), str(ROOT / ".venv" / "bin")]
     path = [p for p in env.get("PATH", "").split(os.pathsep) if p and p not in bins]

@@ -3,15 +3,22 @@ from __future__ import annotations
 
 import socket
 import stat
+import subprocess
+import sys
+import time
 
 import pytest
 import redis
+import requests
 import sqlalchemy as sa
 
+from devstack.cli import _without_password
+from devstack.flower import BadSetting, flower_basic_auth
+from devstack.net import free_port
 from devstack.passwords import stored_password
 from devstack.postgres import EmbeddedPostgres
 from devstack.redis import EmbeddedRedis
-from devstack.stack import resolve_stack
+from devstack.stack import ROOT, child_env, resolve_stack
 
 
 def _port_closed(port: int) -> bool:
@@ -170,3 +177,53 @@ def test_redis_keeps_its_password_across_restarts(embedded_redis):
     client = redis.Redis.from_url(url)
     assert client.ping()
     client.close()
+
+
+def test_flower_credentials_generated_once_unless_configured(tmp_path, monkeypatch):
+    monkeypatch.delenv("FLOWER_BASIC_AUTH", raising=False)
+    generated = flower_basic_auth(tmp_path)
+    user, _, password = generated.partition(":")
+    assert user == "admin" and password == (tmp_path / "flower.password").read_text().strip()
+    assert _mode(tmp_path / "flower.password") == 0o600
+    assert flower_basic_auth(tmp_path) == generated
+
+    monkeypatch.setenv("FLOWER_BASIC_AUTH", "ops:s3cret")
+    assert flower_basic_auth(tmp_path) == "ops:s3cret"
+    for bad in ("ops", "ops:", ":s3cret", "ops:s3cret,nobody"):
+        monkeypatch.setenv("FLOWER_BASIC_AUTH", bad)
+        with pytest.raises(BadSetting, match="user:password"):
+            flower_basic_auth(tmp_path)
+
+
+def test_banner_hides_url_passwords():
+    assert _without_password("redis://:pw@127.0.0.1:6390/0") == "redis://:***@127.0.0.1:6390/0"
+    assert _without_password("redis://u:pw@h:1/2") == "redis://u:***@h:1/2"
+    assert _without_password("redis://127.0.0.1:6390/0") == "redis://127.0.0.1:6390/0"
+
+
+def test_flower_started_with_the_launcher_env_requires_basic_auth(embedded_redis, tmp_path, monkeypatch):
+    monkeypatch.delenv("FLOWER_BASIC_AUTH", raising=False)
+    env = child_env({"DATABASE_URL": "postgresql+psycopg2://unused@/x", "REDIS_URL": embedded_redis.start()}, tmp_path)
+    port = free_port()
+    flower = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "tasks.celery_app", "flower", "--address=127.0.0.1", f"--port={port}"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                anonymous = requests.get(url, timeout=5)
+                break
+            except requests.ConnectionError:
+                assert flower.poll() is None, "flower exited"
+                assert time.monotonic() < deadline, "flower did not listen"
+                time.sleep(0.2)
+        assert anonymous.status_code == 401
+        user, _, password = env["FLOWER_BASIC_AUTH"].partition(":")
+        assert requests.get(url, auth=(user, "wrong"), timeout=5).status_code == 401
+        assert requests.get(url, auth=(user, password), timeout=5).status_code == 200
+    finally:
+        flower.terminate()
+        flower.wait(timeout=30)
