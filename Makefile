@@ -1,5 +1,5 @@
 # Local development and CI. Needs only python3 (3.11+), make and a C compiler: PostgreSQL
-# and Redis are embedded (see service/devstack.py) unless DATABASE_URL / REDIS_URL are set.
+# and Redis are embedded (see devstack/) unless DATABASE_URL / REDIS_URL are set.
 
 PYTHON ?= python3
 VENV   := .venv
@@ -7,11 +7,11 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.requirements.stamp
 # Ops commands get DATABASE_URL / REDIS_URL from here, reusing the servers of a running
 # `make run` or starting (and afterwards stopping) embedded ones.
-DEVSTACK := $(PY) -m service.devstack
+DEVSTACK := $(PY) -m devstack
 WITH_STACK := $(DEVSTACK) exec --
 FLASK  := $(PY) -m flask --app wsgi
 CELERY := $(PY) -m celery -A tasks.celery_app
-# service/devstack.py reads DATA_DIR itself (same default); not exported, so tests never
+# devstack/ reads DATA_DIR itself (same default); not exported, so tests never
 # see a relative DATA_DIR.
 DATA_DIR ?= .data
 
@@ -51,7 +51,9 @@ beat: $(STAMP) ## standalone Celery beat
 	@mkdir -p "$(DATA_DIR)"
 	$(WITH_STACK) $(CELERY) beat --loglevel=INFO -s "$(DATA_DIR)/celerybeat-schedule"
 
-flower: $(STAMP) ## Flower on 127.0.0.1:5555
+# Basic auth as under `make run`: devstack sets FLOWER_BASIC_AUTH (generated under DATA_DIR
+# when unset), and Flower reads it from the environment.
+flower: $(STAMP) ## Flower on 127.0.0.1:5555 (basic auth: FLOWER_BASIC_AUTH)
 	$(WITH_STACK) $(CELERY) flower --address=127.0.0.1 --port=5555
 
 migrate: $(STAMP) ## alembic upgrade head

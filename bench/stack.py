@@ -18,7 +18,9 @@ from pathlib import Path
 
 import requests
 
-from service.devstack import EmbeddedPostgres, EmbeddedRedis, free_port
+from devstack.net import free_port
+from devstack.postgres import EmbeddedPostgres
+from devstack.redis import EmbeddedRedis
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -64,7 +64,7 @@ def postgres_server(stack_dir):
     if os.environ.get("TEST_DATABASE_URL"):
         yield os.environ["TEST_DATABASE_URL"]
         return
-    from service.devstack import EmbeddedPostgres
+    from devstack.postgres import EmbeddedPostgres
 
     server = EmbeddedPostgres(stack_dir / "pg")
     url = server.start()
@@ -78,7 +78,7 @@ def redis_server(stack_dir):
     if os.environ.get("TEST_REDIS_URL"):
         yield None
         return
-    from service.devstack import EmbeddedRedis
+    from devstack.redis import EmbeddedRedis
 
     server = EmbeddedRedis(stack_dir / "redis", port=0)
     server.start()
@@ -230,7 +230,7 @@ def live_server(app):
 
     from werkzeug.serving import make_server
 
-    from service.devstack import free_port
+    from devstack.net import free_port
 
     server = make_server("127.0.0.1", free_port(), app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

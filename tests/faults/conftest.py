@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from service.devstack import EmbeddedPostgres, EmbeddedRedis, free_port
+from devstack.net import free_port
+from devstack.postgres import EmbeddedPostgres
+from devstack.redis import EmbeddedRedis
 from tests.conftest import scratch_dir
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -2,12 +2,23 @@
 from __future__ import annotations
 
 import socket
+import stat
+import subprocess
+import sys
+import time
 
 import pytest
 import redis
+import requests
 import sqlalchemy as sa
 
-from service.devstack import EmbeddedPostgres, EmbeddedRedis, resolve_stack
+from devstack.cli import _without_password
+from devstack.flower import BadSetting, flower_basic_auth
+from devstack.net import free_port
+from devstack.passwords import stored_password
+from devstack.postgres import EmbeddedPostgres
+from devstack.redis import EmbeddedRedis
+from devstack.stack import ROOT, child_env, resolve_stack
 
 
 def _port_closed(port: int) -> bool:
@@ -27,7 +38,7 @@ def test_redis_survives_restart_and_stops(embedded_redis):
     url = embedded_redis.start()
     assert embedded_redis.started
     port = embedded_redis.port
-    assert port and url == f"redis://127.0.0.1:{port}/0"
+    assert port and url == f"redis://:{embedded_redis.password}@127.0.0.1:{port}/0"
 
     client = redis.Redis.from_url(url)
     assert client.ping()
@@ -106,3 +117,113 @@ def test_redis_comes_back_on_the_same_port_after_a_crash(embedded_redis):
     assert not embedded_redis.is_running()
     assert embedded_redis.start() == url
     assert embedded_redis.ping()
+
+
+def _mode(path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_password_file_is_generated_once_private_and_reused(tmp_path):
+    path = tmp_path / "sub" / "redis.password"
+    first = stored_password(path)
+    assert len(first) >= 32
+    assert _mode(path) == 0o600
+    assert stored_password(path) == first
+    assert stored_password(tmp_path / "other.password") != first
+    assert [p.name for p in path.parent.iterdir()] == ["redis.password"]  # no temporary left over
+
+
+def test_password_file_loosened_by_hand_is_made_private_again(tmp_path):
+    path = tmp_path / "flower.password"
+    first = stored_password(path)
+    path.chmod(0o644)
+    assert stored_password(path) == first
+    assert _mode(path) == 0o600
+
+
+def test_empty_password_file_is_refused(tmp_path):
+    path = tmp_path / "redis.password"
+    path.write_text("\n")
+    with pytest.raises(RuntimeError, match="empty"):
+        stored_password(path)
+
+
+def test_redis_refuses_clients_without_the_password(embedded_redis):
+    url = embedded_redis.start()
+    port = embedded_redis.port
+    assert embedded_redis.password in url
+    assert _mode(embedded_redis.password_path) == 0o600
+    assert _mode(embedded_redis.conf_path) == 0o600  # it holds requirepass
+
+    anonymous = redis.Redis(host="127.0.0.1", port=port)
+    with pytest.raises(redis.AuthenticationError):
+        anonymous.set("k", "v")
+    anonymous.close()
+    wrong = redis.Redis(host="127.0.0.1", port=port, password="not-" + embedded_redis.password)
+    with pytest.raises(redis.AuthenticationError):
+        wrong.ping()
+    wrong.close()
+
+    client = redis.Redis.from_url(url)
+    assert client.set("k", "v") and client.get("k") == b"v"
+    client.close()
+
+
+def test_redis_keeps_its_password_across_restarts(embedded_redis):
+    url = embedded_redis.start()
+    password = embedded_redis.password
+    assert embedded_redis.restart(hard=True) == url
+    assert EmbeddedRedis(embedded_redis.data_dir, port=0).password == password
+    client = redis.Redis.from_url(url)
+    assert client.ping()
+    client.close()
+
+
+def test_flower_credentials_generated_once_unless_configured(tmp_path, monkeypatch):
+    monkeypatch.delenv("FLOWER_BASIC_AUTH", raising=False)
+    generated = flower_basic_auth(tmp_path)
+    user, _, password = generated.partition(":")
+    assert user == "admin" and password == (tmp_path / "flower.password").read_text().strip()
+    assert _mode(tmp_path / "flower.password") == 0o600
+    assert flower_basic_auth(tmp_path) == generated
+
+    monkeypatch.setenv("FLOWER_BASIC_AUTH", "ops:s3cret")
+    assert flower_basic_auth(tmp_path) == "ops:s3cret"
+    for bad in ("ops", "ops:", ":s3cret", "ops:s3cret,nobody"):
+        monkeypatch.setenv("FLOWER_BASIC_AUTH", bad)
+        with pytest.raises(BadSetting, match="user:password"):
+            flower_basic_auth(tmp_path)
+
+
+def test_banner_hides_url_passwords():
+    assert _without_password("redis://:pw@127.0.0.1:6390/0") == "redis://:***@127.0.0.1:6390/0"
+    assert _without_password("redis://u:pw@h:1/2") == "redis://u:***@h:1/2"
+    assert _without_password("redis://127.0.0.1:6390/0") == "redis://127.0.0.1:6390/0"
+
+
+def test_flower_started_with_the_launcher_env_requires_basic_auth(embedded_redis, tmp_path, monkeypatch):
+    monkeypatch.delenv("FLOWER_BASIC_AUTH", raising=False)
+    env = child_env({"DATABASE_URL": "postgresql+psycopg2://unused@/x", "REDIS_URL": embedded_redis.start()}, tmp_path)
+    port = free_port()
+    flower = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "tasks.celery_app", "flower", "--address=127.0.0.1", f"--port={port}"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                anonymous = requests.get(url, timeout=5)
+                break
+            except requests.ConnectionError:
+                assert flower.poll() is None, "flower exited"
+                assert time.monotonic() < deadline, "flower did not listen"
+                time.sleep(0.2)
+        assert anonymous.status_code == 401
+        user, _, password = env["FLOWER_BASIC_AUTH"].partition(":")
+        assert requests.get(url, auth=(user, "wrong"), timeout=5).status_code == 401
+        assert requests.get(url, auth=(user, password), timeout=5).status_code == 200
+    finally:
+        flower.terminate()
+        flower.wait(timeout=30)
