@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from devstack.passwords import stored_password
@@ -14,14 +15,14 @@ class BadSetting(ValueError):
     """A variable of the environment the launcher cannot work with."""
 
 
-def flower_basic_auth(data_dir: Path) -> str:
+def flower_basic_auth(data_dir: Path, environ: Mapping[str, str] | None = None) -> str:
     """``FLOWER_BASIC_AUTH`` (``user:password[,user:password...]``), else ``admin`` with a password
     generated once and kept in ``DATA_DIR/flower.password``.
 
     Flower reads the variable from its environment itself, which keeps the password out of
     its command line (``ps`` shows that to every user of the host).
     """
-    configured = os.environ.get("FLOWER_BASIC_AUTH", "").strip()
+    configured = (os.environ if environ is None else environ).get("FLOWER_BASIC_AUTH", "").strip()
     if not configured:
         return f"{FLOWER_USER}:{stored_password(Path(data_dir) / 'flower.password')}"
     for pair in configured.split(","):

@@ -5,7 +5,7 @@ import contextlib
 import os
 import sys
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator, Mapping
 
 from devstack.flower import flower_basic_auth
 from devstack.log import log
@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @contextlib.contextmanager
-def resolve_stack(data_dir: Path, *, keep_running: bool = False) -> Iterator[dict[str, str]]:
+def resolve_stack(data_dir: Path, *, keep_running: bool = False,
+                  environ: Mapping[str, str] | None = None) -> Iterator[dict[str, str]]:
     """Yield ``{"DATABASE_URL": ..., "REDIS_URL": ...}``.
 
     A URL set in the environment is used as is; otherwise an embedded server is started
@@ -25,6 +26,7 @@ def resolve_stack(data_dir: Path, *, keep_running: bool = False) -> Iterator[dic
     call launched are stopped (none with ``keep_running``); reused ones stay up for
     whoever started them.
     """
+    environ = os.environ if environ is None else environ
     data_dir = Path(data_dir).expanduser().resolve()
     launched: list[EmbeddedPostgres | EmbeddedRedis] = []
     urls: dict[str, str] = {}
@@ -32,8 +34,8 @@ def resolve_stack(data_dir: Path, *, keep_running: bool = False) -> Iterator[dic
         servers = {"DATABASE_URL": EmbeddedPostgres(data_dir / "pg"),
                    "REDIS_URL": EmbeddedRedis(data_dir / "redis")}
         for name, server in servers.items():
-            if os.environ.get(name):
-                urls[name] = os.environ[name]
+            if environ.get(name):
+                urls[name] = environ[name]
                 continue
             # Listed before start(): a Ctrl-C halfway through must still stop it.
             if not server.is_running():
@@ -56,12 +58,14 @@ def data_dir_from_env() -> Path:
     return Path(os.environ.get("DATA_DIR") or ROOT / ".data").expanduser().resolve()
 
 
-def child_env(urls: dict[str, str], data_dir: Path) -> dict[str, str]:
-    env = os.environ.copy()
+def child_env(urls: dict[str, str], data_dir: Path, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of the processes the launcher starts: ``environ`` (this process's
+    when not given) with the stack's URLs, DATA_DIR and Flower's credentials."""
+    env = dict(os.environ if environ is None else environ)
     env.update(urls)
     env["DATA_DIR"] = str(data_dir)
     # Flower reads it itself: `make run` and `make flower` both get the same credentials.
-    env["FLOWER_BASIC_AUTH"] = flower_basic_auth(data_dir)
+    env["FLOWER_BASIC_AUTH"] = flower_basic_auth(data_dir, env)
     # Procfile and Makefile commands (gunicorn, celery, flask) must come from our venv.
     bins = [str(Path(sys.executable).parent), str(ROOT / ".venv" / "bin")]
     path = [p for p in env.get("PATH", "").split(os.pathsep) if p and p not in bins]

@@ -1,6 +1,7 @@
 """The embedded servers behind `make run` and the test suite."""
 from __future__ import annotations
 
+import os
 import socket
 import stat
 import subprocess
@@ -98,10 +99,9 @@ def test_postgres_with_deep_data_dir_creates_database_and_is_reused(tmp_path):
         server.stop()
 
 
-def test_resolve_stack_uses_urls_from_env(tmp_path, monkeypatch):
-    monkeypatch.setenv("DATABASE_URL", "postgresql+psycopg2://u@db.example/x")
-    monkeypatch.setenv("REDIS_URL", "redis://broker.example:6379/0")
-    with resolve_stack(tmp_path / "data") as urls:
+def test_resolve_stack_uses_urls_from_env(tmp_path):
+    environ = {"DATABASE_URL": "postgresql+psycopg2://u@db.example/x", "REDIS_URL": "redis://broker.example:6379/0"}
+    with resolve_stack(tmp_path / "data", environ=environ) as urls:
         assert urls == {
             "DATABASE_URL": "postgresql+psycopg2://u@db.example/x",
             "REDIS_URL": "redis://broker.example:6379/0",
@@ -179,20 +179,17 @@ def test_redis_keeps_its_password_across_restarts(embedded_redis):
     client.close()
 
 
-def test_flower_credentials_generated_once_unless_configured(tmp_path, monkeypatch):
-    monkeypatch.delenv("FLOWER_BASIC_AUTH", raising=False)
-    generated = flower_basic_auth(tmp_path)
+def test_flower_credentials_generated_once_unless_configured(tmp_path):
+    generated = flower_basic_auth(tmp_path, {})
     user, _, password = generated.partition(":")
     assert user == "admin" and password == (tmp_path / "flower.password").read_text().strip()
     assert _mode(tmp_path / "flower.password") == 0o600
-    assert flower_basic_auth(tmp_path) == generated
+    assert flower_basic_auth(tmp_path, {}) == generated
 
-    monkeypatch.setenv("FLOWER_BASIC_AUTH", "ops:s3cret")
-    assert flower_basic_auth(tmp_path) == "ops:s3cret"
+    assert flower_basic_auth(tmp_path, {"FLOWER_BASIC_AUTH": "ops:s3cret"}) == "ops:s3cret"
     for bad in ("ops", "ops:", ":s3cret", "ops:s3cret,nobody"):
-        monkeypatch.setenv("FLOWER_BASIC_AUTH", bad)
         with pytest.raises(BadSetting, match="user:password"):
-            flower_basic_auth(tmp_path)
+            flower_basic_auth(tmp_path, {"FLOWER_BASIC_AUTH": bad})
 
 
 def test_banner_hides_url_passwords():
@@ -201,9 +198,10 @@ def test_banner_hides_url_passwords():
     assert _without_password("redis://127.0.0.1:6390/0") == "redis://127.0.0.1:6390/0"
 
 
-def test_flower_started_with_the_launcher_env_requires_basic_auth(embedded_redis, tmp_path, monkeypatch):
-    monkeypatch.delenv("FLOWER_BASIC_AUTH", raising=False)
-    env = child_env({"DATABASE_URL": "postgresql+psycopg2://unused@/x", "REDIS_URL": embedded_redis.start()}, tmp_path)
+def test_flower_started_with_the_launcher_env_requires_basic_auth(embedded_redis, tmp_path):
+    environ = {k: v for k, v in os.environ.items() if k != "FLOWER_BASIC_AUTH"}
+    env = child_env({"DATABASE_URL": "postgresql+psycopg2://unused@/x", "REDIS_URL": embedded_redis.start()}, tmp_path,
+                    environ)
     port = free_port()
     flower = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "tasks.celery_app", "flower", "--address=127.0.0.1", f"--port={port}"],
