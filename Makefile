@@ -22,7 +22,7 @@ WORKER_BEAT ?= -B -s "$(DATA_DIR)/celerybeat-schedule"
 .DEFAULT_GOAL := help
 
 .PHONY: help venv run api worker beat flower migrate revision tenant revoke-key resync \
-	resync-failed bench test test-unit test-faults stop clean clean-data
+	resync-failed bench test test-unit test-faults lint format stop clean clean-data
 
 help: ## this list
 	@echo "usage: make TARGET [VAR=value]"
@@ -90,6 +90,16 @@ test-unit: $(STAMP) ## unit tests
 
 test-faults: $(STAMP) ## fault-injection suite: kills workers, restarts Redis and PostgreSQL
 	$(PY) -m pytest -q tests/faults
+
+lint: $(STAMP) ## ruff (lint and format check), mypy, import-linter contracts of the layers
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy service tasks schemas
+	$(VENV)/bin/lint-imports
+
+format: $(STAMP) ## ruff: fix what it can and format
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
 
 stop: ## stop embedded servers left running under DATA_DIR
 	@if [ -x $(PY) ]; then $(DEVSTACK) stop; fi
