@@ -9,8 +9,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = ROOT / ".data"
 
 DEFAULT_NULL_TOKENS = ("", "NULL", "null", "N/A", "NA", "None")
-# The worker's steps de-duplicate whole tables: the hash table of a 5M-row file fits in
-# this (at 512MB it spilled, and the silver step took about 15% longer); larger files spill.
+# The worker's steps de-duplicate whole tables: sized so the hash table of the 5M-row
+# benchmark file fits (bench/README.md, "Why the settings are what they are"); larger files spill.
 DEFAULT_SYNC_MEMORY_LIMIT = "704MB"
 
 

@@ -17,9 +17,8 @@ from service.transform.naming import RESERVED_NAMES
 from service.transform.plan import SILVER_TYPES, SilverPlan
 
 # Silver Parquet options. Snappy is the fastest codec to write and read. Dictionary
-# encoding is kept for columns with few distinct values per row group (up to 4096
-# entries, against a default of ROW_GROUP_SIZE/5): building a dictionary for a
-# high-cardinality column only to abandon it took about a fifth of the write time.
+# encoding is kept only for columns with few distinct values per row group: building a
+# dictionary for a high-cardinality column only to abandon it is costly (bench/README.md).
 # The writer buffers a whole row group, so wide tables get row groups capped in bytes.
 SILVER_PARQUET_OPTIONS = ("FORMAT parquet, COMPRESSION snappy, DICTIONARY_SIZE_LIMIT 4096, "
                           "ROW_GROUP_SIZE_BYTES '32MB'")
@@ -188,8 +187,7 @@ def _typed_from_string(col: str, type_name: str, tokens: list[str], token_first:
     fast = f"TRY_CAST({col} AS {duck})"
     if token_first:
         # Some token casts (nan to double): only an unpadded value that is not a token
-        # may be cast as it is; trimming and comparing every value first made the cast
-        # several times slower.
+        # may be cast as it is, rather than trimming and comparing every value first.
         plain = f"NOT ({col} LIKE ' %' OR {col} LIKE '% ' OR {q.is_token(col, tokens)})"
         fast = f"CASE WHEN {plain} THEN {fast} END"
     # TRY_CAST is vectorised (and dictionary-aware); only values it rejects, which
