@@ -16,6 +16,8 @@ CELERY := $(PY) -m celery -A tasks.celery_app
 DATA_DIR ?= .data
 
 WORKER_CONCURRENCY ?= 2
+# The worker serves Prometheus metrics on this port (`make worker WORKER_METRICS_PORT=` for none).
+WORKER_METRICS_PORT ?= 9808
 # `make worker WORKER_BEAT=` runs a worker without the embedded scheduler (then run `make beat`).
 WORKER_BEAT ?= -B -s "$(DATA_DIR)/celerybeat-schedule"
 
@@ -37,7 +39,7 @@ $(STAMP): requirements.txt
 
 venv: $(STAMP) ## create .venv and install requirements.txt
 
-run: $(STAMP) ## everything: migrate, dev tenant, API :8000, worker+beat, Flower :5555
+run: $(STAMP) ## everything: migrate, dev tenant, API :8000, worker+beat (metrics :9808), Flower :5555
 	$(DEVSTACK) run
 
 api: $(STAMP) ## Flask development server on 127.0.0.1:8000
@@ -45,7 +47,8 @@ api: $(STAMP) ## Flask development server on 127.0.0.1:8000
 
 worker: $(STAMP) ## Celery worker (with beat; WORKER_BEAT= to run without)
 	@mkdir -p "$(DATA_DIR)"
-	$(WITH_STACK) $(CELERY) worker $(WORKER_BEAT) --loglevel=INFO -E --concurrency=$(WORKER_CONCURRENCY)
+	WORKER_METRICS_PORT=$(WORKER_METRICS_PORT) WORKER_METRICS_ADDR=$${WORKER_METRICS_ADDR:-127.0.0.1} \
+		$(WITH_STACK) $(CELERY) worker $(WORKER_BEAT) --loglevel=INFO -E --concurrency=$(WORKER_CONCURRENCY)
 
 beat: $(STAMP) ## standalone Celery beat
 	@mkdir -p "$(DATA_DIR)"

@@ -17,6 +17,8 @@ class SyncStepResponseSchema(Schema):
 class SyncRunResponseSchema(Schema):
     id = fields.UUID(required=True)
     trigger = fields.String(required=True)
+    request_id = fields.String(allow_none=True, metadata={
+        "description": "id of the request that started the run (X-Request-ID), or generated; its task log lines carry it"})
     status = fields.String(required=True)
     step = fields.String(allow_none=True)
     error = fields.String(allow_none=True)

@@ -5,8 +5,6 @@ Celery app (``app.extensions["celery"]``); the worker entry is ``tasks/celery_ap
 """
 from __future__ import annotations
 
-import logging
-
 from celery import Celery, Task
 from celery.signals import worker_process_init
 from flask import Flask
@@ -44,7 +42,9 @@ def create_app(config: dict | None = None) -> Flask:
     app.config["CELERY"] = {**celery_settings(app.config), **celery_overrides}
     app.config["MAX_CONTENT_LENGTH"] = int(app.config["MAX_UPLOAD_MB"]) * 1024 * 1024
 
-    logging.basicConfig(level=app.config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from service.observability import init_observability
+
+    init_observability(app)
 
     from service.db import init_engine
     from service.runtime import Runtime

@@ -95,6 +95,10 @@ def from_env(environ: Mapping[str, str] | None = None) -> dict:
         "DUCKDB_SYNC_MEMORY_LIMIT": env.get("DUCKDB_SYNC_MEMORY_LIMIT", DEFAULT_SYNC_MEMORY_LIMIT),
         "DUCKDB_THREADS": env.int("DUCKDB_THREADS", os.cpu_count() or 2),
         "LOG_LEVEL": env.get("LOG_LEVEL", "INFO"),
+        "LOG_FORMAT": env.get("LOG_FORMAT", "text").strip().lower(),
+        # The worker serves its metrics on this port when set (make run: 9808).
+        "WORKER_METRICS_PORT": int(env.get("WORKER_METRICS_PORT") or 0),
+        "WORKER_METRICS_ADDR": env.get("WORKER_METRICS_ADDR", "0.0.0.0"),
         # Databricks Unity Catalog (SYNC_TARGET=databricks)
         "DATABRICKS_HOST": env.get("DATABRICKS_HOST", ""),
         "DATABRICKS_TOKEN": env.get("DATABRICKS_TOKEN", ""),

@@ -229,6 +229,7 @@ def sync_status(session: Session, dataset: Dataset) -> dict:
         return {
             "id": run.id,
             "trigger": run.trigger,
+            "request_id": run.request_id,
             "status": run.status,
             "step": run.step,
             "error": run.error,

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from service.db import autocommit_connection, session_scope
 from service.locks import is_locked
 from service.models import Dataset, SyncRun, utcnow
+from service.observability import context
 
 log = logging.getLogger(__name__)
 
@@ -35,22 +36,24 @@ PUBLISH_ERRORS = (kombu.exceptions.OperationalError, redis.exceptions.RedisError
 
 def request_run(session: Session, dataset: Dataset, *, trigger: str) -> SyncRun:
     """Make a new run the dataset's current one; it is published after commit."""
-    run = SyncRun(id=uuid.uuid4(), dataset_id=dataset.id, trigger=trigger, status="pending")
+    # The id of the request asking for it; a run asked for outside a request gets its own.
+    request_id = context.request_id() or context.new_request_id()
+    run = SyncRun(id=uuid.uuid4(), dataset_id=dataset.id, trigger=trigger, status="pending", request_id=request_id)
     session.add(run)
     dataset.current_run_id = run.id
     dataset.sync_status = "pending"
     dataset.sync_step = None
     dataset.sync_attempts = 0
-    session.info.setdefault(_PENDING_KEY, []).append((str(dataset.id), str(run.id)))
+    session.info.setdefault(_PENDING_KEY, []).append((str(dataset.id), str(run.id), request_id))
     return run
 
 
 @event.listens_for(Session, "after_commit")
 def _publish_after_commit(session: Session) -> None:
     runs = session.info.pop(_PENDING_KEY, [])
-    for dataset_id, run_id in runs:
+    for dataset_id, run_id, request_id in runs:
         try:
-            publish(dataset_id, run_id)
+            publish(dataset_id, run_id, request_id=request_id)
         except Exception:
             # The run is committed: whatever fails here, the relay publishes it later. An
             # error raised from a commit hook would reach the caller as a failed commit.
@@ -63,15 +66,16 @@ def _drop_after_rollback(session: Session) -> None:
     session.info.pop(_PENDING_KEY, None)
 
 
-def publish(dataset_id: str, run_id: str, from_step: str = "bronze") -> bool:
-    """Send the chain (from ``from_step`` on) to the broker; False, logged, when the broker
-    cannot take it now."""
+def publish(dataset_id: str, run_id: str, from_step: str = "bronze", request_id: str | None = None) -> bool:
+    """Send the chain (from ``from_step`` on) to the broker, its messages carrying the run's
+    request id; False, logged, when the broker cannot take it now."""
     celery_app = current_app.extensions["celery"]
     args = (dataset_id, run_id)
     steps = STEP_ORDER[STEP_ORDER.index(from_step):]
     # By task name: the API publishes tasks it never imports.
     try:
-        chain(*(celery_app.signature(f"sync.{step}", args=args, immutable=True) for step in steps)).apply_async()
+        with context.bound(request_id=request_id, dataset_id=dataset_id, run_id=run_id):
+            chain(*(celery_app.signature(f"sync.{step}", args=args, immutable=True) for step in steps)).apply_async()
     except PUBLISH_ERRORS as exc:
         log.warning("could not publish sync run %s of dataset %s: %s", run_id, dataset_id, exc)
         return False
@@ -89,15 +93,15 @@ def relay_unpublished(min_age: float = 5.0, batch: int = 500) -> int:
     cutoff = utcnow() - timedelta(seconds=min_age)
     with session_scope() as session:
         rows = session.execute(
-            select(SyncRun.id, SyncRun.dataset_id)
+            select(SyncRun.id, SyncRun.dataset_id, SyncRun.request_id)
             .join(Dataset, Dataset.current_run_id == SyncRun.id)
             .where(SyncRun.published_at.is_(None), SyncRun.status == "pending", SyncRun.created_at < cutoff)
             .order_by(SyncRun.created_at)
             .limit(batch)
         ).all()
     published = 0
-    for run_id, dataset_id in rows:
-        if not publish(str(dataset_id), str(run_id)):
+    for run_id, dataset_id, request_id in rows:
+        if not publish(str(dataset_id), str(run_id), request_id=request_id):
             break  # the broker is still away; the next relay tries again
         published += 1
     return published
@@ -141,7 +145,8 @@ def sweep_stuck() -> dict:
             from_step = next(s for s in STEP_ORDER if s not in done)
             run.deliveries += 1
             run.heartbeat_at = utcnow()
+            request_id = run.request_id
         log.warning("re-enqueuing stuck sync run %s of dataset %s from %s", run_id, dataset_id, from_step)
-        if publish(str(dataset_id), str(run_id), from_step=from_step):
+        if publish(str(dataset_id), str(run_id), from_step=from_step, request_id=request_id):
             resent += 1
     return {"resent": resent}

@@ -114,6 +114,8 @@ def database_url(postgres_server):
 @pytest.fixture(scope="session")
 def app_env(stack_dir, database_url, redis_url) -> dict:
     """Environment shared by the in-process app and the worker process."""
+    from service.devstack import free_port
+
     return {
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
@@ -128,6 +130,9 @@ def app_env(stack_dir, database_url, redis_url) -> dict:
         "MAX_UPLOAD_MB": "5",
         "MAX_JSON_BODY_MB": "2",
         "DUCKDB_THREADS": "2",
+        # The worker's log (stack_dir/worker.log) is read by tests as JSON lines.
+        "LOG_FORMAT": "json",
+        "WORKER_METRICS_PORT": str(free_port()),
     }
 
 
