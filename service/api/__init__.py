@@ -110,12 +110,13 @@ def register_api(app: Flask) -> Api:
     from service.api.health import blp as health_blp
     from service.api.integration import blp as integration_blp
     from service.api.internal import blp as internal_blp
+    from service.api.usage import blp as usage_blp
 
     app.request_class = UploadRequest
     app.after_request(_remove_spooled_after)
     api = LakesyncApi(app, spec_kwargs={"info": {"description": "Uploaded datasets into lakehouse tables."}})
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
-    for blp in (health_blp, datasets_blp, sync_blp, internal_blp, integration_blp):
+    for blp in (health_blp, datasets_blp, sync_blp, internal_blp, integration_blp, usage_blp):
         api.register_blueprint(blp)
     register_error_handlers(app, api)
     app.extensions["lakesync_api"] = api
