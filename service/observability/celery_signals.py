@@ -83,7 +83,10 @@ def _task_finished(task_id=None, task=None, retval=None, state=None, **_kwargs) 
         rows = retval.get("rows")
         if step in WRITING_STEPS and isinstance(rows, int):
             worker.rows_written.labels(step, target).inc(rows)
-        log.info("%s step succeeded", step, extra={"duration_ms": round(elapsed * 1000, 1), "rows": rows})
+        extra = {"duration_ms": round(elapsed * 1000, 1)}
+        if isinstance(rows, int):
+            extra["rows"] = rows
+        log.info("%s step succeeded", step, extra=extra)
     finally:
         context.clear()
 

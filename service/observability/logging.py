@@ -88,4 +88,5 @@ def configure_logging(level: str | int = "INFO", log_format: str = "text") -> lo
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    logging.captureWarnings(True)  # warnings become records too, so json output stays JSON
     return handler

@@ -10,6 +10,7 @@ in memory. Metrics are built on first use, after the directory is chosen.
 from __future__ import annotations
 
 import functools
+import glob
 import logging
 import os
 import re
@@ -50,6 +51,22 @@ def prepare_multiprocess_dir(role: str, data_dir: str | os.PathLike) -> Path:
     return path
 
 
+class FilesCollector(MultiProcessCollector):
+    """Every process's samples, leaving out a file a process is creating this instant: it
+    is empty until sized, and reading it would fail the whole scrape."""
+
+    def collect(self):
+        files = [f for f in glob.glob(os.path.join(self._path, "*.db")) if _has_data(f)]
+        return self.merge(files, accumulate=True)
+
+
+def _has_data(path: str) -> bool:
+    try:
+        return os.path.getsize(path) > 0
+    except OSError:  # removed meanwhile (a dead process's live gauges)
+        return False
+
+
 def multiprocess_dir() -> str | None:
     return os.environ.get(MULTIPROC_ENV) or None
 
@@ -60,7 +77,7 @@ def registry() -> CollectorRegistry:
     if path is None:
         return REGISTRY
     merged = CollectorRegistry()
-    MultiProcessCollector(merged, path=path)
+    FilesCollector(merged, path=path)
     return merged
 
 
@@ -121,7 +138,7 @@ def start_worker_server(port: int, addr: str, *collectors) -> bool:
     exposed = CollectorRegistry()
     path = multiprocess_dir()
     if path is not None:
-        MultiProcessCollector(exposed, path=path)
+        FilesCollector(exposed, path=path)
     for collector in collectors:
         exposed.register(collector)
     try:
