@@ -2,7 +2,8 @@ from marshmallow import Schema, fields
 
 
 class UsageDatasetsSchema(Schema):
-    total = fields.Integer(required=True)
+    total = fields.Integer(required=True, metadata={"description": "every dataset, local-only ones included"})
+    local_only = fields.Integer(required=True, metadata={"description": "never asked to sync"})
     synced = fields.Integer(required=True)
     failed = fields.Integer(required=True)
     pending = fields.Integer(required=True, metadata={"description": "waiting for their sync to start"})
@@ -22,7 +23,9 @@ class TimeToSyncedSchema(Schema):
 
 class UsageResponseSchema(Schema):
     datasets = fields.Nested(UsageDatasetsSchema, required=True)
-    sync_percentage = fields.Float(required=True, metadata={"description": "synced / total × 100, one decimal"})
+    sync_percentage = fields.Float(required=True, metadata={
+        "description": "synced / (total − local_only) × 100, one decimal: the share of the datasets asked to sync "
+                       "that are synced"})
     rows = fields.Integer(required=True, metadata={"description": "rows of all the tenant's datasets"})
     bytes = fields.Integer(required=True, metadata={"description": "bytes of the tenant's stored Parquet files"})
     uploads_by_day = fields.List(

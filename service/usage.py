@@ -6,7 +6,7 @@ import uuid
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from service.models import SYNC_STATUSES, Dataset, SyncRun
+from service.models import LOCAL_ONLY, SYNC_STATUSES, Dataset, SyncRun
 
 USAGE_DAYS = 30
 
@@ -36,6 +36,7 @@ def tenant_usage(session: Session, tenant_id: uuid.UUID) -> dict:
         rows += int(status_rows)
         size += int(status_bytes)
     total = sum(datasets.values())
+    asked = total - datasets[LOCAL_ONLY]
 
     seconds = func.extract("epoch", SyncRun.finished_at - SyncRun.created_at)
     mean, p95, runs = session.execute(
@@ -47,7 +48,7 @@ def tenant_usage(session: Session, tenant_id: uuid.UUID) -> dict:
     days = session.execute(_UPLOADS_BY_DAY, {"days": USAGE_DAYS, "tenant_id": tenant_id}).all()
     return {
         "datasets": {"total": total, **datasets},
-        "sync_percentage": round(100.0 * datasets["synced"] / total, 1) if total else 0.0,
+        "sync_percentage": round(100.0 * datasets["synced"] / asked, 1) if asked else 0.0,
         "rows": rows,
         "bytes": size,
         "uploads_by_day": [{"day": day, "uploads": uploads} for day, uploads in days],

@@ -18,6 +18,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from service.models import SYNC_STATUSES
 from tests.helpers import upload, wait_for_sync
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -204,7 +205,8 @@ def test_resync_and_cli_runs_carry_their_own_request_ids(app, client, auth, work
     assert wait_for_sync(client, auth, dataset_id)["status"] == "synced"
 
     # A run asked for from the command line has no request: it gets an id of its own.
-    result = app.test_cli_runner().invoke(args=["sync", "resync", dataset_id])
+    with app.app_context():  # as `flask --app wsgi` gives its commands
+        result = app.test_cli_runner().invoke(args=["sync", "resync", dataset_id])
     assert result.exit_code == 0, result.output
     status = wait_for_sync(client, auth, dataset_id)
     assert status["status"] == "synced"
@@ -278,7 +280,7 @@ def test_api_and_worker_metrics_after_syncs(api_server, worker_metrics_url, auth
 
     assert {q["queue"] for q in labels_of(work, "lakesync_queue_length")} == {"celery", "sync.continue"}
     assert all(value(work, "lakesync_queue_length", **q) >= 0 for q in labels_of(work, "lakesync_queue_length"))
-    assert {s["status"] for s in labels_of(work, "lakesync_datasets")} == {"pending", "syncing", "synced", "failed"}
+    assert {s["status"] for s in labels_of(work, "lakesync_datasets")} == set(SYNC_STATUSES)
     assert value(work, "lakesync_datasets", status="synced") >= 3
     assert value(work, "lakesync_datasets", status="failed") >= 1
     assert ("lakesync_sync_runs_stuck", ()) in work
@@ -312,7 +314,7 @@ def _percentile_cont(values: list[float], fraction: float) -> float:
 def test_usage_figures_of_the_tenant(client, auth, other_auth, worker):
     assert client.get("/api/v1/usage").status_code == 401
     empty = client.get("/api/v1/usage", headers=auth).get_json()
-    assert empty["datasets"] == {"total": 0, "synced": 0, "failed": 0, "pending": 0, "syncing": 0}
+    assert empty["datasets"] == {"total": 0, "local_only": 0, "synced": 0, "failed": 0, "pending": 0, "syncing": 0}
     assert empty["sync_percentage"] == 0.0 and empty["rows"] == 0 and empty["bytes"] == 0
     assert empty["time_to_synced_seconds"] == {"mean": None, "p95": None, "runs": 0}
 
@@ -322,18 +324,21 @@ def test_usage_figures_of_the_tenant(client, auth, other_auth, worker):
     datasets = [r.get_json() for r in created]
     statuses = [wait_for_sync(client, auth, d["id"]) for d in datasets]
     assert [s["status"] for s in statuses] == ["synced", "synced", "failed"]
+    kept_local = upload(client, auth, "k\nonly\n", "kept_local.csv", sync="false")
+    assert kept_local.status_code == 201 and kept_local.get_json()["sync_status"] == "local_only", kept_local.get_json()
+    datasets.append(kept_local.get_json())
     upload(client, other_auth, CSV, "someone_else.csv")
 
     usage = client.get("/api/v1/usage", headers=auth).get_json()
-    assert usage["datasets"] == {"total": 3, "synced": 2, "failed": 1, "pending": 0, "syncing": 0}
-    assert usage["sync_percentage"] == 66.7
-    assert usage["rows"] == sum(d["row_count"] for d in datasets) == 3 + 1 + 2
+    assert usage["datasets"] == {"total": 4, "local_only": 1, "synced": 2, "failed": 1, "pending": 0, "syncing": 0}
+    assert usage["sync_percentage"] == 66.7  # of the datasets asked to sync
+    assert usage["rows"] == sum(d["row_count"] for d in datasets) == 3 + 1 + 2 + 1
     assert usage["bytes"] == sum(d["size_bytes"] for d in datasets)
 
     days = usage["uploads_by_day"]
     assert len(days) == 30
     today = datetime.now(timezone.utc).date()
-    assert days[-1] == {"day": today.isoformat(), "uploads": 3}
+    assert days[-1] == {"day": today.isoformat(), "uploads": 4}
     assert all(day["uploads"] == 0 for day in days[:-1])
     parsed = [datetime.fromisoformat(day["day"]).date() for day in days]
     assert all((b - a).days == 1 for a, b in zip(parsed, parsed[1:]))
