@@ -23,17 +23,24 @@ class TimeToSyncedSchema(Schema):
 
 class UsageResponseSchema(Schema):
     datasets = fields.Nested(UsageDatasetsSchema, required=True)
-    sync_percentage = fields.Float(required=True, metadata={
-        "description": "synced / (total − local_only) × 100, one decimal: the share of the datasets asked to sync "
-                       "that are synced"})
+    sync_percentage = fields.Float(
+        required=True,
+        metadata={
+            "description": "synced / (total − local_only) × 100, one decimal: the share of the datasets asked to sync "
+            "that are synced"
+        },
+    )
     rows = fields.Integer(required=True, metadata={"description": "rows of all the tenant's datasets"})
     bytes = fields.Integer(required=True, metadata={"description": "bytes of the tenant's stored Parquet files"})
     uploads_by_day = fields.List(
-        fields.Nested(UploadsOnDaySchema), required=True,
-        metadata={"description": "datasets uploaded on each of the last 30 days (UTC), oldest first, deleted ones "
-                                 "not counted"},
+        fields.Nested(UploadsOnDaySchema),
+        required=True,
+        metadata={
+            "description": "datasets uploaded on each of the last 30 days (UTC), oldest first, deleted ones not counted"
+        },
     )
     time_to_synced_seconds = fields.Nested(
-        TimeToSyncedSchema, required=True,
+        TimeToSyncedSchema,
+        required=True,
         metadata={"description": "from a run's request (the upload, or a resync) to its datasets being synced"},
     )

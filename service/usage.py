@@ -1,4 +1,5 @@
 """A tenant's usage figures, each computed by PostgreSQL in one query."""
+
 from __future__ import annotations
 
 import uuid
@@ -24,8 +25,12 @@ _UPLOADS_BY_DAY = text("""
 
 def tenant_usage(session: Session, tenant_id: uuid.UUID) -> dict:
     by_status = session.execute(
-        select(Dataset.sync_status, func.count(), func.coalesce(func.sum(Dataset.row_count), 0),
-               func.coalesce(func.sum(Dataset.size_bytes), 0))
+        select(
+            Dataset.sync_status,
+            func.count(),
+            func.coalesce(func.sum(Dataset.row_count), 0),
+            func.coalesce(func.sum(Dataset.size_bytes), 0),
+        )
         .where(Dataset.tenant_id == tenant_id)
         .group_by(Dataset.sync_status)
     ).all()

@@ -114,7 +114,7 @@ def database_url(postgres_server):
 @pytest.fixture(scope="session")
 def app_env(stack_dir, database_url, redis_url) -> dict:
     """Environment shared by the in-process app and the worker process."""
-    from service.devstack import free_port
+    from devstack.net import free_port
 
     return {
         "DATABASE_URL": database_url,

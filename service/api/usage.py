@@ -1,4 +1,5 @@
 """The tenant's usage figures."""
+
 from __future__ import annotations
 
 from flask import g

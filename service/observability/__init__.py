@@ -1,5 +1,6 @@
 """Operating lakesync: structured logs with one request id from the upload through every
 task, and Prometheus metrics of the API and the worker."""
+
 from __future__ import annotations
 
 from flask import Flask, Response

@@ -6,6 +6,7 @@ before it runs (``task_prerun``). The chain's later steps are published by the w
 from inside the earlier step, so they carry the same id. A task that arrives without one
 (sent by beat, or by an older sender) gets a new id.
 """
+
 from __future__ import annotations
 
 import logging
@@ -51,9 +52,9 @@ def _add_headers(headers: dict | None = None, **_kwargs) -> None:
     if headers is None:
         return
     fields = context.snapshot()
-    for header, field in ((REQUEST_ID_HEADER, "request_id"), (TENANT_HEADER, "tenant")):
-        if fields.get(field):
-            headers.setdefault(header, fields[field])
+    for header, name in ((REQUEST_ID_HEADER, "request_id"), (TENANT_HEADER, "tenant")):
+        if fields.get(name):
+            headers.setdefault(header, fields[name])
 
 
 def _task_started(task_id=None, task=None, args=None, **_kwargs) -> None:

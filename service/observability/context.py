@@ -3,6 +3,7 @@
 One context variable holds them, so they follow a request through its thread and a task
 through its worker process without being passed around; every log record gets them.
 """
+
 from __future__ import annotations
 
 import re
@@ -18,7 +19,9 @@ FIELDS = ("request_id", "tenant", "dataset_id", "run_id", "task_id", "step")
 # A client's X-Request-ID is kept only when it is this tame: it ends up in logs and headers.
 REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
-_context: ContextVar[dict[str, Any]] = ContextVar("lakesync_log_context", default={})
+# Never modified in place (a new dict is set each time), so a shared empty default is safe.
+_EMPTY: dict[str, Any] = {}
+_context: ContextVar[dict[str, Any]] = ContextVar("lakesync_log_context", default=_EMPTY)  # noqa: B039
 
 
 def new_request_id() -> str:
@@ -26,7 +29,7 @@ def new_request_id() -> str:
 
 
 def valid_request_id(value: str | None) -> bool:
-    return bool(value) and REQUEST_ID_PATTERN.fullmatch(value) is not None
+    return value is not None and REQUEST_ID_PATTERN.fullmatch(value) is not None
 
 
 def current() -> dict[str, Any]:

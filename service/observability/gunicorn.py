@@ -4,6 +4,7 @@ The master empties the API's metrics directory before it forks its workers, forg
 dead worker's live gauges, and writes its own lines in ``LOG_FORMAT``. Requests are
 logged by the app (``lakesync.http``, with the request id), so gunicorn's access log is off.
 """
+
 from __future__ import annotations
 
 import os

@@ -4,6 +4,7 @@
 the context's ``request_id``, ``tenant``, ``dataset_id``, ``run_id``, ``task_id``, ``step``,
 and a record's own ``duration_ms`` / ``error_code`` (passed as ``extra``).
 """
+
 from __future__ import annotations
 
 import logging

@@ -7,6 +7,7 @@ for gunicorn, ``worker-<node name>`` for a Celery worker. The directory is empti
 its tree starts. A process started without one (``flask run``, tests) keeps its samples
 in memory. Metrics are built on first use, after the directory is chosen.
 """
+
 from __future__ import annotations
 
 import functools
@@ -106,13 +107,17 @@ class WorkerMetrics:
 def api() -> ApiMetrics:
     return ApiMetrics(
         request_duration=Histogram(
-            "lakesync_http_request_duration_seconds", "Time to answer an HTTP request, by route template",
-            ["route", "method", "status"], buckets=HTTP_BUCKETS,
+            "lakesync_http_request_duration_seconds",
+            "Time to answer an HTTP request, by route template",
+            ["route", "method", "status"],
+            buckets=HTTP_BUCKETS,
         ),
-        uploads=Counter("lakesync_uploads_total", "Uploads by source format and outcome (created or the error code)",
-                        ["format", "outcome"]),
-        upload_bytes=Counter("lakesync_upload_bytes_total", "Request body bytes of accepted uploads",
-                             ["format"]),
+        uploads=Counter(
+            "lakesync_uploads_total",
+            "Uploads by source format and outcome (created or the error code)",
+            ["format", "outcome"],
+        ),
+        upload_bytes=Counter("lakesync_upload_bytes_total", "Request body bytes of accepted uploads", ["format"]),
         upload_rows=Counter("lakesync_upload_rows_total", "Rows of accepted uploads", ["format"]),
     )
 
@@ -121,13 +126,18 @@ def api() -> ApiMetrics:
 def worker() -> WorkerMetrics:
     return WorkerMetrics(
         step_duration=Histogram(
-            "lakesync_sync_step_duration_seconds", "Time a sync step took to succeed (one attempt)",
-            ["step", "target"], buckets=STEP_BUCKETS,
+            "lakesync_sync_step_duration_seconds",
+            "Time a sync step took to succeed (one attempt)",
+            ["step", "target"],
+            buckets=STEP_BUCKETS,
         ),
-        rows_written=Counter("lakesync_sync_rows_written_total", "Rows written to lakehouse tables", ["step", "target"]),
+        rows_written=Counter(
+            "lakesync_sync_rows_written_total", "Rows written to lakehouse tables", ["step", "target"]
+        ),
         runs=Counter("lakesync_sync_runs_total", "Sync runs that ended, by final status", ["status"]),
-        step_retries=Counter("lakesync_sync_step_retries_total", "Step attempts that failed and will be retried",
-                             ["step", "error"]),
+        step_retries=Counter(
+            "lakesync_sync_step_retries_total", "Step attempts that failed and will be retried", ["step", "error"]
+        ),
         step_failures=Counter("lakesync_sync_step_failures_total", "Steps that failed for good", ["step", "error"]),
     )
 

@@ -4,6 +4,7 @@ A client's ``X-Request-ID`` is kept when it is up to 128 characters of
 ``[A-Za-z0-9._-]``; otherwise (absent or malformed) a new id is made. The response echoes
 it, every log line of the request carries it, and so do the sync runs the request starts.
 """
+
 from __future__ import annotations
 
 import logging
@@ -63,8 +64,12 @@ def _finish(response: Response) -> Response:
         metrics.api().request_duration.labels(route, request.method, str(response.status_code)).observe(elapsed)
     if (request.endpoint, request.method) == UPLOAD_ENDPOINT:
         _count_upload(response, error_code)
-    extra = {"duration_ms": round(elapsed * 1000, 1), "method": request.method, "route": route,
-             "status": response.status_code}
+    extra = {
+        "duration_ms": round(elapsed * 1000, 1),
+        "method": request.method,
+        "route": route,
+        "status": response.status_code,
+    }
     if error_code:
         extra["error_code"] = error_code
     level = logging.DEBUG if route in QUIET_ROUTES else logging.INFO

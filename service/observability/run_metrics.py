@@ -4,6 +4,7 @@ A run ends in several places (the last step succeeds, a step fails for good, a s
 keeps killing its worker is given up); all of them set ``SyncRun.status``. The change is
 counted when its transaction commits, so a transaction retried after a rollback counts once.
 """
+
 from __future__ import annotations
 
 from sqlalchemy import event

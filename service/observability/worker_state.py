@@ -1,6 +1,7 @@
 """Gauges read when the worker's metrics are scraped: broker queue lengths, datasets by
 sync status and stuck runs. They are facts of the broker and the database, not of one
 process, so they are read fresh rather than kept in the worker's files."""
+
 from __future__ import annotations
 
 import logging
@@ -47,7 +48,9 @@ class WorkerStateCollector:
     def _database_state(self):
         last_move = func.coalesce(SyncRun.heartbeat_at, SyncRun.published_at)
         with session_scope() as session:
-            by_status = dict(session.execute(select(Dataset.sync_status, func.count()).group_by(Dataset.sync_status)).all())
+            by_status = dict(
+                session.execute(select(Dataset.sync_status, func.count()).group_by(Dataset.sync_status)).all()
+            )
             # The sweeper's own condition for a run to re-send.
             stuck = session.scalar(
                 select(func.count())
@@ -63,6 +66,8 @@ class WorkerStateCollector:
         for status in SYNC_STATUSES:
             datasets.add_metric([status], by_status.get(status, 0))
         yield datasets
-        yield GaugeMetricFamily("lakesync_sync_runs_stuck",
-                                f"Current runs that have not moved for SYNC_STUCK_TIMEOUT ({self.stuck_timeout:g} s)",
-                                value=stuck or 0)
+        yield GaugeMetricFamily(
+            "lakesync_sync_runs_stuck",
+            f"Current runs that have not moved for SYNC_STUCK_TIMEOUT ({self.stuck_timeout:g} s)",
+            value=stuck or 0,
+        )

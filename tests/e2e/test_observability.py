@@ -1,6 +1,7 @@
 """Request ids from the upload through every task's log lines, the API's and the worker's
 Prometheus metrics, and the usage figures: against real processes (gunicorn with two
 workers, the session's Celery worker, PostgreSQL, Redis)."""
+
 from __future__ import annotations
 
 import io
@@ -11,7 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -87,7 +88,7 @@ def poll_sync(base: str, headers: dict, dataset_id: str, timeout: float = 60.0) 
 @pytest.fixture(scope="module")
 def api_server(app_env, worker, stack_dir):
     """The API under gunicorn with two workers, as `make run` starts it; yields (base URL, log path)."""
-    from service.devstack import free_port
+    from devstack.net import free_port
 
     port = free_port()
     log_path = stack_dir / f"api-{port}.log"
@@ -95,9 +96,25 @@ def api_server(app_env, worker, stack_dir):
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "python:service.observability.gunicorn", "wsgi:app",
-             "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "2", "--no-control-socket"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-c",
+                "python:service.observability.gunicorn",
+                "wsgi:app",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                "2",
+                "--threads",
+                "2",
+                "--no-control-socket",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -127,8 +144,13 @@ def worker_metrics_url(app_env, worker) -> str:
 
 
 def post_file(base: str, headers: dict, content: str, file_name: str, **form) -> requests.Response:
-    return requests.post(f"{base}/api/v1/datasets", headers=headers, files={"file": (file_name, io.BytesIO(content.encode()))},
-                         data=form, timeout=60)
+    return requests.post(
+        f"{base}/api/v1/datasets",
+        headers=headers,
+        files={"file": (file_name, io.BytesIO(content.encode()))},
+        data=form,
+        timeout=60,
+    )
 
 
 # --- request ids ---------------------------------------------------------------------------
@@ -215,9 +237,11 @@ def test_resync_and_cli_runs_carry_their_own_request_ids(app, client, auth, work
     assert GENERATED_ID.fullmatch(ids[0])
 
     for run in status["runs"]:
-        lines = lines_with(stack_dir / "worker.log", run["request_id"],
-                           lambda found: any(e.get("step") == "metadata" and e["logger"] == "lakesync.tasks"
-                                             for e in found))
+        lines = lines_with(
+            stack_dir / "worker.log",
+            run["request_id"],
+            lambda found: any(e.get("step") == "metadata" and e["logger"] == "lakesync.tasks" for e in found),
+        )
         assert {e.get("step") for e in lines} >= {"bronze", "silver", "metadata"}
         assert {e.get("run_id") for e in lines if "step" in e} == {run["id"]}
 
@@ -318,8 +342,11 @@ def test_usage_figures_of_the_tenant(client, auth, other_auth, worker):
     assert empty["sync_percentage"] == 0.0 and empty["rows"] == 0 and empty["bytes"] == 0
     assert empty["time_to_synced_seconds"] == {"mean": None, "p95": None, "runs": 0}
 
-    created = [upload(client, auth, CSV, "usage_a.csv"), upload(client, auth, "x,y\n1,2\n", "usage_b.csv"),
-               upload(client, auth, "k\nv1\nv2\n", "bad_silver_usage.csv")]
+    created = [
+        upload(client, auth, CSV, "usage_a.csv"),
+        upload(client, auth, "x,y\n1,2\n", "usage_b.csv"),
+        upload(client, auth, "k\nv1\nv2\n", "bad_silver_usage.csv"),
+    ]
     assert [r.status_code for r in created] == [201, 201, 201]
     datasets = [r.get_json() for r in created]
     statuses = [wait_for_sync(client, auth, d["id"]) for d in datasets]
@@ -337,15 +364,17 @@ def test_usage_figures_of_the_tenant(client, auth, other_auth, worker):
 
     days = usage["uploads_by_day"]
     assert len(days) == 30
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     assert days[-1] == {"day": today.isoformat(), "uploads": 4}
     assert all(day["uploads"] == 0 for day in days[:-1])
     parsed = [datetime.fromisoformat(day["day"]).date() for day in days]
-    assert all((b - a).days == 1 for a, b in zip(parsed, parsed[1:]))
+    assert all((b - a).days == 1 for a, b in zip(parsed, parsed[1:], strict=False))
 
     seconds = [
         (datetime.fromisoformat(run["finished_at"]) - datetime.fromisoformat(run["created_at"])).total_seconds()
-        for status in statuses for run in status["runs"] if run["status"] == "synced"
+        for status in statuses
+        for run in status["runs"]
+        if run["status"] == "synced"
     ]
     assert len(seconds) == 2
     figures = usage["time_to_synced_seconds"]
@@ -358,4 +387,10 @@ def test_usage_figures_of_the_tenant(client, auth, other_auth, worker):
     schema = spec["paths"]["/api/v1/usage"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
     assert schema["$ref"] == "#/components/schemas/UsageResponse"
     assert set(spec["components"]["schemas"]["UsageResponse"]["properties"]) == {
-        "datasets", "sync_percentage", "rows", "bytes", "uploads_by_day", "time_to_synced_seconds"}
+        "datasets",
+        "sync_percentage",
+        "rows",
+        "bytes",
+        "uploads_by_day",
+        "time_to_synced_seconds",
+    }
