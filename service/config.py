@@ -12,6 +12,9 @@ DEFAULT_NULL_TOKENS = ("", "NULL", "null", "N/A", "NA", "None")
 # The worker's steps de-duplicate whole tables: sized so the hash table of the 5M-row
 # benchmark file fits (bench/README.md, "Why the settings are what they are"); larger files spill.
 DEFAULT_SYNC_MEMORY_LIMIT = "704MB"
+# Read for s3:// URLs (service.storage.s3); empty ones are left to the library's defaults.
+S3_SETTINGS = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION",
+               "AWS_ALLOW_HTTP", "AWS_CONDITIONAL_PUT")
 
 
 def sync_duckdb(config: dict) -> tuple[str, int, str | None]:
@@ -23,6 +26,16 @@ def sync_duckdb(config: dict) -> tuple[str, int, str | None]:
         int(config.get("DUCKDB_THREADS") or 2),
         str(Path(data_dir) / "tmp" / "duckdb") if data_dir else None,
     )
+
+
+def storage_url(config: Mapping) -> str:
+    """Where datasets' Parquet files are stored: STORAGE_URL, else the STORAGE_DIR path."""
+    return str(config.get("STORAGE_URL") or config.get("STORAGE_DIR") or Path(config["DATA_DIR"]) / "datasets")
+
+
+def lakehouse_url(config: Mapping) -> str:
+    """Where the delta target's tables live: LAKEHOUSE_URL, else the LAKEHOUSE_DIR path."""
+    return str(config.get("LAKEHOUSE_URL") or config.get("LAKEHOUSE_DIR") or Path(config["DATA_DIR"]) / "lakehouse")
 
 
 def as_bool(value: object, name: str) -> bool:
@@ -76,6 +89,11 @@ def from_env(environ: Mapping[str, str] | None = None) -> dict:
         "REDIS_URL": env.get("REDIS_URL", ""),
         "STORAGE_DIR": env.get("STORAGE_DIR", str(data_dir / "datasets")),
         "LAKEHOUSE_DIR": env.get("LAKEHOUSE_DIR", str(data_dir / "lakehouse")),
+        # A local path or s3://bucket/prefix; empty means STORAGE_DIR / LAKEHOUSE_DIR.
+        "STORAGE_URL": env.get("STORAGE_URL", ""),
+        "LAKEHOUSE_URL": env.get("LAKEHOUSE_URL", ""),
+        # The object store's endpoint and credentials, under the standard AWS names.
+        **{name: env.get(name, "") for name in S3_SETTINGS},
         "MAX_UPLOAD_MB": env.int("MAX_UPLOAD_MB", 1024),
         "MAX_JSON_BODY_MB": env.int("MAX_JSON_BODY_MB", 64),
         "INTERNAL_API_KEY": env.get("INTERNAL_API_KEY", mcp_key),

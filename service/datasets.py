@@ -9,6 +9,7 @@ import os
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
+from typing import BinaryIO
 
 import pyarrow.parquet as pq
 from flask import current_app
@@ -20,12 +21,12 @@ from service.db import session_scope
 from service.duckdb_shared import STALE_SECONDS, remove_stale
 from service.errors import Conflict, IngestError, NotFound
 from service.ingest import ConvertResult, IngestSettings, convert_file, convert_records
-from service.ingest.output import SCRATCH_PREFIX, TEMP_SUFFIX
+from service.ingest.output import SCRATCH_PREFIX
 from service.locks import dataset_lock
 from service.models import LOCAL_ONLY, Dataset, LakehouseTable, SyncRun, Tenant, utcnow
 from service.runs import request_run
 from service.runtime import runtime
-from service.storage import UPLOAD_PREFIX, UPLOAD_SUFFIX, LocalStore
+from service.storage import FileStore
 from service.sync import context_for, dataset_tables
 from service.transform import snake_case_names
 
@@ -72,7 +73,7 @@ def _columns(result: ConvertResult) -> list[dict]:
 
 
 def _store_new(
-    store: LocalStore,
+    store: FileStore,
     tenant: Tenant,
     *,
     name: str,
@@ -84,12 +85,13 @@ def _store_new(
     """Convert into the store, then commit the dataset and, when it is to sync, its first run
     together; otherwise it is committed ``local_only``, with no run.
 
-    The sync chain is published only after the commit; on any error the Parquet file is
-    removed, so a rejected upload leaves nothing behind.
+    The file is stored (on an object store: uploaded) before the commit, and the sync chain
+    is published only after it; on any error the file is removed wherever it got to, so a
+    rejected upload leaves nothing behind.
     """
     dataset_id = uuid.uuid4()
     file_name = store.file_name_for(dataset_id)
-    dest = store.path_for(file_name)
+    dest = store.write_path(file_name)
     try:
         try:
             result: ConvertResult = convert(dest)
@@ -105,6 +107,7 @@ def _store_new(
             raise IngestError(
                 "column names may not contain NUL characters", code="invalid_column_name", details={"columns": bad}
             )
+        store.publish(file_name)
         with session_scope() as session:
             dataset = Dataset(
                 id=dataset_id,
@@ -125,13 +128,13 @@ def _store_new(
                 # statement, no UPDATE after.
                 request_run(session, dataset, trigger="upload")
     except BaseException:
-        dest.unlink(missing_ok=True)
+        store.discard(file_name)
         raise
     return dataset
 
 
 def create_from_file(
-    store: LocalStore,
+    store: FileStore,
     settings: IngestSettings,
     tenant: Tenant,
     src: Path,
@@ -153,11 +156,11 @@ def create_from_file(
     )
 
 
-def remove_upload_leftovers(store: LocalStore, scratch_dir: str | os.PathLike | None, *,
+def remove_upload_leftovers(store: FileStore, scratch_dir: str | os.PathLike | None, *,
                             older_than: float = LEFTOVER_SECONDS) -> int:
     """Delete the work files of uploads cut short (spooled bodies, half-written Parquet
     files, scratch copies) not modified for ``older_than`` seconds; the number deleted."""
-    places = [(store.incoming_dir, UPLOAD_PREFIX, UPLOAD_SUFFIX), (store.root, ".", TEMP_SUFFIX)]
+    places = store.leftover_places()
     if scratch_dir is not None:
         places.append((scratch_dir, SCRATCH_PREFIX, ""))
     removed = sum(remove_stale(directory, prefix, suffix, older_than=older_than)
@@ -168,7 +171,7 @@ def remove_upload_leftovers(store: LocalStore, scratch_dir: str | os.PathLike | 
 
 
 def create_from_records(
-    store: LocalStore,
+    store: FileStore,
     settings: IngestSettings,
     tenant: Tenant,
     records: list,
@@ -289,9 +292,10 @@ def _json_value(value):
     return value
 
 
-def preview_rows(path: Path, *, limit: int, offset: int) -> tuple[list[str], list[dict], int]:
-    """Rows [offset, offset+limit) of a Parquet file, reading only the row groups they sit in."""
-    parquet = pq.ParquetFile(path)
+def preview_rows(source: Path | BinaryIO, *, limit: int, offset: int) -> tuple[list[str], list[dict], int]:
+    """Rows [offset, offset+limit) of a Parquet file, reading only the footer and the row
+    groups they sit in (ranged reads on an object store)."""
+    parquet = pq.ParquetFile(source, pre_buffer=False)
     meta = parquet.metadata
     total = meta.num_rows
     columns = parquet.schema_arrow.names

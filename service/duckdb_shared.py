@@ -64,15 +64,21 @@ def _remove(entry: os.DirEntry) -> None:
         os.remove(entry.path)
 
 
-def _spill_prefix(pid: int) -> str:
-    return f"{SPILL_PREFIX}{socket.gethostname()}-{pid}-"
+def owned_prefix(prefix: str, pid: int | None = None) -> str:
+    """The start of the name of a work file or directory owned by a process of this host."""
+    return f"{prefix}{socket.gethostname()}-{os.getpid() if pid is None else pid}-"
 
 
-def _remove_orphans(base: str) -> None:
-    """Spill directories of dead processes of this host, and any older than STALE_SECONDS."""
-    remove_stale(base, SPILL_PREFIX)
-    host_prefix = f"{SPILL_PREFIX}{socket.gethostname()}-"
-    for entry in os.scandir(base):
+def remove_orphans(base: str | os.PathLike, prefix: str) -> None:
+    """Entries named by ``owned_prefix`` whose process on this host is dead, and any older
+    than STALE_SECONDS: what a killed process left behind."""
+    remove_stale(base, prefix)
+    host_prefix = f"{prefix}{socket.gethostname()}-"
+    try:
+        entries = list(os.scandir(base))
+    except FileNotFoundError:
+        return
+    for entry in entries:
         if not entry.name.startswith(host_prefix):
             continue
         pid = entry.name[len(host_prefix):].split("-", 1)[0]
@@ -83,15 +89,15 @@ def _remove_orphans(base: str) -> None:
 
 def _spill_directory(base: str) -> str:
     os.makedirs(base, exist_ok=True)
-    _remove_orphans(base)
-    path = tempfile.mkdtemp(prefix=_spill_prefix(os.getpid()), dir=base)
+    remove_orphans(base, SPILL_PREFIX)
+    path = tempfile.mkdtemp(prefix=owned_prefix(SPILL_PREFIX), dir=base)
     _SPILL_DIRS.append(path)
     return path
 
 
 @atexit.register
 def _remove_own_spill_directories() -> None:
-    pid_prefix = _spill_prefix(os.getpid())
+    pid_prefix = owned_prefix(SPILL_PREFIX)
     for path in _SPILL_DIRS:
         if os.path.basename(path).startswith(pid_prefix):  # not a parent's, inherited by fork
             shutil.rmtree(path, ignore_errors=True)

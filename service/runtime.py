@@ -14,13 +14,13 @@ from flask import current_app
 from service.config import sync_duckdb
 from service.ingest import IngestSettings
 from service.lakehouse import LakehouseTarget, get_target
-from service.storage import LocalStore
+from service.storage import FileStore, file_store
 
 
 class Runtime:
     def __init__(self, config: dict):
         self.config = config
-        self.store = LocalStore.from_config(config)
+        self.store: FileStore = file_store(config)
         # The API's conversions.
         self.ingest_settings = IngestSettings(
             duckdb_memory_limit=str(config["DUCKDB_MEMORY_LIMIT"]),

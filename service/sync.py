@@ -7,11 +7,13 @@ leaves the same table. A run that is no longer the dataset's current run does no
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
+from typing import Iterator
 
 from flask import current_app
 from sqlalchemy import and_, select
@@ -26,6 +28,7 @@ from service.models import Dataset, LakehouseTable, SyncRun, SyncStepRun, Tenant
 from service.naming import table_name
 from service.retry import quick_retrying
 from service.runtime import runtime
+from service.storage import StoredFileMissing
 from service.transform import SampledPlanRejected, infer_plan
 
 log = logging.getLogger(__name__)
@@ -57,7 +60,7 @@ def context_for(dataset: Dataset, tenant: Tenant, *, run_id: uuid.UUID | None, i
         dataset_name=dataset.name,
         bronze=refs["bronze"],
         silver=refs["silver"],
-        source_path=runtime().store.path_for(dataset.file_name),
+        source_path=None,
         source_file=dataset.file_name,
         ingested_at=ingested_at,
         columns=tuple(dataset.columns),
@@ -170,10 +173,17 @@ def _record_table(session: Session, dataset: Dataset, layer: str, table: TableRe
     )
 
 
-def _local_parquet(ctx: SyncContext) -> Path:
-    if not ctx.source_path.exists():
-        raise PermanentSyncError(f"the local file {ctx.source_file} of dataset {ctx.dataset_id} is missing")
-    return ctx.source_path
+@contextlib.contextmanager
+def _with_source(ctx: SyncContext) -> Iterator[SyncContext]:
+    """The context with a local path of the dataset's file for the length of the block: the
+    stored file itself on a local store, a scratch copy on an object store (removed after)."""
+    with contextlib.ExitStack() as stack:
+        try:
+            path = stack.enter_context(runtime().store.local_copy(ctx.source_file))
+        except StoredFileMissing:
+            raise PermanentSyncError(f"the stored file {ctx.source_file} of dataset {ctx.dataset_id} is missing") \
+                from None
+        yield dataclasses.replace(ctx, source_path=path)
 
 
 def _skipped(dataset_id: uuid.UUID) -> dict:
@@ -185,8 +195,8 @@ def run_bronze(dataset_id: uuid.UUID, run_id: uuid.UUID) -> dict:
     if start is None:
         return _skipped(dataset_id)
     ctx = start.ctx
-    _local_parquet(ctx)
-    result = runtime().target().write_bronze(ctx)
+    with _with_source(ctx) as source_ctx:
+        result = runtime().target().write_bronze(source_ctx)
     if result.row_count != ctx.row_count:
         raise PermanentSyncError(f"bronze table has {result.row_count} rows, the dataset has {ctx.row_count}")
 
@@ -201,7 +211,8 @@ def run_bronze(dataset_id: uuid.UUID, run_id: uuid.UUID) -> dict:
 def _write_silver(ctx: SyncContext) -> tuple[TableResult, list]:
     """Write the silver table; its result and the plan's columns."""
     rt = runtime()
-    tgt, local = rt.target(), _local_parquet(ctx)
+    tgt, local = rt.target(), ctx.source_path
+    assert local is not None, "silver is written inside _with_source"
 
     def infer(sampled: bool):
         return infer_plan(local, null_tokens=current_app.config["NULL_TOKENS"], settings=rt.sync_settings,
@@ -225,7 +236,8 @@ def run_silver(dataset_id: uuid.UUID, run_id: uuid.UUID) -> dict:
     if start is None:
         return _skipped(dataset_id)
     ctx = start.ctx
-    result, plan_columns = _write_silver(ctx)
+    with _with_source(ctx) as source_ctx:
+        result, plan_columns = _write_silver(source_ctx)
     planned = {c.source_name: c for c in plan_columns}
 
     def apply(session, dataset, run):

@@ -26,6 +26,7 @@ from service.db import session_scope
 from service.errors import APIError, IngestError
 from service.ingest import SUPPORTED_FORMATS
 from service.runtime import runtime
+from service.storage import StoredFileMissing
 
 blp = Blueprint(
     "datasets", __name__, url_prefix="/api/v1/datasets", description="Upload datasets and follow their sync"
@@ -204,13 +205,15 @@ class DatasetRows(MethodView):
     @blp.alt_response(404, schema=ErrorResponseSchema)
     @blp.doc(security=[{"bearerAuth": []}])
     def get(self, args, dataset_id: uuid.UUID):
-        """Preview rows of the local Parquet file."""
+        """Preview rows of the stored Parquet file."""
         with session_scope() as session:
             dataset = service.get_for_tenant(session, g.tenant.id, dataset_id)
-        path = runtime().store.path_for(dataset.file_name)
-        if not path.is_file():
-            raise APIError(f"the local file of dataset {dataset_id} is missing", code="file_missing", status=404)
-        columns, rows, total = service.preview_rows(path, limit=args["limit"], offset=args["offset"])
+        try:
+            source = runtime().store.open(dataset.file_name)
+        except StoredFileMissing:
+            raise APIError(f"the stored file of dataset {dataset_id} is missing", code="file_missing", status=404)
+        with source:
+            columns, rows, total = service.preview_rows(source, limit=args["limit"], offset=args["offset"])
         return {"dataset_id": dataset_id, "columns": columns, "rows": rows, "limit": args["limit"], "offset": args["offset"], "total": total}
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import hmac
 
-from flask import current_app, send_file
+from flask import Response, current_app
 from flask_smorest import Blueprint
 from sqlalchemy import select
 
@@ -12,6 +12,7 @@ from service.db import session_scope
 from service.errors import APIError, NotFound, Unauthorized
 from service.models import Dataset
 from service.runtime import runtime
+from service.storage import StoredFileMissing
 
 blp = Blueprint("internal", __name__, url_prefix="/internal", description="Trusted service-to-service endpoints")
 
@@ -26,12 +27,16 @@ def download(file_name: str):
     if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
         raise Unauthorized("missing or invalid internal API key")
     store = runtime().store
-    try:
-        path = store.path_for(file_name)
-    except ValueError:
+    if not store.is_stored_name(file_name):
         raise APIError("not a stored dataset file name; expected <uuid>.parquet", code="invalid_file_name")
     with session_scope() as session:
         known = session.scalar(select(Dataset.id).where(Dataset.file_name == file_name))
-    if known is None or not path.is_file():
+    if known is None:
         raise NotFound(f"no stored file {file_name}")
-    return send_file(path, mimetype="application/vnd.apache.parquet", as_attachment=True, download_name=file_name, conditional=True)
+    try:
+        # Streamed from wherever it is stored, a chunk at a time: memory stays flat.
+        size, chunks = store.iter_bytes(file_name)
+    except StoredFileMissing:
+        raise NotFound(f"no stored file {file_name}") from None
+    return Response(chunks, mimetype="application/vnd.apache.parquet", direct_passthrough=True,
+                    headers={"Content-Length": str(size), "Content-Disposition": f"attachment; filename={file_name}"})

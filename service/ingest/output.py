@@ -6,10 +6,11 @@ import os
 import uuid
 from pathlib import Path
 
+from service.storage.base import TEMP_SUFFIX
+
 
 # Names of the work files below; a process killed mid-conversion leaves them behind, and
 # service.datasets.remove_upload_leftovers finds them by these.
-TEMP_SUFFIX = ".tmp"
 SCRATCH_PREFIX = ".ingest-"
 
 

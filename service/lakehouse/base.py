@@ -50,7 +50,9 @@ class SyncContext:
     dataset_name: str
     bronze: TableRef  # the bronze table: as recorded by the bronze step, else as we name it
     silver: TableRef  # the silver table, likewise
-    source_path: Path  # the local Parquet file, source values exactly as uploaded
+    # A local path of the dataset's Parquet file (source values exactly as uploaded), for
+    # the length of a write_bronze / write_silver call; None elsewhere.
+    source_path: Path | None
     source_file: str  # the stored file name, written to _source_file
     ingested_at: datetime  # UTC, written to _ingested_at
     columns: tuple = ()  # the dataset's columns: dicts of name, source_name, type, source_type

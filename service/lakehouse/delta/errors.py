@@ -9,6 +9,8 @@ import re
 import duckdb
 import pyarrow as pa
 from deltalake.exceptions import CommitFailedError, DeltaError
+from obstore.exceptions import BaseError as ObjectStoreError
+from obstore.exceptions import PermissionDeniedError, UnauthenticatedError
 
 from service.lakehouse.base import PermanentTargetError, TransientTargetError
 from service.transform.plan import SampledPlanRejected
@@ -20,6 +22,10 @@ TRANSIENT_ERRNOS = frozenset(
     ("ENOSPC", "EROFS", "EACCES", "EPERM", "EIO", "EAGAIN", "EDQUOT") if hasattr(errno, name)
 )
 _TRANSIENT_TEXTS = tuple(os.strerror(code) for code in TRANSIENT_ERRNOS)
+# An object store that cannot be reached or is overloaded may answer later.
+_TRANSIENT_STORE_TEXTS = ("error sending request", "connection refused", "connection reset", "timed out",
+                          "operation timed out", "SlowDown", "Service Unavailable", "Internal Server Error",
+                          "503", "500 ")
 _OS_ERROR_CODE = re.compile(r"os error (\d+)|Os \{ code: (\d+)")
 
 
@@ -38,7 +44,7 @@ def _looks_transient(exc: BaseException) -> bool:
     if code is not None:
         return code in TRANSIENT_ERRNOS
     text = str(exc)
-    return any(t in text for t in _TRANSIENT_TEXTS)
+    return any(t in text for t in _TRANSIENT_TEXTS + _TRANSIENT_STORE_TEXTS)
 
 
 @contextlib.contextmanager
@@ -51,6 +57,12 @@ def target_errors(action: str):
     except CommitFailedError as exc:
         raise TransientTargetError(f"{action}: the commit conflicted with another writer: {exc}") from exc
     except DeltaError as exc:
+        if _looks_transient(exc):
+            raise TransientTargetError(f"{action}: {exc}") from exc
+        raise PermanentTargetError(f"{action}: {exc}") from exc
+    except (PermissionDeniedError, UnauthenticatedError) as exc:
+        raise PermanentTargetError(f"{action}: the object store refused the credentials: {exc}") from exc
+    except ObjectStoreError as exc:
         if _looks_transient(exc):
             raise TransientTargetError(f"{action}: {exc}") from exc
         raise PermanentTargetError(f"{action}: {exc}") from exc

@@ -11,13 +11,15 @@ import pyarrow.parquet as pq
 from deltalake import DeltaTable
 
 from service.lakehouse.base import PermanentTargetError, TableRef
+from service.lakehouse.delta.tables import TableStore
 from service.lakehouse.duckdb_sql import BronzeScan
 from service.transform import sql as q
 
-def open_table(path: str, ref: TableRef) -> DeltaTable:
-    if not os.path.isdir(os.path.join(path, "_delta_log")):
+
+def open_table(tables: TableStore, uri: str, ref: TableRef) -> DeltaTable:
+    if not tables.is_table(uri):
         raise PermanentTargetError(f"table {ref.full_name} does not exist")
-    return DeltaTable(path)
+    return tables.open(uri)
 
 
 def count_rows(table: DeltaTable, path: str) -> int:
@@ -30,17 +32,18 @@ def count_rows(table: DeltaTable, path: str) -> int:
     return table.to_pyarrow_dataset().count_rows()
 
 
-def bronze_scan(con: duckdb.DuckDBPyConnection, table: DeltaTable, path: str) -> BronzeScan:
+def bronze_scan(con: duckdb.DuckDBPyConnection, table: DeltaTable, path: str, *, local: bool = True) -> BronzeScan:
     """How to read the bronze table's current version.
 
     The data files are read by DuckDB's own Parquet reader (parallel, within
     memory_limit) with the partition values added as constants. Tables using features
     that reader cannot honour (deletion vectors, column mapping...) go through the
-    ``deltalake`` PyArrow dataset instead.
+    ``deltalake`` PyArrow dataset instead, and so do tables on an object store: DuckDB
+    reads those only with its httpfs extension, which it is not allowed to load.
     """
     schema = pa.schema(table.schema().to_arrow())
     fields = {f.name: f for f in schema}
-    native = _native_scan(table, path, schema)
+    native = _native_scan(table, path, schema) if local else None
     if native is not None:
         sql, constants = native
         return BronzeScan(sql, fields, constants)

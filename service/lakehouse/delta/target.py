@@ -1,4 +1,5 @@
-"""The local lakehouse: Delta tables under LAKEHOUSE_DIR, written with ``deltalake``.
+"""The Delta lakehouse: tables under LAKEHOUSE_URL (a local directory or an s3:// prefix),
+written with ``deltalake``.
 
 Data files are produced by the fastest safe route and then committed with one Delta
 transaction (``create_table_with_add_actions``, mode="overwrite"):
@@ -18,8 +19,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import duckdb
@@ -27,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from deltalake import Schema as DeltaSchema
 
-from service.config import sync_duckdb
+from service.config import lakehouse_url, sync_duckdb
 from service.lakehouse import duckdb_sql
 from service.lakehouse.base import (
     LakehouseTarget,
@@ -39,9 +38,11 @@ from service.lakehouse.base import (
     TableStates,
 )
 from service.lakehouse.delta import bronze as bronze_files
-from service.lakehouse.delta.commit import commit, nullable, publish, staging
+from service.lakehouse.delta.commit import commit, nullable, publish
 from service.lakehouse.delta.errors import target_errors
 from service.lakehouse.delta.scan import bronze_scan, count_rows, open_table
+from service.lakehouse.delta.tables import TableStore
+from service.storage import S3Settings
 from service.table_rules import BRONZE_META, BRONZE_META_FIELDS
 from service.transform import sql as q
 from service.transform.plan import SampledPlanRejected, SilverPlan
@@ -51,38 +52,39 @@ class DeltaTarget(LakehouseTarget):
     name = "delta"
     checks_sampled_plans = True
 
-    def __init__(self, lakehouse_dir: str | os.PathLike, *, duckdb_memory_limit: str = "512MB",
-                 duckdb_threads: int = 2, temp_dir: str | os.PathLike | None = None):
-        self.lakehouse_dir = os.path.abspath(os.fspath(lakehouse_dir))
+    def __init__(self, lakehouse: str | os.PathLike, *, duckdb_memory_limit: str = "512MB",
+                 duckdb_threads: int = 2, temp_dir: str | os.PathLike | None = None,
+                 s3_settings: S3Settings | None = None):
+        url = os.fspath(lakehouse)
         self.duckdb_memory_limit = str(duckdb_memory_limit)
         self.duckdb_threads = max(1, int(duckdb_threads))
-        # DuckDB spills here when a query outgrows memory_limit.
-        self.temp_dir = os.path.abspath(os.fspath(temp_dir)) if temp_dir is not None else \
-            os.path.join(self.lakehouse_dir, ".tmp")
+        # DuckDB spills here when a query outgrows memory_limit; object-store staging too.
+        default_temp = os.path.join(os.path.abspath(url), ".tmp") if not url.startswith("s3://") else None
+        if temp_dir is None and default_temp is None:
+            raise ValueError("a local temp_dir is needed for a lakehouse on an object store")
+        self.temp_dir = os.path.abspath(os.fspath(temp_dir)) if temp_dir is not None else str(default_temp)
+        self.tables = TableStore(url, s3_settings, temp_dir=os.path.join(self.temp_dir, "delta"))
+        self.lakehouse_dir = self.tables.url  # a path, or the s3:// URL
 
     @classmethod
     def from_config(cls, config: dict) -> DeltaTarget:
-        lakehouse_dir = config.get("LAKEHOUSE_DIR")
-        if not lakehouse_dir:
-            data_dir = config.get("DATA_DIR")
-            if not data_dir:
-                raise ValueError("LAKEHOUSE_DIR (or DATA_DIR) must be set for the delta target")
-            lakehouse_dir = os.path.join(data_dir, "lakehouse")
+        if not (config.get("LAKEHOUSE_URL") or config.get("LAKEHOUSE_DIR") or config.get("DATA_DIR")):
+            raise ValueError("LAKEHOUSE_URL (or LAKEHOUSE_DIR, or DATA_DIR) must be set for the delta target")
         memory_limit, threads, temp_dir = sync_duckdb(config)
-        return cls(lakehouse_dir, duckdb_memory_limit=memory_limit, duckdb_threads=threads, temp_dir=temp_dir)
+        return cls(lakehouse_url(config), duckdb_memory_limit=memory_limit, duckdb_threads=threads,
+                   temp_dir=temp_dir, s3_settings=S3Settings.from_config(config))
 
     def location(self, ref: TableRef) -> str:
-        """The table's directory: ``<lakehouse>/<catalog>/<schema>/<table>``."""
-        for part in (ref.catalog, ref.schema, ref.table):
-            if not part or part in (".", "..") or "/" in part or "\\" in part or "\0" in part:
-                raise PermanentTargetError(f"invalid table name {ref.full_name!r}")
-        return os.path.join(self.lakehouse_dir, ref.catalog, ref.schema, ref.table)
+        """The table's location: ``<lakehouse>/<catalog>/<schema>/<table>``."""
+        return self.tables.uri(ref)
 
     # ------------------------------------------------------------------ bronze
 
     def write_bronze(self, ctx: SyncContext) -> TableResult:
         ref = ctx.bronze
         path = self.location(ref)
+        if ctx.source_path is None:
+            raise PermanentTargetError("write_bronze needs the dataset's file as a local path")
         src = Path(ctx.source_path)
         with target_errors(f"writing bronze table {ref.full_name}"):
             if not src.is_file():
@@ -110,7 +112,7 @@ class DeltaTarget(LakehouseTarget):
             except Exception as exc:  # a type Delta cannot store
                 raise PermanentTargetError(f"source columns cannot be stored in Delta: {exc}") from exc
 
-            with staging(path) as staging_dir:
+            with self.tables.staging(path) as staging_dir:
                 staged = os.path.join(staging_dir, "data.parquet")
                 if copy_as_is:
                     bronze_files.link_or_copy(src, staged)
@@ -120,8 +122,9 @@ class DeltaTarget(LakehouseTarget):
                     bronze_files.rewrite_parquet(src, staged, pa.schema(fields),
                                                  rows_per_group=min(max(rows_per_group, 1024), 122_880))
                 rows = pq.read_metadata(staged).num_rows
-                adds = publish(path, [staged])
-                commit(path, delta_schema, adds, partition_by=list(BRONZE_META), partition_values=partition_values)
+                adds = publish(self.tables, path, [staged])
+                commit(self.tables, path, delta_schema, adds, partition_by=list(BRONZE_META),
+                       partition_values=partition_values)
             return TableResult(table=ref, location=path, row_count=rows)
 
     # ------------------------------------------------------------------ silver
@@ -132,11 +135,11 @@ class DeltaTarget(LakehouseTarget):
         path = self.location(silver)
         with target_errors(f"writing silver table {silver.full_name}"):
             duckdb_sql.validate_plan(plan)
-            table = open_table(bronze_path, bronze)
+            table = open_table(self.tables, bronze_path, bronze)
             with contextlib.closing(q.connect(self.duckdb_memory_limit, self.duckdb_threads, self.temp_dir)) as con:
-                scan = bronze_scan(con, table, bronze_path)
+                scan = bronze_scan(con, table, bronze_path, local=not self.tables.remote)
                 silver_sql = duckdb_sql.silver_sql(con, plan, scan)
-                with staging(path) as staging_dir:
+                with self.tables.staging(path) as staging_dir:
                     out_file = os.path.join(staging_dir, "data.parquet")
                     try:
                         duckdb_sql.write_distinct(con, silver_sql, len(plan.columns), staging_dir, out_file)
@@ -149,9 +152,9 @@ class DeltaTarget(LakehouseTarget):
                     metadata = pq.read_metadata(out_file)
                     delta_schema = DeltaSchema.from_arrow(nullable(metadata.schema.to_arrow_schema()))
                     files = [out_file] if metadata.num_rows > 0 else []
-                    adds = publish(path, files)
+                    adds = publish(self.tables, path, files)
                     rows = sum(json.loads(a.stats)["numRecords"] for a in adds)
-                    commit(path, delta_schema, adds)
+                    commit(self.tables, path, delta_schema, adds)
         return TableResult(table=silver, location=path, row_count=rows)
 
     # ------------------------------------------------------------------ reading & admin
@@ -159,12 +162,14 @@ class DeltaTarget(LakehouseTarget):
     def count_rows(self, ref: TableRef) -> int:
         path = self.location(ref)
         with target_errors(f"counting rows of {ref.full_name}"):
-            return count_rows(open_table(path, ref), path)
+            return count_rows(open_table(self.tables, path, ref), path)
 
     def read_back(self, ctx: SyncContext) -> TableStates:
         def state(ref: TableRef) -> TableState:
             path = self.location(ref)
-            if not os.path.isdir(os.path.join(path, "_delta_log")):
+            with target_errors(f"reading table {ref.full_name}"):
+                exists = self.tables.is_table(path)
+            if not exists:
                 return TableState(ref, exists=False, location=path)
             return TableState(ref, exists=True, location=path, row_count=self.count_rows(ref))
 
@@ -173,14 +178,12 @@ class DeltaTarget(LakehouseTarget):
     def drop_tables(self, ctx: SyncContext, tables: list[TableRef]) -> None:
         for ref in tables:
             path = self.location(ref)
-            with target_errors(f"dropping table {ref.full_name}"), contextlib.suppress(FileNotFoundError):
-                shutil.rmtree(path)
+            with target_errors(f"dropping table {ref.full_name}"):
+                self.tables.drop(path)
 
     def ping(self) -> None:
-        with target_errors(f"checking lakehouse directory {self.lakehouse_dir}"):
-            os.makedirs(self.lakehouse_dir, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=self.lakehouse_dir, prefix=".ping-"):
-                pass
+        with target_errors(f"checking lakehouse {self.lakehouse_dir}"):
+            self.tables.ping()
 
     def describe(self) -> dict:
-        return {"target": self.name}
+        return {"target": self.name, "storage": "s3" if self.tables.remote else "local"}
