@@ -87,6 +87,16 @@ def redis_server(stack_dir):
 
 
 @pytest.fixture(scope="session")
+def s3_server(stack_dir):
+    """An embedded S3-compatible server (SeaweedFS) for the session."""
+    from devstack.s3 import EmbeddedS3
+
+    server = EmbeddedS3(stack_dir / "s3").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
 def redis_url(redis_server) -> str:
     """URL of the session's Redis."""
     return os.environ.get("TEST_REDIS_URL") or redis_server.url

@@ -48,6 +48,8 @@ class ObjectFileStore(FileStore):
         super().ensure()
         self.outgoing_dir.mkdir(parents=True, exist_ok=True)
         self.scratch_dir.mkdir(parents=True, exist_ok=True)
+        # Copies left by processes of this host that were killed: a restarted worker clears them.
+        remove_orphans(self.scratch_dir, COPY_PREFIX)
 
     def _key(self, file_name: str) -> str:
         return self.where.key(self.check_name(file_name))

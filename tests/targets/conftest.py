@@ -52,8 +52,12 @@ class Stack:
         return self.log_path.read_text(errors="replace")[-chars:]
 
 
-def start_stack(name: str, app_env: dict, overrides: dict, stack_dir: Path) -> Stack:
-    env = {**app_env, **overrides, "SYNC_TARGET": name, "REDIS_URL": redis_db(app_env["REDIS_URL"], REDIS_DBS[name])}
+def start_stack(name: str, app_env: dict, overrides: dict, stack_dir: Path, *, target: str | None = None,
+                db: int | None = None) -> Stack:
+    """A stack named ``name`` syncing to ``target`` (default: the target of that name) on its
+    own Redis database (default: the target's)."""
+    env = {**app_env, "SYNC_TARGET": target or name, **overrides,
+           "REDIS_URL": redis_db(app_env["REDIS_URL"], REDIS_DBS[name] if db is None else db)}
     app = make_app(env)
     log_path = stack_dir / f"worker-{name}.log"
     proc_env = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
