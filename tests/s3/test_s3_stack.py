@@ -18,17 +18,16 @@ from tests.conftest import INTERNAL_KEY, ROOT
 from tests.helpers import upload, wait_for_sync
 
 
-def bucket(stack) -> S3Store:
-    env = stack.env
+def bucket(env: dict) -> S3Store:
     return S3Store(env["STORAGE_URL"].split("/")[2], endpoint=env["AWS_ENDPOINT_URL"],
                    access_key_id=env["AWS_ACCESS_KEY_ID"], secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
                    region=env["AWS_REGION"], client_options={"allow_http": True})
 
 
-def keys(stack, url: str) -> list[str]:
-    """Every object under an s3:// URL of the stack's bucket."""
+def keys(env: dict, url: str) -> list[str]:
+    """Every object under an s3:// URL of the bucket of a stack's settings."""
     prefix = url.split("/", 3)[3].rstrip("/") + "/"
-    return sorted(meta["path"] for batch in obstore.list(bucket(stack), prefix=prefix) for meta in batch)
+    return sorted(meta["path"] for batch in obstore.list(bucket(env), prefix=prefix) for meta in batch)
 
 
 def local_dataset_files(data_dir: str | Path) -> list[Path]:
@@ -51,7 +50,7 @@ def test_dataset_lifecycle_on_the_object_store(s3, auth):
     created = response.get_json()
     dataset_id, file_name = created["id"], created["file_name"]
     # Stored before the 201, and nothing kept locally.
-    assert keys(s3, storage_url) == [f"{storage_url.split('/', 3)[3]}/{file_name}"]
+    assert keys(s3.env, storage_url) == [f"{storage_url.split('/', 3)[3]}/{file_name}"]
 
     status = wait_for_sync(client, auth, dataset_id, timeout=90)
     assert status["status"] == "synced", status
@@ -74,27 +73,27 @@ def test_dataset_lifecycle_on_the_object_store(s3, auth):
     assert pq.read_table(io.BytesIO(streamed.data)).column("v").to_pylist() == ["x", "y", "y", "z"]
 
     # A second run replaces the tables: the replaced data files are deleted.
-    before = keys(s3, status["bronze_location"])
+    before = keys(s3.env, status["bronze_location"])
     assert client.post(f"/api/v1/datasets/{dataset_id}/sync", headers=auth).status_code == 202
     again = wait_for_sync(client, auth, dataset_id, timeout=90)
     assert again["status"] == "synced", again
-    after = keys(s3, again["bronze_location"])
+    after = keys(s3.env, again["bronze_location"])
     data = [k for k in after if k.endswith(".parquet")]
     assert len(data) == 1 and data[0] not in before
 
     assert client.delete(f"/api/v1/datasets/{dataset_id}", headers=auth).status_code == 204
-    assert keys(s3, storage_url) == []
-    assert keys(s3, again["bronze_location"]) == [] and keys(s3, again["silver_location"]) == []
+    assert keys(s3.env, storage_url) == []
+    assert keys(s3.env, again["bronze_location"]) == [] and keys(s3.env, again["silver_location"]) == []
     assert client.get(f"/internal/storage/datasets/{file_name}",
                       headers={"Authorization": f"Bearer {INTERNAL_KEY}"}).status_code == 404
 
 
 def test_rejected_upload_leaves_nothing_on_the_object_store(s3, auth):
     client = s3.app.test_client()
-    before = keys(s3, s3.env["STORAGE_URL"])
+    before = keys(s3.env, s3.env["STORAGE_URL"])
     response = upload(client, auth, 'a,b\n1,"unclosed\n', "bad.csv")
     assert response.status_code == 400, response.get_json()
-    assert keys(s3, s3.env["STORAGE_URL"]) == before
+    assert keys(s3.env, s3.env["STORAGE_URL"]) == before
     assert local_dataset_files(s3.env["DATA_DIR"]) == []
 
 
