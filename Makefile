@@ -39,8 +39,11 @@ $(STAMP): requirements.txt
 
 venv: $(STAMP) ## create .venv and install requirements.txt
 
-run: $(STAMP) ## everything: migrate, dev tenant, API :8000, worker+beat (metrics :9808), Flower :5555
-	$(DEVSTACK) run
+# `make run STORAGE=s3`: files and Delta tables on an embedded S3 server (SeaweedFS) under DATA_DIR/s3.
+STORAGE ?= local
+
+run: $(STAMP) ## everything: migrate, dev tenant, API :8000, worker+beat (metrics :9808), Flower :5555 (STORAGE=s3)
+	$(DEVSTACK) run --storage=$(STORAGE)
 
 api: $(STAMP) ## Flask development server on 127.0.0.1:8000
 	$(WITH_STACK) $(FLASK) run --host 127.0.0.1 --port 8000 --debug

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 import signal
@@ -15,6 +16,7 @@ from devstack.log import log
 from devstack.postgres import EmbeddedPostgres
 from devstack.processes import run_foreground, run_procfile, signals_deferred
 from devstack.redis import EmbeddedRedis
+from devstack.s3 import EmbeddedS3
 from devstack.stack import ROOT, child_env, data_dir_from_env, resolve_stack
 
 WEB_URL = "http://127.0.0.1:8000"
@@ -55,10 +57,20 @@ def _banner(env: dict[str, str], data_dir: Path, tenant: str, key: str | None) -
             f"  data      {data_dir}",
             f"  database  {_without_password(env['DATABASE_URL'])}",
             f"  broker    {_without_password(env['REDIS_URL'])}",
+            *_storage_lines(env, data_dir),
             "Ctrl-C stops everything.",
             "",
         ]
     )
+
+
+def _storage_lines(env: dict[str, str], data_dir: Path) -> list[str]:
+    if env.get("STORAGE_URL", "").startswith("s3://"):
+        return [f"  files     {env['STORAGE_URL']}",
+                f"  lakehouse {env.get('LAKEHOUSE_URL', '')}",
+                f"  S3        {env.get('AWS_ENDPOINT_URL', '')} (embedded SeaweedFS; key and secret in "
+                f"{data_dir / 's3'}/s3.access-key, s3.secret-key)"]
+    return [f"  files     {env.get('STORAGE_URL') or data_dir / 'datasets'} (local; make run STORAGE=s3 for S3)"]
 
 
 def _raise_interrupt(_signum, _frame):
@@ -72,9 +84,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _raise_interrupt)
     tenant = os.environ.get("DEV_TENANT", "dev")
     try:
-        with resolve_stack(data_dir) as urls:
+        with resolve_stack(data_dir) as urls, contextlib.ExitStack() as servers:
             env = child_env(urls, data_dir)
             env.setdefault("PYTHONUNBUFFERED", "1")  # lines reach honcho as they are printed
+            if args.storage == "s3":
+                log("starting the embedded S3 server (SeaweedFS)")
+                s3 = EmbeddedS3(data_dir / "s3")
+                servers.callback(s3.stop)
+                env.update(s3.start().env())
             log("alembic upgrade head")
             migrate = subprocess.run(
                 [sys.executable, "-m", "alembic", "upgrade", "head"], cwd=ROOT, env=env
@@ -129,7 +146,9 @@ def main(argv: list[str] | None = None) -> int:
         "unless DATABASE_URL / REDIS_URL are set.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("run", help="migrate, create the dev tenant, run every Procfile process")
+    p_run = sub.add_parser("run", help="migrate, create the dev tenant, run every Procfile process")
+    p_run.add_argument("--storage", choices=("local", "s3"), default=os.environ.get("STORAGE") or "local",
+                       help="s3: files and Delta tables on an embedded S3 server under DATA_DIR/s3")
     p_exec = sub.add_parser("exec", help="run a command with DATABASE_URL/REDIS_URL set")
     p_exec.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]")
     p_env = sub.add_parser("env", help="print DATABASE_URL/REDIS_URL (servers stay up)")
