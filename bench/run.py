@@ -150,7 +150,7 @@ class BenchRun:
         """lakesync on each file, interleaved with the peers, then the many small files."""
         extra_env = self.stack_env()
         self.results["stack_env"] = extra_env
-        self.stack = BenchStack(tmp / "stack", extra_env)
+        self.stack = BenchStack(tmp / "stack", extra_env, storage=self.settings.storage)
         self.phase("stack servers", self.stack.start_servers, fatal=True)
         file_parts = [label for label in ("big", "huge") if label in self.files and "big" in self.ours_parts]
         if "wide" in self.ours_parts:

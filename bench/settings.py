@@ -37,8 +37,13 @@ class Settings:
         self.repeat = max(1, env_int("BENCH_REPEAT", 3))
         self.profile = os.environ.get("BENCH_PROFILE", "auto").strip() or "auto"
         self.keep = os.environ.get("BENCH_KEEP", "").strip() not in ("", "0")
+        # s3: the stack's files and Delta tables on an embedded S3 server (devstack.s3).
+        self.storage = os.environ.get("BENCH_STORAGE", "local").strip() or "local"
+        if self.storage not in ("local", "s3"):
+            raise SystemExit(f"BENCH_STORAGE: {self.storage!r}; use local or s3")
         self.full = (self.rows == DEFAULT_ROWS and not self.skip_huge and not only and self.small_count == 1000
-                     and self.wide_rows == 100_000 and self.small_clients == 16 and self.repeat >= 3)
+                     and self.wide_rows == 100_000 and self.small_clients == 16 and self.repeat >= 3
+                     and self.storage == "local")
 
     def out_name(self) -> str:
         if os.environ.get("BENCH_OUT"):
@@ -52,6 +57,8 @@ class Settings:
                 tags.append("nohuge")
             if self.only:
                 tags.append("only-" + "-".join(self.only))
+            if self.storage != "local":
+                tags.append(self.storage)
             name += "-" + ("-".join(tags) or "custom")
         return name
 

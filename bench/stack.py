@@ -21,6 +21,7 @@ import requests
 from devstack.net import free_port
 from devstack.postgres import EmbeddedPostgres
 from devstack.redis import EmbeddedRedis
+from devstack.s3 import EmbeddedS3
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -183,8 +184,10 @@ class Proc:
 
 
 class BenchStack:
-    def __init__(self, root: Path, extra_env: dict[str, str] | None = None):
+    def __init__(self, root: Path, extra_env: dict[str, str] | None = None, *, storage: str = "local"):
         self.root = Path(root)
+        # Files and tables on an embedded S3 server, for the ratio of S3 to local runs.
+        self.s3 = EmbeddedS3(self.root / "s3") if storage == "s3" else None
         self.pg = EmbeddedPostgres(self.root / "pg")
         self.redis = EmbeddedRedis(self.root / "redis", port=0)
         self.extra_env = dict(extra_env or {})
@@ -202,6 +205,7 @@ class BenchStack:
         self.logs.mkdir(parents=True, exist_ok=True)
         database_url = self.pg.start()
         redis_url = self.redis.start()
+        storage_env = self.s3.start().env() if self.s3 is not None else {}
         bins = [str(Path(sys.executable).parent), str(ROOT / ".venv" / "bin")]
         path = [p for p in os.environ.get("PATH", "").split(os.pathsep) if p and p not in bins]
         self.env = {
@@ -212,6 +216,7 @@ class BenchStack:
             "DATABASE_URL": database_url,
             "REDIS_URL": redis_url,
             "DATA_DIR": str(self.root / "data"),
+            **storage_env,
             **self.extra_env,
         }
         subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], cwd=ROOT, env=self.env, check=True,
@@ -287,3 +292,5 @@ class BenchStack:
         self.procs = {}
         self.redis.stop()
         self.pg.stop()
+        if self.s3 is not None:
+            self.s3.stop()
