@@ -6,6 +6,7 @@ One ``weed server`` process runs master, volume, filer and S3 gateway, all bound
 one identity whose key and secret are generated into ``data_dir`` (mode 0600); its
 bucket is created by the first write.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,16 @@ from devstack.processes import wait_pid_exit
 BUCKET = "lakesync"
 REGION = "us-east-1"
 # The server's master ports and the gRPC port of each part: every one must be free.
-_PORTS = ("master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port", "filer.port.grpc",
-          "s3.port", "s3.port.grpc")
+_PORTS = (
+    "master.port",
+    "master.port.grpc",
+    "volume.port",
+    "volume.port.grpc",
+    "filer.port",
+    "filer.port.grpc",
+    "s3.port",
+    "s3.port.grpc",
+)
 
 
 def weed_binary() -> Path:
@@ -77,23 +86,50 @@ class EmbeddedS3:
 
     def start(self, timeout: float = 60.0) -> EmbeddedS3:
         (self.data_dir / "data").mkdir(parents=True, exist_ok=True)
-        write_private(self.config_path, json.dumps({"identities": [{
-            "name": "lakesync",
-            "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
-            "actions": ["Admin", "Read", "List", "Tagging", "Write"],
-        }]}))
+        write_private(
+            self.config_path,
+            json.dumps(
+                {
+                    "identities": [
+                        {
+                            "name": "lakesync",
+                            "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
+                            "actions": ["Admin", "Read", "List", "Tagging", "Write"],
+                        }
+                    ]
+                }
+            ),
+        )
         ports = {name: free_port() for name in _PORTS}
         self.port = ports["s3.port"]
-        cmd = [str(weed_binary()), "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={self.data_dir / 'data'}",
-               "-filer", "-s3", f"-s3.config={self.config_path}", "-master.telemetry=false",
-               # Unused parts of the gateway would take fixed ports.
-               "-s3.port.iceberg=0", "-s3.port.lance=0",
-               "-master.volumeSizeLimitMB=256", "-volume.max=0", "-volume.preStopSeconds=0",
-               *(f"-{name}={port}" for name, port in ports.items())]
+        cmd = [
+            str(weed_binary()),
+            "server",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-dir={self.data_dir / 'data'}",
+            "-filer",
+            "-s3",
+            f"-s3.config={self.config_path}",
+            "-master.telemetry=false",
+            # Unused parts of the gateway would take fixed ports.
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            "-master.volumeSizeLimitMB=256",
+            "-volume.max=0",
+            "-volume.preStopSeconds=0",
+            *(f"-{name}={port}" for name, port in ports.items()),
+        ]
         with open(self.log_path, "ab") as log:
             # Its own session: a Ctrl-C aimed at the app must not take the store down first.
-            self._proc = subprocess.Popen(cmd, cwd=self.data_dir, stdin=subprocess.DEVNULL, stdout=log,
-                                          stderr=subprocess.STDOUT, start_new_session=True)
+            self._proc = subprocess.Popen(
+                cmd,
+                cwd=self.data_dir,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         try:
             self._wait_ready(self._proc, timeout)
         except BaseException:
@@ -110,8 +146,9 @@ class EmbeddedS3:
             if error is None:
                 return
             if time.monotonic() >= deadline:
-                raise RuntimeError(f"the S3 server did not accept a write in {timeout:.0f}s ({error}):\n"
-                                   f"{self._log_tail()}")
+                raise RuntimeError(
+                    f"the S3 server did not accept a write in {timeout:.0f}s ({error}):\n{self._log_tail()}"
+                )
             time.sleep(0.3)
 
     def _probe(self) -> str | None:
@@ -119,10 +156,15 @@ class EmbeddedS3:
         import obstore
         from obstore.store import S3Store
 
-        store = S3Store(BUCKET, endpoint=self.endpoint, access_key_id=self.access_key,
-                        secret_access_key=self.secret_key, region=REGION,
-                        client_options={"allow_http": True, "timeout": "5s", "connect_timeout": "1s"},
-                        retry_config={"max_retries": 0, "retry_timeout": timedelta(seconds=5)})
+        store = S3Store(
+            BUCKET,
+            endpoint=self.endpoint,
+            access_key_id=self.access_key,
+            secret_access_key=self.secret_key,
+            region=REGION,
+            client_options={"allow_http": True, "timeout": "5s", "connect_timeout": "1s"},
+            retry_config={"max_retries": 0, "retry_timeout": timedelta(seconds=5)},
+        )
         try:
             obstore.put(store, ".ready", b"")
             obstore.delete(store, ".ready")

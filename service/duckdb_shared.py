@@ -41,7 +41,7 @@ def remove_stale(directory: str | os.PathLike, prefix: str, suffix: str = "", *,
     seconds; the number deleted."""
     cutoff = time.time() - older_than
     try:
-        entries = list(os.scandir(directory))
+        entries = list(os.scandir(os.fspath(directory)))
     except FileNotFoundError:
         return 0
     removed = 0
@@ -75,7 +75,7 @@ def remove_orphans(base: str | os.PathLike, prefix: str) -> None:
     remove_stale(base, prefix)
     host_prefix = f"{prefix}{socket.gethostname()}-"
     try:
-        entries = list(os.scandir(base))
+        entries = list(os.scandir(os.fspath(base)))
     except FileNotFoundError:
         return
     for entry in entries:

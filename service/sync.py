@@ -13,7 +13,7 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Iterator
+from collections.abc import Iterator
 
 from flask import current_app
 from sqlalchemy import and_, select

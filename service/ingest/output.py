@@ -8,7 +8,6 @@ from pathlib import Path
 
 from service.storage.base import TEMP_SUFFIX
 
-
 # Names of the work files below; a process killed mid-conversion leaves them behind, and
 # service.datasets.remove_upload_leftovers finds them by these.
 SCRATCH_PREFIX = ".ingest-"

@@ -1,5 +1,6 @@
 """Stores of datasets' Parquet files: a local directory or S3-compatible object storage,
 chosen by STORAGE_URL."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -27,5 +28,14 @@ def file_store(config: Mapping) -> FileStore:
     return LocalStore(local_path_of(url))
 
 
-__all__ = ["FileStore", "LocalStore", "StoredFileMissing", "S3Settings", "TEMP_SUFFIX", "UPLOAD_PREFIX",
-           "UPLOAD_SUFFIX", "file_store", "is_s3_url"]
+__all__ = [
+    "FileStore",
+    "LocalStore",
+    "StoredFileMissing",
+    "S3Settings",
+    "TEMP_SUFFIX",
+    "UPLOAD_PREFIX",
+    "UPLOAD_SUFFIX",
+    "file_store",
+    "is_s3_url",
+]

@@ -1,12 +1,14 @@
 """What every store of datasets' Parquet files offers, and the names of stored files."""
+
 from __future__ import annotations
 
 import abc
 import contextlib
 import re
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 # Stored files are always named "<uuid>.parquet"; nothing else is ever served.
 _STORED_NAME = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.parquet$")

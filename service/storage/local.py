@@ -1,10 +1,12 @@
 """Datasets' Parquet files in a local directory (STORAGE_DIR)."""
+
 from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from service.storage.base import TEMP_SUFFIX, FileStore, StoredFileMissing
 

@@ -5,12 +5,14 @@ directory and uploaded before the upload is answered, then removed; a step that 
 the file as a local path gets a scratch copy for its length, named after its process so
 that one left by a killed process is removed by the next one of that host.
 """
+
 from __future__ import annotations
 
 import contextlib
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from obstore.exceptions import NotFoundError
 
@@ -104,8 +106,12 @@ class ObjectFileStore(FileStore):
         s3.delete(self.client, self._key(file_name))
 
     def leftover_places(self) -> list[tuple[Path, str, str]]:
-        return [*super().leftover_places(), (self.outgoing_dir, "", ".parquet"), (self.outgoing_dir, ".", TEMP_SUFFIX),
-                (self.scratch_dir, COPY_PREFIX, "")]
+        return [
+            *super().leftover_places(),
+            (self.outgoing_dir, "", ".parquet"),
+            (self.outgoing_dir, ".", TEMP_SUFFIX),
+            (self.scratch_dir, COPY_PREFIX, ""),
+        ]
 
     def describe(self) -> dict:
         return {"storage": "s3", "bucket": self.where.bucket}

@@ -5,15 +5,16 @@ unset ones are left to the libraries' own lookup (environment, instance profile)
 are built per process on first use: they hold a Rust runtime and connections, which must
 not cross ``fork``.
 """
+
 from __future__ import annotations
 
 import io
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import obstore
@@ -91,7 +92,7 @@ class S3Settings:
             options["AWS_ALLOW_HTTP"] = "true"
         return options
 
-    def _store_config(self) -> dict[str, str]:
+    def _store_config(self) -> dict[str, Any]:
         config = {
             "endpoint": self.endpoint,
             "access_key_id": self.access_key_id,
@@ -110,8 +111,11 @@ class S3Settings:
             if client is None:
                 for stale in [k for k in _CLIENTS if k[0] != os.getpid()]:
                     del _CLIENTS[stale]  # inherited across fork: never used here
-                client = _CLIENTS[key] = S3Store(bucket, config=self._store_config(),
-                                                 client_options={"allow_http": self.allow_http})
+                client = _CLIENTS[key] = S3Store(
+                    bucket,
+                    config=self._store_config(),  # type: ignore[arg-type]
+                    client_options={"allow_http": self.allow_http},
+                )
             return client
 
 
@@ -219,4 +223,4 @@ class ObjectReader(io.RawIOBase):
 
 def local_path_of(url: str) -> Path:
     """A local location given as a path or a file:// URL."""
-    return Path(url[len("file://"):]) if url.startswith("file://") else Path(url)
+    return Path(url[len("file://") :]) if url.startswith("file://") else Path(url)

@@ -1,4 +1,5 @@
 """A stack whose datasets' files and Delta tables live on the session's S3 server."""
+
 from __future__ import annotations
 
 import uuid
@@ -25,8 +26,14 @@ def s3_run() -> str:
 
 @pytest.fixture(scope="session")
 def s3_stack(app_env, stack_dir, s3_server, s3_run):
-    stack = start_stack("s3", app_env, {**s3_settings(s3_server, s3_run), "DATA_DIR": str(stack_dir / "data-s3")},
-                        stack_dir, target=app_env["SYNC_TARGET"], db=S3_STACK_DB)
+    stack = start_stack(
+        "s3",
+        app_env,
+        {**s3_settings(s3_server, s3_run), "DATA_DIR": str(stack_dir / "data-s3")},
+        stack_dir,
+        target=app_env["SYNC_TARGET"],
+        db=S3_STACK_DB,
+    )
     yield stack
     stop_worker(stack.worker)
 

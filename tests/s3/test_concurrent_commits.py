@@ -1,5 +1,6 @@
 """Several writers committing to one Delta table on the S3 server at once: each commit is a
 conditional write of the next log entry, so none is lost or overwritten."""
+
 from __future__ import annotations
 
 import threading
@@ -15,8 +16,10 @@ ROWS_EACH = 50
 
 def test_sixteen_writers_append_to_one_table(s3_server, s3_run):
     settings = s3_settings(s3_server, s3_run)
-    options = {k: settings[k] for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                                        "AWS_REGION", "AWS_ALLOW_HTTP")}
+    options = {
+        k: settings[k]
+        for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "AWS_ALLOW_HTTP")
+    }
     uri = f"{settings['LAKEHOUSE_URL']}/concurrency/appends"
     schema = pa.schema([("writer", pa.int32()), ("n", pa.int32())])
     write_deltalake(uri, schema.empty_table(), mode="overwrite", storage_options=options)  # version 0
@@ -42,8 +45,11 @@ def test_sixteen_writers_append_to_one_table(s3_server, s3_run):
     assert table.version() == WRITERS
     history = table.history()
     assert sorted(h["version"] for h in history) == list(range(WRITERS + 1))
-    assert sum(1 for h in history if h["operation"] == "WRITE" and h.get("operationParameters", {}).get("mode") == "Append") == WRITERS
+    appends = [
+        h for h in history if h["operation"] == "WRITE" and h.get("operationParameters", {}).get("mode") == "Append"
+    ]
+    assert len(appends) == WRITERS
     data = table.to_pyarrow_table()
     assert data.num_rows == WRITERS * ROWS_EACH
     counts = data.group_by("writer").aggregate([("n", "count")]).to_pydict()
-    assert dict(zip(counts["writer"], counts["n_count"])) == {w: ROWS_EACH for w in range(WRITERS)}
+    assert dict(zip(counts["writer"], counts["n_count"], strict=True)) == {w: ROWS_EACH for w in range(WRITERS)}

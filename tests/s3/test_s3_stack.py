@@ -1,6 +1,7 @@
 """The API and a worker with STORAGE_URL and LAKEHOUSE_URL on an S3 server: uploads, the
 sync chain, previews, the internal endpoint and DELETE work from the object store, and
 nothing of a dataset stays on local disk."""
+
 from __future__ import annotations
 
 import io
@@ -19,9 +20,14 @@ from tests.helpers import upload, wait_for_sync
 
 
 def bucket(env: dict) -> S3Store:
-    return S3Store(env["STORAGE_URL"].split("/")[2], endpoint=env["AWS_ENDPOINT_URL"],
-                   access_key_id=env["AWS_ACCESS_KEY_ID"], secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-                   region=env["AWS_REGION"], client_options={"allow_http": True})
+    return S3Store(
+        env["STORAGE_URL"].split("/")[2],
+        endpoint=env["AWS_ENDPOINT_URL"],
+        access_key_id=env["AWS_ACCESS_KEY_ID"],
+        secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        region=env["AWS_REGION"],
+        client_options={"allow_http": True},
+    )
 
 
 def keys(env: dict, url: str) -> list[str]:
@@ -32,13 +38,18 @@ def keys(env: dict, url: str) -> list[str]:
 
 def local_dataset_files(data_dir: str | Path) -> list[Path]:
     """Parquet files and scratch copies anywhere under a local DATA_DIR."""
-    return sorted(p for p in Path(data_dir).rglob("*") if p.is_file() and (p.suffix in (".parquet", ".part")
-                                                                          or p.name.startswith("copy-")))
+    return sorted(
+        p
+        for p in Path(data_dir).rglob("*")
+        if p.is_file() and (p.suffix in (".parquet", ".part") or p.name.startswith("copy-"))
+    )
 
 
 def delta_table(stack, url: str) -> DeltaTable:
-    options = {k: stack.env[k] for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                                         "AWS_REGION", "AWS_ALLOW_HTTP")}
+    options = {
+        k: stack.env[k]
+        for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "AWS_ALLOW_HTTP")
+    }
     return DeltaTable(url, storage_options=options)
 
 
@@ -67,7 +78,8 @@ def test_dataset_lifecycle_on_the_object_store(s3, auth):
     assert rows.get_json()["rows"] == [{"k": "2", "v": "y"}, {"k": "2", "v": "y"}]
     assert rows.get_json()["total"] == 4
 
-    streamed = client.get(f"/internal/storage/datasets/{file_name}", headers={"Authorization": f"Bearer {INTERNAL_KEY}"})
+    internal = {"Authorization": f"Bearer {INTERNAL_KEY}"}
+    streamed = client.get(f"/internal/storage/datasets/{file_name}", headers=internal)
     assert streamed.status_code == 200
     assert int(streamed.headers["Content-Length"]) == len(streamed.data)
     assert pq.read_table(io.BytesIO(streamed.data)).column("v").to_pylist() == ["x", "y", "y", "z"]
@@ -84,8 +96,7 @@ def test_dataset_lifecycle_on_the_object_store(s3, auth):
     assert client.delete(f"/api/v1/datasets/{dataset_id}", headers=auth).status_code == 204
     assert keys(s3.env, storage_url) == []
     assert keys(s3.env, again["bronze_location"]) == [] and keys(s3.env, again["silver_location"]) == []
-    assert client.get(f"/internal/storage/datasets/{file_name}",
-                      headers={"Authorization": f"Bearer {INTERNAL_KEY}"}).status_code == 404
+    assert client.get(f"/internal/storage/datasets/{file_name}", headers=internal).status_code == 404
 
 
 def test_rejected_upload_leaves_nothing_on_the_object_store(s3, auth):
@@ -106,12 +117,12 @@ def test_the_worker_parent_never_loads_deltalake(s3, auth):
     """deltalake's runtime does not survive fork: the prefork parent must not load it, while
     its children sync (the tests above) with it."""
     env = {**os.environ, **s3.env, "PYTHONPATH": str(ROOT)}
-    code = ("import sys, tasks.celery_app\n"
-            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'deltalake'))")
+    code = "import sys, tasks.celery_app\nprint(sorted(m for m in sys.modules if m.split('.')[0] == 'deltalake'))"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr
     # The running worker's parent, after its children have synced: no deltalake library mapped.
     client = s3.app.test_client()
-    assert wait_for_sync(client, auth, upload(client, auth, "a\n1\n").get_json()["id"], timeout=90)["status"] == "synced"
+    dataset_id = upload(client, auth, "a\n1\n").get_json()["id"]
+    assert wait_for_sync(client, auth, dataset_id, timeout=90)["status"] == "synced"
     maps = Path(f"/proc/{s3.worker.pid}/maps").read_text()
     assert "/deltalake/" not in maps

@@ -1,5 +1,6 @@
 """Scale-out on the object store: an API and two workers, each with its own DATA_DIR (as on
 three machines), sharing only PostgreSQL, Redis and the S3 server."""
+
 from __future__ import annotations
 
 import os
@@ -22,14 +23,30 @@ from tests.targets.conftest import redis_db
 def _start(args: list[str], env: dict, log_path: Path) -> subprocess.Popen:
     with open(log_path, "ab") as log:
         # A session of its own: the whole "machine" (parent and children) can be killed at once.
-        return subprocess.Popen([sys.executable, "-m", "celery", "-A", "tasks.celery_app", *args], cwd=ROOT,
-                                env={**os.environ, **env, "PYTHONPATH": str(ROOT)}, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "tasks.celery_app", *args],
+            cwd=ROOT,
+            env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def _worker(env: dict, log_path: Path) -> subprocess.Popen:
-    return _start(["worker", "--loglevel=INFO", "--concurrency=2", "--without-mingle", "--without-gossip",
-                   "-n", f"machine-{uuid.uuid4().hex[:6]}@%h"], env, log_path)
+    return _start(
+        [
+            "worker",
+            "--loglevel=INFO",
+            "--concurrency=2",
+            "--without-mingle",
+            "--without-gossip",
+            "-n",
+            f"machine-{uuid.uuid4().hex[:6]}@%h",
+        ],
+        env,
+        log_path,
+    )
 
 
 def _halt(proc: subprocess.Popen) -> None:
@@ -53,15 +70,24 @@ def _wait_for_workers(app, count: int) -> None:
 @pytest.fixture
 def machines(app_env, stack_dir, s3_server, s3_run):
     base = stack_dir / f"scale-out-{uuid.uuid4().hex[:6]}"
-    shared = {**app_env, **s3_settings(s3_server, s3_run), "REDIS_URL": redis_db(app_env["REDIS_URL"], SCALE_OUT_DB),
-              # A run whose worker vanished is re-sent within seconds, not minutes.
-              "SYNC_STUCK_TIMEOUT": "3", "SYNC_SWEEP_INTERVAL": "1", "FLAKY_SLOW_SECONDS": "4"}
+    shared = {
+        **app_env,
+        **s3_settings(s3_server, s3_run),
+        "REDIS_URL": redis_db(app_env["REDIS_URL"], SCALE_OUT_DB),
+        # A run whose worker vanished is re-sent within seconds, not minutes.
+        "SYNC_STUCK_TIMEOUT": "3",
+        "SYNC_SWEEP_INTERVAL": "1",
+        "FLAKY_SLOW_SECONDS": "4",
+    }
     dirs = {name: base / name for name in ("api", "a", "b")}
     envs = {name: {**shared, "DATA_DIR": str(path)} for name, path in dirs.items()}
     api = make_app(envs["api"])
     procs = {name: _worker(envs[name], base.parent / f"worker-{base.name}-{name}.log") for name in ("a", "b")}
-    procs["beat"] = _start(["beat", "--loglevel=INFO", "-s", str(base / "celerybeat-schedule")], envs["b"],
-                           base.parent / f"beat-{base.name}.log")
+    procs["beat"] = _start(
+        ["beat", "--loglevel=INFO", "-s", str(base / "celerybeat-schedule")],
+        envs["b"],
+        base.parent / f"beat-{base.name}.log",
+    )
     try:
         _wait_for_workers(api, 2)
         yield {"api": api, "dirs": dirs, "envs": envs, "procs": procs, "logs": base.parent}

@@ -7,6 +7,7 @@ named after its process so that one left by a killed process is removed by the n
 Commits go through delta-rs's own object store, which makes the log entry with a
 conditional write, so concurrent writers of one table never overwrite each other's commit.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -14,14 +15,13 @@ import os
 import shutil
 import tempfile
 import uuid
-from typing import Iterator
+from collections.abc import Iterator
 
 from deltalake import DeltaTable
 
 from service.duckdb_shared import owned_prefix, remove_orphans, remove_stale
 from service.lakehouse.base import PermanentTargetError, TableRef
-from service.storage import S3Settings, is_s3_url
-from service.storage import s3
+from service.storage import S3Settings, is_s3_url, s3
 
 STAGING_PREFIX = "delta-staging-"
 
