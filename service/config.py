@@ -78,6 +78,8 @@ def from_env(environ: Mapping[str, str] | None = None) -> dict:
         "LAKEHOUSE_DIR": env.get("LAKEHOUSE_DIR", str(data_dir / "lakehouse")),
         "MAX_UPLOAD_MB": env.int("MAX_UPLOAD_MB", 1024),
         "MAX_JSON_BODY_MB": env.int("MAX_JSON_BODY_MB", 64),
+        "MAX_COLUMNS": env.int("MAX_COLUMNS", 4096),
+        "PARQUET_DECODE_BUDGET_MB": env.int("PARQUET_DECODE_BUDGET_MB", 256),
         "INTERNAL_API_KEY": env.get("INTERNAL_API_KEY", mcp_key),
         "SYNC_TARGET": env.get("SYNC_TARGET", "delta"),
         # Whether datasets reach the lakehouse at all, and whether an upload starts its sync by itself.

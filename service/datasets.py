@@ -7,7 +7,7 @@ import decimal
 import logging
 import os
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -19,7 +19,7 @@ from service.config import as_bool
 from service.db import session_scope
 from service.duckdb_shared import STALE_SECONDS, remove_stale
 from service.errors import Conflict, IngestError, NotFound
-from service.ingest import ConvertResult, IngestSettings, convert_file, convert_records
+from service.ingest import ConvertResult, IngestSettings, convert_body, convert_file
 from service.ingest.output import SCRATCH_PREFIX, TEMP_SUFFIX
 from service.locks import dataset_lock
 from service.models import LOCAL_ONLY, Dataset, LakehouseTable, SyncRun, Tenant, utcnow
@@ -72,17 +72,14 @@ def _columns(result: ConvertResult) -> list[dict]:
 
 
 def _store_new(
-    store: LocalStore,
-    tenant: Tenant,
-    *,
-    name: str,
-    description: str | None,
-    original_file_name: str | None,
-    convert,
-    sync: bool,
+    store: LocalStore, tenant: Tenant, convert: Callable[[Path], tuple[dict, ConvertResult]]
 ) -> Dataset:
     """Convert into the store, then commit the dataset and, when it is to sync, its first run
     together; otherwise it is committed ``local_only``, with no run.
+
+    ``convert`` writes the Parquet file and returns the dataset's labels (``name``,
+    ``description``, ``original_file_name``, and ``sync``: whether it is to sync) with the
+    result.
 
     The sync chain is published only after the commit; on any error the Parquet file is
     removed, so a rejected upload leaves nothing behind.
@@ -92,7 +89,8 @@ def _store_new(
     dest = store.path_for(file_name)
     try:
         try:
-            result: ConvertResult = convert(dest)
+            labels, result = convert(dest)
+            sync = bool(labels["sync"])
         except UnicodeEncodeError as exc:
             # JSON escapes can spell lone surrogates (e.g. "\\ud800"), which are not text.
             raise IngestError(
@@ -109,10 +107,10 @@ def _store_new(
             dataset = Dataset(
                 id=dataset_id,
                 tenant_id=tenant.id,
-                name=name,
-                description=description,
+                name=labels["name"],
+                description=labels.get("description"),
                 source_format=result.source_format,
-                original_file_name=original_file_name,
+                original_file_name=labels.get("original_file_name"),
                 file_name=file_name,
                 size_bytes=result.size_bytes,
                 row_count=result.row_count,
@@ -130,6 +128,16 @@ def _store_new(
     return dataset
 
 
+def _fit(text: str | None, length: int, *, keep_extension: bool = False) -> str | None:
+    """``text`` cut to a column's length; a file name keeps its extension (a short one)."""
+    if text is None or len(text) <= length:
+        return text
+    suffix = Path(text).suffix if keep_extension else ""
+    if len(suffix) > length // 4:
+        suffix = ""
+    return text[: length - len(suffix)] + suffix
+
+
 def create_from_file(
     store: LocalStore,
     settings: IngestSettings,
@@ -142,14 +150,15 @@ def create_from_file(
     sync: bool,
 ) -> Dataset:
     stem = Path(original_file_name or "").stem if original_file_name else ""
+    # The client's file name is kept as a label: cut to its column, never refused for length.
+    labels = {
+        "name": name or _fit(stem, Dataset.name.type.length) or "dataset",
+        "description": description,
+        "original_file_name": _fit(original_file_name, Dataset.original_file_name.type.length, keep_extension=True),
+        "sync": sync,
+    }
     return _store_new(
-        store,
-        tenant,
-        name=name or stem or "dataset",
-        description=description,
-        original_file_name=original_file_name,
-        convert=lambda dest: convert_file(src, dest, file_name=original_file_name, settings=settings),
-        sync=sync,
+        store, tenant, lambda dest: (labels, convert_file(src, dest, file_name=original_file_name, settings=settings))
     )
 
 
@@ -167,26 +176,18 @@ def remove_upload_leftovers(store: LocalStore, scratch_dir: str | os.PathLike | 
     return removed
 
 
-def create_from_records(
+def create_from_body(
     store: LocalStore,
     settings: IngestSettings,
     tenant: Tenant,
-    records: list,
+    src: Path,
     *,
-    name: str,
-    description: str | None,
-    sync: bool,
+    validate: Callable[[dict], dict],
 ) -> Dataset:
-    return _store_new(
-        store,
-        tenant,
-        name=name,
-        description=description,
-        original_file_name=None,
-        convert=lambda dest: convert_records(records, dest, settings=settings),
-        sync=sync,
-    )
-
+    """A dataset from a JSON body ``{"name", "description", "records", "sync"}`` spooled at
+    ``src``, parsed as a stream. ``validate`` checks the members other than the records,
+    raising for bad ones, and returns the dataset's labels (``sync`` included)."""
+    return _store_new(store, tenant, lambda dest: convert_body(src, dest, validate=validate, settings=settings))
 
 def get_for_tenant(session: Session, tenant_id: uuid.UUID, dataset_id: uuid.UUID, *, lock: bool = False) -> Dataset:
     """A tenant's dataset; another tenant's id is answered as not found."""
@@ -290,8 +291,9 @@ def _json_value(value):
 
 
 def preview_rows(path: Path, *, limit: int, offset: int) -> tuple[list[str], list[dict], int]:
-    """Rows [offset, offset+limit) of a Parquet file, reading only the row groups they sit in."""
-    parquet = pq.ParquetFile(path)
+    """Rows [offset, offset+limit) of a Parquet file, decoded ``limit`` rows at a time from
+    the row groups they sit in: a row group of large values is never decoded whole."""
+    parquet = pq.ParquetFile(path, pre_buffer=False)
     meta = parquet.metadata
     total = meta.num_rows
     columns = parquet.schema_arrow.names
@@ -305,13 +307,17 @@ def preview_rows(path: Path, *, limit: int, offset: int) -> tuple[list[str], lis
         start += size
     if not wanted:
         return columns, [], total
-    table = parquet.read_row_groups(wanted)
-    table = table.slice(offset - first_row, limit)
-    rows = [{k: _json_value(v) for k, v in row.items()} for row in table.to_pylist()]
+    skip, rows = offset - first_row, []
+    for batch in parquet.iter_batches(batch_size=limit, row_groups=wanted, use_threads=False):
+        if skip >= batch.num_rows:
+            skip -= batch.num_rows
+            continue
+        part = batch.slice(skip, limit - len(rows))
+        skip = 0
+        rows.extend({k: _json_value(v) for k, v in row.items()} for row in part.to_pylist())
+        if len(rows) >= limit:
+            break
     return columns, rows, total
-
-
-ACTIVE_STATUSES = ("pending", "syncing")
 
 
 def request_resync(session: Session, dataset: Dataset, *, trigger: str = "manual") -> SyncRun:

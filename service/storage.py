@@ -7,7 +7,7 @@ import uuid
 from pathlib import Path
 
 # Stored files are always named "<uuid>.parquet"; nothing else is ever served.
-_STORED_NAME = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.parquet$")
+_STORED_NAME = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.parquet")
 
 
 # A multipart upload body is spooled to "<incoming>/upload-<random>.part".
@@ -38,7 +38,8 @@ class LocalStore:
 
     @staticmethod
     def is_stored_name(name: str) -> bool:
-        return bool(_STORED_NAME.match(name))
+        # fullmatch: "$" would also match before a trailing newline.
+        return bool(_STORED_NAME.fullmatch(name))
 
     def path_for(self, file_name: str) -> Path:
         """The path of a stored file; ValueError for anything but a plain stored name."""
