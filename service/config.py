@@ -25,6 +25,13 @@ def sync_duckdb(config: dict) -> tuple[str, int, str | None]:
     )
 
 
+def data_directories(config: dict) -> list[str]:
+    """Every directory the processes read or write data files in (DuckDB may touch no other)."""
+    data_dir = config.get("DATA_DIR")
+    return [d for d in (data_dir, config.get("STORAGE_DIR"), config.get("LAKEHOUSE_DIR"),
+                        str(Path(data_dir) / "tmp") if data_dir else None) if d]
+
+
 def as_bool(value: object, name: str) -> bool:
     """A switch's value as a bool; settings passed to create_app may still be strings."""
     if isinstance(value, bool):

@@ -76,8 +76,10 @@ def test_preview_of_large_values_reads_only_the_rows_asked_for(client, auth):
 
 @pytest.mark.usefixtures("worker")
 def test_the_stack_is_healthy_after_the_hostile_cases(client, auth):
+    # The refused cases again: what a hostile client can repeat at no cost of its own.
     for case in CASES:
-        assert send(client, auth, case).status_code < 500, case.name
+        if 201 not in case.statuses:
+            assert send(client, auth, case).status_code < 500, case.name
     assert client.get("/readyz").status_code == 200
     created = upload(client, auth, b"id,name\n1,a\n2,b\n", "normal.csv").get_json()
     status = wait_for_sync(client, auth, created["id"], timeout=300)
