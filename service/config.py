@@ -88,6 +88,9 @@ def from_env(environ: Mapping[str, str] | None = None) -> dict:
         "MAX_COLUMNS": env.int("MAX_COLUMNS", 4096),
         "PARQUET_DECODE_BUDGET_MB": env.int("PARQUET_DECODE_BUDGET_MB", 256),
         "INTERNAL_API_KEY": env.get("INTERNAL_API_KEY", mcp_key),
+        "INTERNAL_URL_SIGNING_KEY": env.get("INTERNAL_URL_SIGNING_KEY", ""),
+        "INTERNAL_URL_TTL": env.int("INTERNAL_URL_TTL", 3600),
+        "INTERNAL_ACCEPT_BEARER": env.bool("INTERNAL_ACCEPT_BEARER", True),
         "SYNC_TARGET": env.get("SYNC_TARGET", "delta"),
         # Whether datasets reach the lakehouse at all, and whether an upload starts its sync by itself.
         "SYNC_ENABLED": env.bool("SYNC_ENABLED", True),

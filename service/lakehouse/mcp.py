@@ -40,6 +40,7 @@ from service.lakehouse.base import (
     TableStates,
 )
 from service.lakehouse.http import HttpClient
+from service.signing import storage_url
 from service.transform.plan import SilverColumn, SilverPlan
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ class McpTarget(LakehouseTarget):
 
     def parquet_url(self, ctx: SyncContext) -> str:
         """Where the server downloads the dataset's Parquet file."""
-        return f"{self.public_internal_url}/internal/storage/datasets/{quote(ctx.source_file)}"
+        return storage_url(self.public_internal_url, ctx.source_file)
 
     def write_bronze(self, ctx: SyncContext) -> TableResult:
         body = {
