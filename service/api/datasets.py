@@ -162,7 +162,12 @@ class Datasets(MethodView):
 
         The file is stored as a local Parquet file at once; its sync to the lakehouse
         runs in the background, unless the upload (`sync=false`), AUTO_SYNC=false or
-        SYNC_ENABLED=false keeps it `local_only`.
+        SYNC_ENABLED=false keeps it `local_only`. Limits: the body at most MAX_UPLOAD_MB (a
+        JSON body at most the smaller of MAX_JSON_BODY_MB and MAX_UPLOAD_MB; 413); at most
+        MAX_COLUMNS columns (default 4096; 422 `too_many_columns`); JSON nested at most 64
+        levels deep (400 `json_too_deep`); each Parquet row group decoding to at most
+        PARQUET_DECODE_BUDGET_MB (default 256; 413 `parquet_too_large_to_decode`). A file name
+        longer than 255 characters is stored cut to 255, its extension kept.
         """
         if request.mimetype == "multipart/form-data":
             dataset = _upload_from_form()
