@@ -297,17 +297,18 @@ def preview_rows(path: Path, *, limit: int, offset: int) -> tuple[list[str], lis
     meta = parquet.metadata
     total = meta.num_rows
     columns = parquet.schema_arrow.names
-    wanted, start, first_row = [], 0, None
+    wanted: list[int] = []
+    start, first_row = 0, 0
     for index in range(meta.num_row_groups):
         size = meta.row_group(index).num_rows
         if start + size > offset and start < offset + limit:
-            wanted.append(index)
-            if first_row is None:
+            if not wanted:
                 first_row = start
+            wanted.append(index)
         start += size
     if not wanted:
         return columns, [], total
-    skip, rows = offset - first_row, []
+    skip, rows = offset - first_row, list[dict]()
     for batch in parquet.iter_batches(batch_size=limit, row_groups=wanted, use_threads=False):
         if skip >= batch.num_rows:
             skip -= batch.num_rows
@@ -318,6 +319,9 @@ def preview_rows(path: Path, *, limit: int, offset: int) -> tuple[list[str], lis
         if len(rows) >= limit:
             break
     return columns, rows, total
+
+
+ACTIVE_STATUSES = ("pending", "syncing")
 
 
 def request_resync(session: Session, dataset: Dataset, *, trigger: str = "manual") -> SyncRun:

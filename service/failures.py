@@ -6,6 +6,7 @@ and sometimes values from the data; they go to the log, never into ``last_error`
 from __future__ import annotations
 
 import errno
+from collections.abc import Iterator
 
 import requests
 import sqlalchemy.exc
@@ -26,12 +27,14 @@ MESSAGES = {
 }
 
 
-def _chain(exc: BaseException):
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """The error and its causes, outermost first."""
     seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        yield exc
-        exc = exc.__cause__ or exc.__context__
+    item: BaseException | None = exc
+    while item is not None and id(item) not in seen:
+        seen.add(id(item))
+        yield item
+        item = item.__cause__ or item.__context__
 
 
 def _rules():

@@ -53,12 +53,14 @@ def verify(config, file_name: str, expires: str | None, given: str | None, *, no
     return hmac.compare_digest(signature(key, file_name, int(expires)), given)
 
 
-def storage_url(base_url: str, file_name: str, config=None) -> str:
-    """The URL of a stored file under ``base_url``, signed when a key is configured."""
-    if config is None:
-        from flask import current_app
+def signing_settings(config) -> dict:
+    """The settings signing needs, for a component that keeps them (e.g. a target)."""
+    keys = ("INTERNAL_URL_SIGNING_KEY", "INTERNAL_API_KEY", "INTERNAL_URL_TTL")
+    return {key: config.get(key) for key in keys}
 
-        config = current_app.config
+
+def storage_url(base_url: str, file_name: str, config) -> str:
+    """The URL of a stored file under ``base_url``, signed when ``config`` has a key."""
     url = f"{base_url.rstrip('/')}/internal/storage/datasets/{quote(file_name)}"
     query = sign(config, file_name)
     return f"{url}?{urlencode(query)}" if query else url

@@ -11,8 +11,8 @@ import gzip
 import io
 import itertools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -199,6 +199,7 @@ CASES: list[Case] = [
     Case("file name of 300 characters", lambda: b"a\n1\n", (201,), file_name="n" * 296 + ".csv"),
     Case("file name with control characters", lambda: b"a\n1\n", (201,), file_name="x\x01\x1b\u202e.csv"),
     # A server in front may refuse these itself (gunicorn: 400 above 100 headers or 8 KB in one).
-    Case("200 request headers", lambda: b"a\n1\n", (201, 400, 431), headers={f"X-Hostile-{i}": "v" * 100 for i in range(200)}),
+    Case("200 request headers", lambda: b"a\n1\n", (201, 400, 431),
+         headers={f"X-Hostile-{i}": "v" * 100 for i in range(200)}),
     Case("a 60 KB request header", lambda: b"a\n1\n", (201, 400, 431), headers={"X-Hostile": "v" * 60_000}),
 ]

@@ -65,7 +65,8 @@ def test_preview_of_large_values_reads_only_the_rows_asked_for(client, auth):
     import pyarrow.parquet as pq
 
     rows = 2_000
-    table = pa.table({"n": pa.array(range(rows), pa.int64()), "s": pa.array([f"{i:06d}" + "x" * 2_000 for i in range(rows)])})
+    values = [f"{i:06d}" + "x" * 2_000 for i in range(rows)]
+    table = pa.table({"n": pa.array(range(rows), pa.int64()), "s": pa.array(values)})
     buf = io.BytesIO()
     pq.write_table(table, buf, row_group_size=rows)
     created = upload(client, auth, buf.getvalue(), "values.parquet").get_json()
