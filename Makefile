@@ -24,7 +24,7 @@ WORKER_BEAT ?= -B -s "$(DATA_DIR)/celerybeat-schedule"
 .DEFAULT_GOAL := help
 
 .PHONY: help venv run api worker beat flower migrate revision tenant revoke-key resync \
-	resync-failed bench test test-unit test-faults lint format stop clean clean-data
+	resync-failed bench bench-hostile test test-unit test-faults lint format stop clean clean-data
 
 help: ## this list
 	@echo "usage: make TARGET [VAR=value]"
@@ -87,6 +87,9 @@ resync-failed: $(STAMP) ## sync every failed dataset again
 
 bench: $(STAMP) ## benchmark (python -m bench.run)
 	$(PY) -m bench.run
+
+bench-hostile: $(STAMP) ## time and peak memory of each hostile input (python -m bench.hostile)
+	$(PY) -m bench.hostile
 
 test: $(STAMP) ## the suite but the fault injection (embedded servers, or TEST_DATABASE_URL / TEST_REDIS_URL)
 	$(PY) -m pytest -q tests --ignore=tests/faults

@@ -46,8 +46,11 @@ def create_app(config: dict | None = None) -> Flask:
 
     init_observability(app)
 
+    from service import duckdb_shared
     from service.db import init_engine
     from service.runtime import Runtime
+
+    duckdb_shared.restrict_to(config_module.data_directories(app.config))
 
     init_engine(app.config["DATABASE_URL"])
     runtime = Runtime(app.config)

@@ -38,6 +38,13 @@ def lakehouse_url(config: Mapping) -> str:
     return str(config.get("LAKEHOUSE_URL") or config.get("LAKEHOUSE_DIR") or Path(config["DATA_DIR"]) / "lakehouse")
 
 
+def data_directories(config: dict) -> list[str]:
+    """Every directory the processes read or write data files in (DuckDB may touch no other)."""
+    data_dir = config.get("DATA_DIR")
+    return [d for d in (data_dir, config.get("STORAGE_DIR"), config.get("LAKEHOUSE_DIR"),
+                        str(Path(data_dir) / "tmp") if data_dir else None) if d]
+
+
 def as_bool(value: object, name: str) -> bool:
     """A switch's value as a bool; settings passed to create_app may still be strings."""
     if isinstance(value, bool):
@@ -96,7 +103,12 @@ def from_env(environ: Mapping[str, str] | None = None) -> dict:
         **{name: env.get(name, "") for name in S3_SETTINGS},
         "MAX_UPLOAD_MB": env.int("MAX_UPLOAD_MB", 1024),
         "MAX_JSON_BODY_MB": env.int("MAX_JSON_BODY_MB", 64),
+        "MAX_COLUMNS": env.int("MAX_COLUMNS", 4096),
+        "PARQUET_DECODE_BUDGET_MB": env.int("PARQUET_DECODE_BUDGET_MB", 256),
         "INTERNAL_API_KEY": env.get("INTERNAL_API_KEY", mcp_key),
+        "INTERNAL_URL_SIGNING_KEY": env.get("INTERNAL_URL_SIGNING_KEY", ""),
+        "INTERNAL_URL_TTL": env.int("INTERNAL_URL_TTL", 3600),
+        "INTERNAL_ACCEPT_BEARER": env.bool("INTERNAL_ACCEPT_BEARER", True),
         "SYNC_TARGET": env.get("SYNC_TARGET", "delta"),
         # Whether datasets reach the lakehouse at all, and whether an upload starts its sync by itself.
         "SYNC_ENABLED": env.bool("SYNC_ENABLED", True),

@@ -7,7 +7,7 @@ import decimal
 import logging
 import os
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import BinaryIO
 
@@ -20,7 +20,7 @@ from service.config import as_bool
 from service.db import session_scope
 from service.duckdb_shared import STALE_SECONDS, remove_stale
 from service.errors import Conflict, IngestError, NotFound
-from service.ingest import ConvertResult, IngestSettings, convert_file, convert_records
+from service.ingest import ConvertResult, IngestSettings, convert_body, convert_file
 from service.ingest.output import SCRATCH_PREFIX
 from service.locks import dataset_lock
 from service.models import LOCAL_ONLY, Dataset, LakehouseTable, SyncRun, Tenant, utcnow
@@ -73,17 +73,14 @@ def _columns(result: ConvertResult) -> list[dict]:
 
 
 def _store_new(
-    store: FileStore,
-    tenant: Tenant,
-    *,
-    name: str,
-    description: str | None,
-    original_file_name: str | None,
-    convert,
-    sync: bool,
+    store: FileStore, tenant: Tenant, convert: Callable[[Path], tuple[dict, ConvertResult]]
 ) -> Dataset:
     """Convert into the store, then commit the dataset and, when it is to sync, its first run
     together; otherwise it is committed ``local_only``, with no run.
+
+    ``convert`` writes the Parquet file and returns the dataset's labels (``name``,
+    ``description``, ``original_file_name``, and ``sync``: whether it is to sync) with the
+    result.
 
     The file is stored (on an object store: uploaded) before the commit, and the sync chain
     is published only after it; on any error the file is removed wherever it got to, so a
@@ -94,7 +91,8 @@ def _store_new(
     dest = store.write_path(file_name)
     try:
         try:
-            result: ConvertResult = convert(dest)
+            labels, result = convert(dest)
+            sync = bool(labels["sync"])
         except UnicodeEncodeError as exc:
             # JSON escapes can spell lone surrogates (e.g. "\\ud800"), which are not text.
             raise IngestError(
@@ -112,10 +110,10 @@ def _store_new(
             dataset = Dataset(
                 id=dataset_id,
                 tenant_id=tenant.id,
-                name=name,
-                description=description,
+                name=labels["name"],
+                description=labels.get("description"),
                 source_format=result.source_format,
-                original_file_name=original_file_name,
+                original_file_name=labels.get("original_file_name"),
                 file_name=file_name,
                 size_bytes=result.size_bytes,
                 row_count=result.row_count,
@@ -133,6 +131,16 @@ def _store_new(
     return dataset
 
 
+def _fit(text: str | None, length: int, *, keep_extension: bool = False) -> str | None:
+    """``text`` cut to a column's length; a file name keeps its extension (a short one)."""
+    if text is None or len(text) <= length:
+        return text
+    suffix = Path(text).suffix if keep_extension else ""
+    if len(suffix) > length // 4:
+        suffix = ""
+    return text[: length - len(suffix)] + suffix
+
+
 def create_from_file(
     store: FileStore,
     settings: IngestSettings,
@@ -145,14 +153,15 @@ def create_from_file(
     sync: bool,
 ) -> Dataset:
     stem = Path(original_file_name or "").stem if original_file_name else ""
+    # The client's file name is kept as a label: cut to its column, never refused for length.
+    labels = {
+        "name": name or _fit(stem, Dataset.name.type.length) or "dataset",
+        "description": description,
+        "original_file_name": _fit(original_file_name, Dataset.original_file_name.type.length, keep_extension=True),
+        "sync": sync,
+    }
     return _store_new(
-        store,
-        tenant,
-        name=name or stem or "dataset",
-        description=description,
-        original_file_name=original_file_name,
-        convert=lambda dest: convert_file(src, dest, file_name=original_file_name, settings=settings),
-        sync=sync,
+        store, tenant, lambda dest: (labels, convert_file(src, dest, file_name=original_file_name, settings=settings))
     )
 
 
@@ -170,26 +179,18 @@ def remove_upload_leftovers(store: FileStore, scratch_dir: str | os.PathLike | N
     return removed
 
 
-def create_from_records(
+def create_from_body(
     store: FileStore,
     settings: IngestSettings,
     tenant: Tenant,
-    records: list,
+    src: Path,
     *,
-    name: str,
-    description: str | None,
-    sync: bool,
+    validate: Callable[[dict], dict],
 ) -> Dataset:
-    return _store_new(
-        store,
-        tenant,
-        name=name,
-        description=description,
-        original_file_name=None,
-        convert=lambda dest: convert_records(records, dest, settings=settings),
-        sync=sync,
-    )
-
+    """A dataset from a JSON body ``{"name", "description", "records", "sync"}`` spooled at
+    ``src``, parsed as a stream. ``validate`` checks the members other than the records,
+    raising for bad ones, and returns the dataset's labels (``sync`` included)."""
+    return _store_new(store, tenant, lambda dest: convert_body(src, dest, validate=validate, settings=settings))
 
 def get_for_tenant(session: Session, tenant_id: uuid.UUID, dataset_id: uuid.UUID, *, lock: bool = False) -> Dataset:
     """A tenant's dataset; another tenant's id is answered as not found."""
@@ -293,25 +294,34 @@ def _json_value(value):
 
 
 def preview_rows(source: Path | BinaryIO, *, limit: int, offset: int) -> tuple[list[str], list[dict], int]:
-    """Rows [offset, offset+limit) of a Parquet file, reading only the footer and the row
-    groups they sit in (ranged reads on an object store)."""
+    """Rows [offset, offset+limit) of a Parquet file, decoded ``limit`` rows at a time from
+    the row groups they sit in (ranged reads on an object store): a row group of large
+    values is never decoded whole."""
     parquet = pq.ParquetFile(source, pre_buffer=False)
     meta = parquet.metadata
     total = meta.num_rows
     columns = parquet.schema_arrow.names
-    wanted, start, first_row = [], 0, None
+    wanted: list[int] = []
+    start, first_row = 0, 0
     for index in range(meta.num_row_groups):
         size = meta.row_group(index).num_rows
         if start + size > offset and start < offset + limit:
-            wanted.append(index)
-            if first_row is None:
+            if not wanted:
                 first_row = start
+            wanted.append(index)
         start += size
     if not wanted:
         return columns, [], total
-    table = parquet.read_row_groups(wanted)
-    table = table.slice(offset - first_row, limit)
-    rows = [{k: _json_value(v) for k, v in row.items()} for row in table.to_pylist()]
+    skip, rows = offset - first_row, list[dict]()
+    for batch in parquet.iter_batches(batch_size=limit, row_groups=wanted, use_threads=False):
+        if skip >= batch.num_rows:
+            skip -= batch.num_rows
+            continue
+        part = batch.slice(skip, limit - len(rows))
+        skip = 0
+        rows.extend({k: _json_value(v) for k, v in row.items()} for row in part.to_pylist())
+        if len(rows) >= limit:
+            break
     return columns, rows, total
 
 

@@ -30,6 +30,8 @@ def init_engine(url: str, **kwargs) -> Engine:
     kwargs.setdefault("max_overflow", 10)
     # Fail fast when PostgreSQL is away instead of hanging a request or a task.
     kwargs.setdefault("connect_args", {"connect_timeout": 5})
+    # Statement parameters hold tenant data: errors and logs show the SQL without them.
+    kwargs.setdefault("hide_parameters", True)
     _engine = create_engine(url, **kwargs)
     _session_factory = sessionmaker(bind=_engine, expire_on_commit=False)
     return _engine

@@ -31,6 +31,11 @@ SPILL_PREFIX = "duckdb-"
 MAX_DATABASES = 4
 
 _DATABASES: OrderedDict[tuple, duckdb.DuckDBPyConnection] = OrderedDict()
+EXTENSION_OPTIONS = ("TimeZone", "Calendar")
+# Directories DuckDB may read and write once the app has named them (restrict_to). They
+# bind the databases that spill inside them (the app's and the worker's); others (unit
+# tests, tools) keep file access, but extensions and settings are locked for every one.
+_ALLOWED_DIRECTORIES: tuple[str, ...] = ()
 _SPILL_DIRS: list[str] = []
 _LOCK = threading.Lock()
 
@@ -103,10 +108,35 @@ def _remove_own_spill_directories() -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
+def restrict_to(directories) -> None:
+    """Let this process's databases touch files only under ``directories`` (the data
+    directories: uploads, local Parquet files, lakehouse, scratch and spill space)."""
+    global _ALLOWED_DIRECTORIES
+    _ALLOWED_DIRECTORIES = tuple(sorted({os.path.join(os.path.abspath(os.fspath(d)), "") for d in directories if d}))
+
+
+def _allowed_for(base: str | None) -> tuple[str, ...]:
+    if base is None or not any(os.path.join(base, "").startswith(d) for d in _ALLOWED_DIRECTORIES):
+        return ()
+    return _ALLOWED_DIRECTORIES
+
+
+def _lock_down(db: duckdb.DuckDBPyConnection, allowed: tuple[str, ...]) -> None:
+    """No extension loaded or installed on demand, no file outside the allowed directories,
+    and no setting changed afterwards: SQL built from tenant data cannot widen any of it."""
+    if allowed:
+        listed = ", ".join("'" + d.replace("'", "''") + "'" for d in allowed)
+        # allowed_directories can only be set on a running database, before access is disabled.
+        db.execute(f"SET allowed_directories = [{listed}]")
+        db.execute("SET enable_external_access = false")
+    db.execute("SET lock_configuration = true")
+
+
 def database(config: dict, temp_base: str | os.PathLike | None = None) -> duckdb.DuckDBPyConnection:
     """This process's in-memory database with ``config``, spilling under ``temp_base``."""
     base = os.path.abspath(os.fspath(temp_base)) if temp_base is not None else None
-    key = (os.getpid(), base, tuple(sorted(config.items())))
+    allowed = _allowed_for(base)
+    key = (os.getpid(), base, tuple(sorted(config.items())), allowed)
     with _LOCK:
         db = _DATABASES.get(key)
         if db is not None:
@@ -114,11 +144,18 @@ def database(config: dict, temp_base: str | os.PathLike | None = None) -> duckdb
             return db
         for stale in [k for k in _DATABASES if k[0] != os.getpid()]:
             del _DATABASES[stale]  # inherited across fork: never used here
-        # Everything needed is built in; never reach the network for an extension.
-        full = {"autoinstall_known_extensions": False, **config}
+        # Everything needed is built in; never reach the network or the disk for an extension.
+        full = {"autoinstall_known_extensions": False, "autoload_known_extensions": False,
+                "allow_community_extensions": False, **config}
         if base is not None:
             full["temp_directory"] = _spill_directory(base)
-        db = _DATABASES[key] = duckdb.connect(":memory:", config=full)
+        # Options of built-in extensions (TimeZone: icu) are known only once the database runs.
+        late = {k: full.pop(k) for k in EXTENSION_OPTIONS if k in full}
+        db = duckdb.connect(":memory:", config=full)
+        for option, value in late.items():
+            db.execute(f"SET {option} = '" + str(value).replace("'", "''") + "'")
+        _lock_down(db, allowed)
+        _DATABASES[key] = db
         while len(_DATABASES) > MAX_DATABASES:
             # Dropped, not closed: a cursor still in use keeps its database alive.
             _DATABASES.popitem(last=False)

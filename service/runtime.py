@@ -13,6 +13,7 @@ from flask import current_app
 
 from service.config import sync_duckdb
 from service.ingest import IngestSettings
+from service.ingest.columns import DEFAULT_MAX_COLUMNS
 from service.lakehouse import LakehouseTarget, get_target
 from service.storage import FileStore, file_store
 
@@ -26,6 +27,8 @@ class Runtime:
             duckdb_memory_limit=str(config["DUCKDB_MEMORY_LIMIT"]),
             duckdb_threads=int(config["DUCKDB_THREADS"]),
             temp_dir=str(Path(config["DATA_DIR"]) / "tmp"),
+            max_columns=int(config.get("MAX_COLUMNS") or DEFAULT_MAX_COLUMNS),
+            parquet_decode_budget=int(config.get("PARQUET_DECODE_BUDGET_MB") or 256) << 20,
         )
         # The worker's steps: the same database as the Delta target's (inference and writes).
         memory_limit, threads, temp_dir = sync_duckdb(config)

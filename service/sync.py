@@ -21,6 +21,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from service.db import session_scope
+from service.failures import log_detail, step_error_text
 from service.lakehouse import PermanentTargetError, TableRef
 from service.lakehouse.base import SyncContext, TableResult
 from service.locks import dataset_lock
@@ -330,7 +331,8 @@ def record_step_error(
     step: str, dataset_id: uuid.UUID, run_id: uuid.UUID, exc: BaseException, *, final: bool, retry_in: float = 0.0
 ) -> None:
     """Write a step's error; a final one fails the run and the dataset's sync."""
-    message = f"{step}: {describe_error(exc)}"
+    message = step_error_text(step, exc)
+    log.warning("step %s of dataset %s failed (final: %s): %s", step, dataset_id, final, log_detail(exc))
     now = utcnow()
     for attempt in quick_retrying():
         with attempt, session_scope() as session:

@@ -1,6 +1,7 @@
 """Datasets: upload, list, get, sync status, row preview."""
 from __future__ import annotations
 
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -8,6 +9,7 @@ from flask import current_app, g, request, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import ValidationError
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from schemas.common import ErrorResponseSchema, storable_text
 from schemas.datasets import (
@@ -26,7 +28,11 @@ from service.db import session_scope
 from service.errors import APIError, IngestError
 from service.ingest import SUPPORTED_FORMATS
 from service.runtime import runtime
-from service.storage import StoredFileMissing
+from service.storage import UPLOAD_PREFIX, UPLOAD_SUFFIX, FileStore, StoredFileMissing
+
+MB = 1024 * 1024
+# Bytes of a JSON body read from the client at a time while it is spooled to disk.
+BODY_CHUNK = 1 * MB
 
 blp = Blueprint(
     "datasets", __name__, url_prefix="/api/v1/datasets", description="Upload datasets and follow their sync"
@@ -87,28 +93,48 @@ def _upload_from_form():
     )
 
 
-def _upload_from_json():
-    limit = int(current_app.config["MAX_JSON_BODY_MB"]) * 1024 * 1024
+def json_body_limit(config) -> int:
+    """Bytes a JSON body may have: it is an upload too, so MAX_UPLOAD_MB bounds it as well."""
+    return min(int(config["MAX_JSON_BODY_MB"]), int(config["MAX_UPLOAD_MB"])) * MB
+
+
+def _spool_json_body(store: FileStore) -> Path:
+    """Stream the body to a file under the incoming directory, within the JSON body limit
+    (chunked bodies included); it is removed once the response is sent."""
+    limit = json_body_limit(current_app.config)
+    if request.content_length is not None and request.content_length > limit:
+        raise RequestEntityTooLarge()
     request.max_content_length = limit
-    body = request.get_json(silent=True)
-    if body is None:
-        raise IngestError("the request body is not valid JSON", code="invalid_json")
-    if not isinstance(body, dict):
-        raise IngestError('the JSON body must be an object: {"name": ..., "records": [...]}', code="invalid_json")
+    stream = request.stream
+    with tempfile.NamedTemporaryFile("wb", dir=store.incoming_dir, prefix=UPLOAD_PREFIX, suffix=UPLOAD_SUFFIX,
+                                     delete=False) as spool:
+        request.spooled.append(spool.name)
+        size = 0
+        while chunk := stream.read(BODY_CHUNK):
+            size += len(chunk)
+            if size > limit:
+                raise RequestEntityTooLarge()
+            spool.write(chunk)
+    if size == 0:
+        raise IngestError("the request body is empty", code="invalid_json")
+    return Path(spool.name)
+
+
+def _body_labels(fields: dict) -> dict:
+    """The checked members of a JSON body, as the dataset's labels."""
     try:
-        data = DatasetRecordsRequestSchema().load(body)
+        data = DatasetRecordsRequestSchema().load(fields)
     except ValidationError as err:
         raise _validation_error(err, "json")
+    return {"name": data["name"], "description": data["description"],
+            "sync": service.upload_syncs(current_app.config, data["sync"])}
+
+
+def _upload_from_json():
+    # Parsed as a stream from disk: the records never sit in memory all at once.
     store = runtime().store
-    return service.create_from_records(
-        store,
-        runtime().ingest_settings,
-        g.tenant,
-        data["records"],
-        name=data["name"],
-        description=data["description"],
-        sync=service.upload_syncs(current_app.config, data["sync"]),
-    )
+    path = _spool_json_body(store)
+    return service.create_from_body(store, runtime().ingest_settings, g.tenant, path, validate=_body_labels)
 
 
 @blp.route("")
@@ -136,7 +162,12 @@ class Datasets(MethodView):
 
         The file is stored as a local Parquet file at once; its sync to the lakehouse
         runs in the background, unless the upload (`sync=false`), AUTO_SYNC=false or
-        SYNC_ENABLED=false keeps it `local_only`.
+        SYNC_ENABLED=false keeps it `local_only`. Limits: the body at most MAX_UPLOAD_MB (a
+        JSON body at most the smaller of MAX_JSON_BODY_MB and MAX_UPLOAD_MB; 413); at most
+        MAX_COLUMNS columns (default 4096; 422 `too_many_columns`); JSON nested at most 64
+        levels deep (400 `json_too_deep`); each Parquet row group decoding to at most
+        PARQUET_DECODE_BUDGET_MB (default 256; 413 `parquet_too_large_to_decode`). A file name
+        longer than 255 characters is stored cut to 255, its extension kept.
         """
         if request.mimetype == "multipart/form-data":
             dataset = _upload_from_form()

@@ -27,9 +27,11 @@ def error_response(status: int, code: str, message: str, details=None):
 def _too_large():
     config = current_app.config
     if request.mimetype == "application/json":
-        limit = config["MAX_JSON_BODY_MB"]
-        return error_response(413, "payload_too_large", f"the JSON body exceeds the limit of {limit} MB (MAX_JSON_BODY_MB)",
-                              {"limit_mb": limit})
+        limit = min(config["MAX_JSON_BODY_MB"], config["MAX_UPLOAD_MB"])
+        return error_response(
+            413, "payload_too_large",
+            f"the JSON body exceeds the limit of {limit} MB (the smaller of MAX_JSON_BODY_MB and MAX_UPLOAD_MB)",
+            {"limit_mb": limit})
     limits = {
         "limit_mb": config["MAX_UPLOAD_MB"],
         "max_form_parts": config["MAX_FORM_PARTS"],

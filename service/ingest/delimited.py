@@ -17,9 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 
 from service.errors import IngestError
-from service.ingest.columns import unique_names
+from service.ingest.columns import check_column_count, unique_names
 from service.ingest.encoding import (
     CP1252,
     UTF8,
@@ -73,6 +76,12 @@ def dictionary_limit(columns: int) -> int:
 
 
 DUCKDB_MAX_LINE = 2_000_000  # DuckDB's default max_line_size
+
+# DuckDB's Parquet writer holds buffers per column and thread: 4,000 columns ran out of a
+# 512MB limit even for one row. Wider files are written by pyarrow, a batch at a time.
+DUCKDB_MAX_COLUMNS = 1024
+# Values per pyarrow batch of a wide file.
+WIDE_BATCH_CELLS = 4 << 20
 
 # An unquoted field can never contain a newline, so this null string never matches: every
 # empty field stays "" (quoted empty fields are protected by allow_quoted_nulls=false).
@@ -238,7 +247,7 @@ def _parse_header(text: str, complete: bool, dialect: Dialect) -> tuple[list[str
     raise _HeaderIncomplete
 
 
-def read_layout(path: Path, *, prefer_tab: bool) -> Layout:
+def read_layout(path: Path, *, prefer_tab: bool, max_columns: int = 0) -> Layout:
     """Dialect and column names of a UTF-8 file (BOM allowed). Raises NotUtf8 if the head is not."""
     nbytes = SNIFF_BYTES
     while True:
@@ -255,6 +264,7 @@ def read_layout(path: Path, *, prefer_tab: bool) -> Layout:
                 raise _HeaderInvalid from None
             nbytes *= 4
             continue
+        check_column_count(len(fields), max_columns)
         lines = max(data.count(b"\n"), data.count(b"\r"), 1)
         return Layout(dialect, unique_names(fields), skip, line_bytes=len(data) / lines)
 
@@ -291,6 +301,22 @@ def _duckdb_copy(
 
 
 _DUCKDB_LINE = re.compile(r"CSV Error on Line: (\d+)")
+
+
+def _arrow_copy(normalized: Path, out: Path, names: list[str]) -> None:
+    """A normalized copy (RFC 4180, header first) to Parquet with pyarrow, every value as text."""
+    schema = pa.schema([pa.field(name, pa.string()) for name in names])
+    block = max(1 << 20, min(64 << 20, WIDE_BATCH_CELLS * 8 // max(1, len(names)) * len(names)))
+    reader = pacsv.open_csv(
+        normalized,
+        read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, block_size=block),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True),
+        convert_options=pacsv.ConvertOptions(column_types=schema, strings_can_be_null=False,
+                                             quoted_strings_can_be_null=False),
+    )
+    with pq.ParquetWriter(out, schema, compression=LOCAL_PARQUET_CODEC) as writer:
+        for batch in reader:
+            writer.write_batch(batch)
 
 
 # --------------------------------------------------------------------------- Python reference path
@@ -435,11 +461,16 @@ def _convert_utf8(
     path: Path, out: Path, *, prefer_tab: bool, settings: IngestSettings, work_dir: Path
 ) -> tuple[Layout, int]:
     try:
-        layout = read_layout(path, prefer_tab=prefer_tab)
+        layout = read_layout(path, prefer_tab=prefer_tab, max_columns=settings.max_columns)
     except _HeaderInvalid:
         data, complete = _read_head(path, SNIFF_BYTES)
         text = decode_prefix(data, UTF8, complete=complete)
         raise _header_error(path, sniff_dialect(text, complete=complete, prefer_tab=prefer_tab)) from None
+    if len(layout.names) > DUCKDB_MAX_COLUMNS:
+        with scratch_file(work_dir, ".normalized.csv") as normalized:
+            rows, _ = _reference_pass(path, layout, normalized)
+            _arrow_copy(normalized, out, layout.names)
+            return layout, rows
     try:
         return layout, _duckdb_copy(path, out, layout, settings)
     except duckdb.InvalidInputException as exc:

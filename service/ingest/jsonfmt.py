@@ -14,19 +14,26 @@ from __future__ import annotations
 import itertools
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from service.errors import IngestError
-from service.ingest.columns import unique_names
+from service.ingest.columns import DEFAULT_MAX_COLUMNS, check_column_count, unique_names
 from service.ingest.detect import NDJSON_EXTENSIONS
 from service.ingest.encoding import CHUNK_SIZE, CP1252, UTF8, open_text
 from service.ingest.model import LOCAL_PARQUET_CODEC, ConvertResult, SourceColumn
 
 BATCH_ROWS = 65_536
+# Values per written batch: wide files get fewer rows per batch, so a batch of 4,096
+# columns stays as small in memory as one of 64.
+BATCH_CELLS = 4 << 20
+
+# Deepest nesting accepted, counting the document's own array or object as level 1.
+# Python's parser recurses per level; deeper documents are refused before it is called.
+MAX_JSON_DEPTH = 64
 
 # Kinds of JSON values seen in a column.
 _NULL, _INT, _FLOAT, _BOOL, _STR, _NESTED, _BIGINT = "null", "int", "float", "bool", "str", "nested", "bigint"
@@ -54,6 +61,44 @@ def invalid_json(message: str, **details) -> IngestError:
 
 def not_an_array() -> IngestError:
     return invalid_json("JSON must be an array of objects.")
+
+
+def too_deep(where: str = "") -> IngestError:
+    return IngestError(
+        f"{where}JSON is nested deeper than {MAX_JSON_DEPTH} levels, the limit",
+        code="json_too_deep",
+        status=400,
+        details={"max_depth": MAX_JSON_DEPTH},
+    )
+
+
+# A string token (complete); the unrolled form keeps the regex engine linear and fast.
+_STRING_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
+_BRACKET = re.compile(r"[\[\]{}]")
+_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+
+
+def text_depth(text: str) -> int:
+    """Deepest bracket nesting of complete JSON text (brackets inside strings do not count)."""
+    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
+        return MAX_JSON_DEPTH  # too few openings to go deeper: skip the scan
+    brackets = _BRACKET.findall(_STRING_TOKEN.sub("", text))
+    return max(itertools.accumulate(map(_STEP.__getitem__, brackets)), default=0)
+
+
+def value_depth(value, base: int = 0) -> int:
+    """Deepest nesting of a parsed value (iterative: values may be deep), at most MAX_JSON_DEPTH + 1."""
+    deepest = base
+    stack = [(value, base)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                return depth
+            deepest = max(deepest, depth)
+            stack.extend((v, depth) for v in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 class _InvalidConstant(ValueError):
@@ -86,8 +131,10 @@ class _ArrayReader:
     then the elements are read one by one, which also gives exact error locations.
     """
 
-    def __init__(self, fh):
+    def __init__(self, fh, *, base_depth: int = 1, not_object=None):
         self.fh = fh
+        self.base_depth = base_depth  # nesting of the elements' container
+        self.not_object = not_object  # error for an element that is not an object (index, message)
         self.buf = ""
         self.pos = 0
         self.eof = False
@@ -144,10 +191,22 @@ class _ArrayReader:
                 raise self.error(exc.pos, exc.msg) from None
             except _InvalidConstant as exc:
                 raise self.error(self.pos, f"{exc.name} is not valid JSON") from None
+            except RecursionError:
+                raise self._too_deep(self.pos) from None
+            except ValueError as exc:  # e.g. an integer of more digits than Python converts
+                raise self.error(self.pos, str(exc)) from None
             if end == len(self.buf) and not self.eof and self._fill(len(self.buf) - self.pos):
                 continue  # a number may go on in the next chunk
+            if value_depth(value, self.base_depth) > MAX_JSON_DEPTH:
+                raise self._too_deep(self.pos)
             self.pos = end
             return value
+
+    def _too_deep(self, pos: int) -> IngestError:
+        line, column = self.location(pos)
+        error = too_deep(f"line {line}, column {column}: ")
+        error.details.update(line=line, column=column)
+        return error
 
     def _many(self) -> list[dict] | None:
         if self.pos < self.slow_until:
@@ -159,10 +218,14 @@ class _ArrayReader:
         if cut < 0:
             self.slow_until = len(self.buf)  # nothing to try before more text arrives
             return None
-        try:
-            values = self.decoder.decode("[" + self.buf[self.pos : cut + 1] + "]")
-        except (json.JSONDecodeError, _InvalidConstant):
-            values = None
+        text = self.buf[self.pos : cut + 1]
+        values = None
+        # Too deep (or not elements after all): the slow path reads one by one and says where.
+        if text_depth(text) + self.base_depth <= MAX_JSON_DEPTH:
+            try:
+                values = self.decoder.decode("[" + text + "]")
+            except ValueError:
+                values = None
         if not values or not _all_objects(values):
             self.slow_until = cut + 1
             return None
@@ -174,13 +237,16 @@ class _ArrayReader:
         self._peek()
         return self._value()
 
-    def batches(self) -> Iterator[list[dict]]:
+    def batches(self, *, nested: bool = False) -> Iterator[list[dict]]:
+        """The array's objects in lists; ``nested``: the array is a value inside the document,
+        so the reader stops after its closing bracket."""
         if self._peek() != "[":
             raise not_an_array()
         self.pos += 1
         if self._peek() == "]":
             self.pos += 1
-            self._expect_end()
+            if not nested:
+                self._expect_end()
             return
         index = 0
         while True:
@@ -189,6 +255,8 @@ class _ArrayReader:
                 start = self.pos
                 value = self._value()
                 if not isinstance(value, dict):
+                    if self.not_object is not None:
+                        raise self.not_object(index)
                     raise self.error(
                         start, f"array element [{index}] is not an object; JSON must be an array of objects"
                     )
@@ -202,7 +270,8 @@ class _ArrayReader:
                 continue
             if c == "]":
                 self.pos += 1
-                self._expect_end()
+                if not nested:
+                    self._expect_end()
                 return
             if c == "":
                 raise self.error(self.pos, "unexpected end of file: the array is not closed")
@@ -224,10 +293,13 @@ def _ndjson_batches(fh, *, extension: str, path: Path, encoding: str) -> Iterato
         if not texts:
             continue
         # One parser call for the whole chunk; line by line only to explain a failure.
-        try:
-            values = decoder.decode("[" + ",".join(texts) + "]")
-        except (json.JSONDecodeError, _InvalidConstant):
-            values = None
+        joined = "[" + ",".join(texts) + "]"
+        values = None
+        if text_depth(joined) <= MAX_JSON_DEPTH + 1:
+            try:
+                values = decoder.decode(joined)
+            except ValueError:
+                values = None
         if values is None or len(values) != len(texts) or not _all_objects(values):
             values = _ndjson_lines(decoder, lines, first, first_record=count == 0, path=path, encoding=encoding)
         count += len(values)
@@ -243,6 +315,10 @@ def _ndjson_lines(decoder, lines: list[str], first: int, *, first_record: bool, 
         text = line.strip(" \t\r\n")
         if not text:
             continue
+        if text_depth(text) > MAX_JSON_DEPTH:
+            error = too_deep(f"line {lineno}: ")
+            error.details["line"] = lineno
+            raise error
         try:
             value, end = decoder.raw_decode(text)
             if end != len(text):
@@ -254,6 +330,8 @@ def _ndjson_lines(decoder, lines: list[str], first: int, *, first_record: bool, 
             raise invalid_json(f"line {lineno}: {exc.msg} (column {column})", line=lineno, column=column) from None
         except _InvalidConstant as exc:
             raise invalid_json(f"line {lineno}: {exc.name} is not valid JSON", line=lineno) from None
+        except ValueError as exc:
+            raise invalid_json(f"line {lineno}: {exc}", line=lineno) from None
         if not isinstance(value, dict):
             raise invalid_json(f"line {lineno}: expected a JSON object (NDJSON needs one object per line)", line=lineno)
         values.append(value)
@@ -290,23 +368,41 @@ def _column(batch: list[dict], key: str) -> list:
 
 
 class _Schema:
-    def __init__(self):
+    def __init__(self, max_columns: int = DEFAULT_MAX_COLUMNS):
         self.kinds: dict[str, set[str]] = {}
         self.rows = 0
+        self.max_columns = max_columns
 
     def observe(self, batch: list[dict]) -> None:
         self.rows += len(batch)
-        for key in dict.fromkeys(itertools.chain.from_iterable(batch)):
-            values = _column(batch, key)
-            types = set(map(type, values))
-            kinds = self.kinds.setdefault(key, set())
-            for t in types:
-                kinds.add(_KIND_OF_TYPE.get(t) or (_NESTED if issubclass(t, (dict, list)) else _STR))
-            if int in types:
-                ints = filter(None, values) if types <= _INT_ONLY else (v for v in values if type(v) is int)
-                ints = list(ints)
-                if ints and (max(ints) > _INT64_MAX or min(ints) < _INT64_MIN):
-                    kinds.add(_BIGINT)
+        keys = dict.fromkeys(itertools.chain.from_iterable(batch))
+        new = sum(1 for key in keys if key not in self.kinds)
+        check_column_count(len(self.kinds) + new, self.max_columns, at_least=True)
+        cells = sum(map(len, batch))
+        if len(keys) * len(batch) <= 4 * cells + BATCH_ROWS:
+            # Dense records: a column at a time, at C speed.
+            for key in keys:
+                self._observe_column(key, _column(batch, key))
+            return
+        # Sparse records (many keys, few per record): each record is walked once, so the
+        # work grows with the values, not with keys x records.
+        columns: dict[str, list] = {}
+        for record in batch:
+            for key, value in record.items():
+                columns.setdefault(key, []).append(value)
+        for key, values in columns.items():
+            self._observe_column(key, values)  # absent values would add only "null"
+
+    def _observe_column(self, key: str, values: list) -> None:
+        types = set(map(type, values))
+        kinds = self.kinds.setdefault(key, set())
+        for t in types:
+            kinds.add(_KIND_OF_TYPE.get(t) or (_NESTED if issubclass(t, (dict, list)) else _STR))
+        if int in types:
+            ints = filter(None, values) if types <= _INT_ONLY else (v for v in values if type(v) is int)
+            ints = list(ints)
+            if ints and (max(ints) > _INT64_MAX or min(ints) < _INT64_MIN):
+                kinds.add(_BIGINT)
 
     def column_types(self) -> dict[str, str]:
         return {key: _column_type(kinds) for key, kinds in self.kinds.items()}
@@ -331,6 +427,8 @@ _ARROW_TYPES = {"integer": pa.int64(), "double": pa.float64(), "boolean": pa.boo
 
 
 def _to_array(values: list, kind: str) -> pa.Array:
+    if values.count(None) == len(values):  # common in sparse records
+        return pa.nulls(len(values), _ARROW_TYPES.get(kind, pa.string()))
     if kind in _ARROW_TYPES:
         return pa.array(values, type=_ARROW_TYPES[kind])
     if kind in ("json", _MIXED):
@@ -344,8 +442,9 @@ def _write(batches: Iterable[list[dict]], out: Path, column_types: dict[str, str
     names = unique_names(keys)
     schema = pa.schema([pa.field(n, _ARROW_TYPES.get(kind, pa.string())) for n, kind in zip(names, kinds)])
     rows = 0
+    batch_rows = max(1, min(BATCH_ROWS, BATCH_CELLS // max(1, len(keys))))
     with pq.ParquetWriter(out, schema, compression=LOCAL_PARQUET_CODEC) as writer:
-        for batch in _rebatch(batches):
+        for batch in _rebatch(batches, batch_rows):
             arrays = [_to_array(_column(batch, key), kind) for key, kind in zip(keys, kinds)]
             writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
             rows += len(batch)
@@ -372,7 +471,16 @@ def _check_shape(schema: _Schema, column_types: dict[str, str], what: str) -> No
 # --------------------------------------------------------------------------- entry points
 
 
-def convert_json_file(src: Path, out: Path, *, ndjson: bool, extension: str) -> ConvertResult:
+def _scan(batches: Iterable[list[dict]], max_columns: int) -> _Schema:
+    schema = _Schema(max_columns)
+    for batch in _rebatch(batches):
+        schema.observe(batch)
+    return schema
+
+
+def convert_json_file(
+    src: Path, out: Path, *, ndjson: bool, extension: str, max_columns: int = DEFAULT_MAX_COLUMNS
+) -> ConvertResult:
     def batches(encoding: str) -> Iterator[list[dict]]:
         with open_text(src, encoding) as fh:
             if ndjson:
@@ -380,31 +488,25 @@ def convert_json_file(src: Path, out: Path, *, ndjson: bool, extension: str) -> 
             else:
                 yield from _ArrayReader(fh).batches()
 
-    def scan(encoding: str) -> _Schema:
-        schema = _Schema()
-        for batch in _rebatch(batches(encoding)):
-            schema.observe(batch)
-        return schema
-
     encoding = UTF8
     try:
-        schema = scan(UTF8)
+        schema = _scan(batches(UTF8), max_columns)
     except UnicodeDecodeError:
         encoding = CP1252
-        schema = scan(CP1252)
+        schema = _scan(batches(CP1252), max_columns)
     column_types = schema.column_types()
     _check_shape(schema, column_types, "The file")
     written = _write(batches(encoding), out, column_types)
     return _result("ndjson" if ndjson else "json", written, column_types)
 
 
-def convert_record_list(records, out: Path) -> ConvertResult:
+def convert_record_list(records, out: Path, *, max_columns: int = DEFAULT_MAX_COLUMNS) -> ConvertResult:
     if not isinstance(records, list):
         raise invalid_json("records must be an array of objects.")
     for index, record in enumerate(records):
         if not isinstance(record, dict):
             raise invalid_json(f"records[{index}] is not an object.", index=index)
-    schema = _Schema()
+    schema = _Schema(max_columns)
     for start in range(0, len(records), BATCH_ROWS):
         schema.observe(records[start : start + BATCH_ROWS])
     column_types = schema.column_types()
@@ -412,3 +514,91 @@ def convert_record_list(records, out: Path) -> ConvertResult:
     batches = (records[start : start + BATCH_ROWS] for start in range(0, len(records), BATCH_ROWS))
     written = _write(batches, out, column_types)
     return _result("json", written, column_types)
+
+
+# --------------------------------------------------------------------------- API bodies
+
+RECORDS_KEY = "records"
+
+
+def _record_not_object(index: int) -> IngestError:
+    return IngestError(
+        f"invalid request: records: element {index} is not an object",
+        code="validation_error",
+        status=422,
+        details={"json": {RECORDS_KEY: {str(index): ["Not a valid mapping type."]}}},
+    )
+
+
+def _body_batches(fh, fields: dict) -> Iterator[list[dict]]:
+    """The records of a body ``{"name": ..., "records": [...], ...}`` in lists, read as a
+    stream; every other member is put into ``fields``, and ``fields["records"]`` becomes
+    the number of records (or the value itself when it is not an array)."""
+    reader = _ArrayReader(fh, base_depth=2, not_object=_record_not_object)
+    if reader._peek() != "{":
+        raise invalid_json('the JSON body must be an object: {"name": ..., "records": [...]}')
+    reader.pos += 1
+    if reader._peek() == "}":
+        reader.pos += 1
+        reader._expect_end()
+        return
+    while True:
+        reader._peek()
+        start = reader.pos
+        key = reader._value()
+        if not isinstance(key, str):
+            raise reader.error(start, "Expecting property name enclosed in double quotes")
+        if key in fields:
+            raise reader.error(start, f"the member {key!r} appears twice")
+        if reader._peek() != ":":
+            raise reader.error(reader.pos, "Expecting ':' delimiter")
+        reader.pos += 1
+        if key == RECORDS_KEY and reader._peek() == "[":
+            fields[key] = 0
+            for batch in reader.batches(nested=True):
+                fields[key] += len(batch)
+                yield batch
+        else:
+            reader._peek()
+            fields[key] = reader._value()
+        c = reader._peek()
+        if c == ",":
+            reader.pos += 1
+            continue
+        if c == "}":
+            reader.pos += 1
+            reader._expect_end()
+            return
+        if c == "":
+            raise reader.error(reader.pos, "unexpected end of the body: the object is not closed")
+        raise reader.error(reader.pos, "Expecting ',' delimiter")
+
+
+def convert_json_body(
+    src: Path, out: Path, *, validate: Callable[[dict], dict], max_columns: int = DEFAULT_MAX_COLUMNS
+) -> tuple[dict, ConvertResult]:
+    """Convert the records of an API body spooled at ``src``, reading it twice as a stream
+    and never holding more than a batch of records.
+
+    ``validate`` gets the body's other members (``records`` replaced by a list of as many
+    empty objects, at most one) after the first pass and returns them checked; its
+    error stops the conversion before anything is written.
+    """
+
+    def batches(fields: dict) -> Iterator[list[dict]]:
+        try:
+            with open_text(src, UTF8) as fh:
+                yield from _body_batches(fh, fields)
+        except UnicodeDecodeError as exc:
+            raise invalid_json(f"the body is not valid UTF-8 (byte {exc.start})") from None
+
+    fields: dict = {}
+    schema = _scan(batches(fields), max_columns)
+    summary = dict(fields)
+    if isinstance(summary.get(RECORDS_KEY), int):
+        summary[RECORDS_KEY] = [{}] * min(1, summary[RECORDS_KEY])
+    checked = validate(summary)
+    column_types = schema.column_types()
+    _check_shape(schema, column_types, "The record list")
+    written = _write(batches({}), out, column_types)
+    return checked, _result("json", written, column_types)

@@ -15,6 +15,10 @@ class IngestSettings:
     duckdb_memory_limit: str = "512MB"
     duckdb_threads: int = 2
     temp_dir: str | None = None
+    max_columns: int = 4096  # wider uploads are refused (422) before any naming work
+    # Bytes a Parquet upload may decode to (its footer's uncompressed sizes, dictionaries
+    # included); larger uploads are refused before a page is decoded.
+    parquet_decode_budget: int = 512 << 20
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ from service.lakehouse.base import (
     TableStates,
 )
 from service.lakehouse.http import HttpClient
+from service.signing import signing_settings, storage_url
 from service.transform.plan import SilverColumn, SilverPlan
 
 log = logging.getLogger(__name__)
@@ -49,13 +50,14 @@ class McpTarget(LakehouseTarget):
     name = "mcp"
 
     def __init__(self, server_url: str, *, api_key: str, public_internal_url: str, http_timeout: float = 60.0,
-                 attempts: int = 3):
+                 attempts: int = 3, url_signing: dict | None = None):
         if not server_url:
             raise PermanentTargetError("MCP_SERVER_URL is not set")
         if not public_internal_url:
             raise PermanentTargetError("PUBLIC_INTERNAL_URL is not set; the MCP server downloads files from it")
         self.server_url = server_url.rstrip("/")
         self.public_internal_url = public_internal_url.rstrip("/")
+        self.url_signing = url_signing or {}  # without a key, URLs go unsigned (the bearer opens them)
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.http = HttpClient("the MCP server", self.server_url, timeout=http_timeout,
                                auth=lambda: dict(headers), attempts=attempts)
@@ -67,11 +69,12 @@ class McpTarget(LakehouseTarget):
             api_key=config.get("MCP_API_KEY", ""),
             public_internal_url=config.get("PUBLIC_INTERNAL_URL", ""),
             http_timeout=float(config.get("HTTP_TIMEOUT", 60.0)),
+            url_signing=signing_settings(config),
         )
 
     def parquet_url(self, ctx: SyncContext) -> str:
         """Where the server downloads the dataset's Parquet file."""
-        return f"{self.public_internal_url}/internal/storage/datasets/{quote(ctx.source_file)}"
+        return storage_url(self.public_internal_url, ctx.source_file, self.url_signing)
 
     def write_bronze(self, ctx: SyncContext) -> TableResult:
         body = {

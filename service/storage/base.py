@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 # Stored files are always named "<uuid>.parquet"; nothing else is ever served.
-_STORED_NAME = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.parquet$")
+# Matched with fullmatch: "$" would also match before a trailing newline.
+_STORED_NAME = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.parquet")
 
 # A multipart upload body is spooled to "<incoming>/upload-<random>.part".
 UPLOAD_PREFIX = "upload-"
@@ -38,11 +39,11 @@ class FileStore(abc.ABC):
 
     @staticmethod
     def is_stored_name(name: str) -> bool:
-        return bool(_STORED_NAME.match(name))
+        return bool(_STORED_NAME.fullmatch(name))
 
     @staticmethod
     def check_name(file_name: str) -> str:
-        if not _STORED_NAME.match(file_name):
+        if not _STORED_NAME.fullmatch(file_name):
             raise ValueError(f"not a stored dataset file name: {file_name!r}")
         return file_name
 

@@ -54,18 +54,21 @@ def snake_case_names(names: list[str]) -> list[str]:
     # another column gets on its own ("a b", "a_b", "a_b_2" -> a_b, a_b_3, a_b_2).
     taken = set(bases) | set(RESERVED_NAMES)
     assigned: set[str] = set()
+    # The next suffix to try per base name: linear however many columns share one.
+    next_suffix: dict[str, int] = {}
     result = []
     for base in bases:
         if base not in assigned and base not in RESERVED_NAMES:
             name = base
         else:
-            n = 2
+            n = next_suffix.get(base, 2)
             while True:
                 suffix = f"_{n}"
                 name = _truncate(base, MAX_NAME_LENGTH - len(suffix)) + suffix
                 if name not in taken:
                     break
                 n += 1
+            next_suffix[base] = n + 1
             taken.add(name)
         assigned.add(name)
         result.append(name)

@@ -285,3 +285,26 @@ def test_too_many_multipart_parts_is_413(client, auth, leftovers):
     response = client.post("/api/v1/datasets", headers=auth, data=data, content_type="multipart/form-data")
     assert_error(response, 413, "payload_too_large")
     assert leftovers() == before
+
+
+def test_internal_files_open_with_a_signed_url_for_that_file_only(app, client, auth):
+    from service.signing import sign
+
+    created = upload(client, auth, "a\n1\n", "signed.csv").get_json()
+    other = upload(client, auth, "a\n2\n", "other.csv").get_json()
+    url = f"/internal/storage/datasets/{created['file_name']}"
+    query = sign(app.config, created["file_name"])
+    assert client.get(url, query_string=query).status_code == 200
+    assert_error(client.get(f"/internal/storage/datasets/{other['file_name']}", query_string=query), 401,
+                 "unauthorized")
+    expired = sign(app.config, created["file_name"], now=time.time() - 2 * int(app.config["INTERNAL_URL_TTL"]))
+    assert_error(client.get(url, query_string=expired), 401, "unauthorized")
+    # A trailing newline is not part of a stored name.
+    good = {"Authorization": f"Bearer {INTERNAL_KEY}"}
+    assert_error(client.get(f"{url}%0a", headers=good), 400, "invalid_file_name")
+    app.config["INTERNAL_ACCEPT_BEARER"] = False
+    try:
+        assert_error(client.get(url, headers=good), 401, "unauthorized")
+        assert client.get(url, query_string=query).status_code == 200
+    finally:
+        app.config["INTERNAL_ACCEPT_BEARER"] = True

@@ -185,8 +185,7 @@ def test_permission_denied_fails_with_the_databricks_message(databricks, auth):
     response = upload(client, auth, CSV, f"{name}.csv")
     status = wait_for_sync(client, auth, response.get_json()["id"], timeout=90)
     assert status["status"] == "failed"
-    assert status["last_error"].startswith("bronze: ") and message in status["last_error"]
-    assert "PERMISSION_DENIED" in status["last_error"]
+    assert status["last_error"] == "bronze: target_rejected: the lakehouse target refused the data"
     steps = {s["step"]: s for s in status["runs"][0]["steps"]}
     assert steps["bronze"]["attempts"] == 1 and "silver" not in steps
     rows = client.get(f"/api/v1/datasets/{response.get_json()['id']}/rows", headers=auth).get_json()
@@ -201,7 +200,8 @@ def test_a_failed_statement_fails_the_step_with_the_sql_error(databricks, auth):
                              message=message)
     status = _sync(databricks, auth, CSV, f"{name}.csv")
     assert status["status"] == "failed"
-    assert status["last_error"].startswith("silver: ") and message in status["last_error"]
+    assert status["last_error"] == "silver: target_rejected: the lakehouse target refused the data"
+    assert message not in status["last_error"]
     steps = {s["step"]: s for s in status["runs"][0]["steps"]}
     assert steps["bronze"]["status"] == "succeeded" and steps["silver"]["attempts"] == 1
 
@@ -258,15 +258,16 @@ def test_catalog_initialize_and_integration_status(databricks, auth, tenant):
     assert _sync(databricks, auth, "a,b\n1,2\n", "one.csv")["status"] == "synced"
     status = client.get("/api/v1/integration/status", headers=auth).get_json()
     assert status["target"] == "databricks" and status["reachable"] is True and status["error"] is None
-    assert status["details"]["host"] == emulator.url and status["details"]["warehouse_id"] == emulator.warehouse_id
-    assert not any(emulator.client_secret in str(v) for v in status["details"].values())
+    # Hosts and warehouse ids are not shown to tenants.
+    assert status["details"] == {"target": "databricks"}
+    assert emulator.url not in str(status) and emulator.warehouse_id not in str(status)
     assert (status["datasets_total"], status["synced"], status["failed"]) == (1, 1, 0)
     assert status["sync_percentage"] == 100.0
 
     emulator.inject(503, {"error_code": "TEMPORARILY_UNAVAILABLE", "message": "warehouse unavailable"},
                     path="/api/2.0/sql/warehouses/", times=3)
     status = client.get("/api/v1/integration/status", headers=auth).get_json()
-    assert status["reachable"] is False and "warehouse unavailable" in status["error"]
+    assert status["reachable"] is False and status["error"] == "the databricks target could not be reached"
 
     emulator.inject(503, {"error_code": "TEMPORARILY_UNAVAILABLE", "message": "warehouse unavailable"},
                     path="/api/2.0/sql/statements", times=3)
