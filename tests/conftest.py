@@ -2,6 +2,7 @@
 TEST_REDIS_URL are set), migrated once with Alembic, and a real Celery worker process."""
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import shutil
@@ -21,6 +22,8 @@ from tests.helpers import ServerClient
 
 ROOT = Path(__file__).resolve().parent.parent
 INTERNAL_KEY = "internal-test-key-" + secrets.token_hex(8)
+# The embedded PostgreSQL's wrapper reports each handle it closes at exit, after pytest's summary.
+logging.getLogger("pgserver").setLevel(logging.WARNING)
 
 
 def _fresh_database(server_url: str) -> str:
