@@ -9,6 +9,7 @@ from collections.abc import Iterator, Mapping
 
 from devstack.flower import flower_basic_auth
 from devstack.log import log
+from devstack.passwords import stored_password
 from devstack.postgres import EmbeddedPostgres
 from devstack.processes import signals_deferred
 from devstack.redis import EmbeddedRedis
@@ -66,6 +67,9 @@ def child_env(urls: dict[str, str], data_dir: Path, environ: Mapping[str, str] |
     env["DATA_DIR"] = str(data_dir)
     # Flower reads it itself: `make run` and `make flower` both get the same credentials.
     env["FLOWER_BASIC_AUTH"] = flower_basic_auth(data_dir, env)
+    # Signs the web console's sessions; one key for every API worker, kept across restarts.
+    if not env.get("SECRET_KEY", "").strip():
+        env["SECRET_KEY"] = stored_password(data_dir / "secret_key")
     # Procfile and Makefile commands (gunicorn, celery, flask) must come from our venv.
     bins = [str(Path(sys.executable).parent), str(ROOT / ".venv" / "bin")]
     path = [p for p in env.get("PATH", "").split(os.pathsep) if p and p not in bins]

@@ -60,8 +60,10 @@ def create_app(config: dict | None = None) -> Flask:
 
     from service.api import register_api
     from service.cli import register_cli
+    from service.web import register_web
 
     register_api(app)
+    register_web(app)
     register_cli(app)
     return app
 

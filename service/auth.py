@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import uuid
 from dataclasses import dataclass
 
 from flask import g, request
@@ -43,7 +44,8 @@ def revoke_key(session: Session, prefix: str) -> bool:
     return True
 
 
-def tenant_for_key(session: Session, key: str) -> Tenant | None:
+def api_key_for(session: Session, key: str) -> ApiKey | None:
+    """The live (not revoked) key row of ``key``, with its tenant loaded."""
     parts = key.split("_", 2)
     if len(parts) != 3 or parts[0] != KEY_PREFIX:
         return None
@@ -51,6 +53,20 @@ def tenant_for_key(session: Session, key: str) -> Tenant | None:
     # Compare digests even for an unknown prefix so timing says nothing about which keys exist.
     expected = row.key_hash if row is not None else "0" * 64
     if not hmac.compare_digest(expected, _digest(key)) or row is None or row.revoked_at is not None:
+        return None
+    return row
+
+
+def tenant_for_key(session: Session, key: str) -> Tenant | None:
+    row = api_key_for(session, key)
+    return row.tenant if row is not None else None
+
+
+def tenant_for_key_id(session: Session, key_id: uuid.UUID) -> Tenant | None:
+    """The tenant of a key already checked once (a signed-in session holds its id), or None
+    once the key is revoked."""
+    row = session.scalar(select(ApiKey).options(joinedload(ApiKey.tenant)).where(ApiKey.id == key_id))
+    if row is None or row.revoked_at is not None:
         return None
     return row.tenant
 

@@ -129,6 +129,11 @@ def from_env(environ: Mapping[str, str] | None = None) -> dict:
         # The worker serves its metrics on this port when set (make run: 9808).
         "WORKER_METRICS_PORT": int(env.get("WORKER_METRICS_PORT") or 0),
         "WORKER_METRICS_ADDR": env.get("WORKER_METRICS_ADDR", "0.0.0.0"),
+        # Signs the web console's session cookie and CSRF tokens; the console is off while unset.
+        "SECRET_KEY": env.get("SECRET_KEY", ""),
+        # Set when the console is served over HTTPS, so the cookie never travels in clear.
+        "SESSION_COOKIE_SECURE": env.bool("SESSION_COOKIE_SECURE", False),
+        "FLOWER_URL": env.get("FLOWER_URL", "http://127.0.0.1:5555"),
         # Databricks Unity Catalog (SYNC_TARGET=databricks)
         "DATABRICKS_HOST": env.get("DATABRICKS_HOST", ""),
         "DATABRICKS_TOKEN": env.get("DATABRICKS_TOKEN", ""),

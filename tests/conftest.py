@@ -136,6 +136,7 @@ def app_env(stack_dir, database_url, redis_url) -> dict:
         "STORAGE_DIR": str(stack_dir / "data" / "datasets"),
         "LAKEHOUSE_DIR": str(stack_dir / "data" / "lakehouse"),
         "INTERNAL_API_KEY": INTERNAL_KEY,
+        "SECRET_KEY": "console-test-secret-" + secrets.token_hex(16),
         "SYNC_TARGET": "tests.support.flaky_target:FlakyDeltaTarget",
         "FLAKY_STATE_DIR": str(stack_dir / "flaky"),
         "SYNC_RETRY_ATTEMPTS": "3",

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import tempfile
 import uuid
+from collections.abc import Collection
 from pathlib import Path
 
 from flask import current_app, g, request, url_for
@@ -27,6 +28,7 @@ from service.auth import require_tenant
 from service.db import session_scope
 from service.errors import APIError, IngestError
 from service.ingest import SUPPORTED_FORMATS
+from service.models import Tenant
 from service.runtime import runtime
 from service.storage import UPLOAD_PREFIX, UPLOAD_SUFFIX, FileStore, StoredFileMissing
 
@@ -59,7 +61,10 @@ def _validation_error(err: ValidationError, location: str) -> APIError:
     return APIError(f"invalid request: {fields}", code="validation_error", status=422, details={location: err.messages})
 
 
-def _upload_from_form():
+def upload_from_form(tenant: Tenant, *, handled_fields: Collection[str] = ()):
+    """The dataset of a multipart upload (part ``file``, fields ``name``, ``description``,
+    ``sync``) by ``tenant``. The web console's form posts the same fields, plus those it has
+    checked itself (``handled_fields``: its CSRF token)."""
     upload = request.files.get("file")
     if upload is None:
         if request.files:
@@ -67,7 +72,8 @@ def _upload_from_form():
             raise APIError(f"no part named 'file' in the upload (got: {names})", code="missing_file")
         raise APIError("no file uploaded: send the dataset as the multipart part 'file'", code="missing_file")
     try:
-        form = DatasetUploadRequestSchema(partial=("file",)).load(request.form.to_dict())
+        fields = {k: v for k, v in request.form.to_dict().items() if k not in handled_fields}
+        form = DatasetUploadRequestSchema(partial=("file",)).load(fields)
         if upload.filename:
             try:
                 storable_text(upload.filename)
@@ -84,7 +90,7 @@ def _upload_from_form():
     return service.create_from_file(
         store,
         runtime().ingest_settings,
-        g.tenant,
+        tenant,
         path,
         original_file_name=upload.filename or None,
         name=form.get("name"),
@@ -170,7 +176,7 @@ class Datasets(MethodView):
         longer than 255 characters is stored cut to 255, its extension kept.
         """
         if request.mimetype == "multipart/form-data":
-            dataset = _upload_from_form()
+            dataset = upload_from_form(g.tenant)
         elif request.mimetype == "application/json":
             dataset = _upload_from_json()
         else:

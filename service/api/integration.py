@@ -3,20 +3,16 @@ from __future__ import annotations
 
 import logging
 
-import requests
 from flask import current_app, g
 from flask.views import MethodView
 from flask_smorest import Blueprint
-from sqlalchemy import func, select
 
 from schemas.common import ErrorResponseSchema
 from schemas.integration import CatalogInitializeResponseSchema, IntegrationStatusResponseSchema
 from service.auth import require_tenant
-from service.datasets import auto_sync, sync_enabled
-from service.db import session_scope
 from service.errors import APIError
-from service.lakehouse import PermanentTargetError, TransientTargetError
-from service.models import LOCAL_ONLY, SYNC_STATUSES, Dataset
+from service.integration import TARGET_ERRORS, integration_status
+from service.lakehouse import PermanentTargetError
 from service.runtime import runtime
 
 log = logging.getLogger(__name__)
@@ -36,9 +32,6 @@ def _target_error(exc: Exception, name: str, action: str) -> APIError:
                         details={"target": name})
     return APIError(f"the {name} target is unavailable for {action}: {exc}", code="target_unavailable", status=503,
                     details={"target": name})
-
-
-TARGET_ERRORS = (TransientTargetError, PermanentTargetError, requests.RequestException, OSError)
 
 
 @blp.route("/catalog/initialize")
@@ -78,39 +71,4 @@ class IntegrationStatus(MethodView):
     def get(self):
         """Which target the datasets sync to, whether it answers now, and how the tenant's
         datasets stand."""
-        with session_scope() as session:
-            rows = session.execute(
-                select(Dataset.sync_status, func.count()).where(Dataset.tenant_id == g.tenant.id)
-                .group_by(Dataset.sync_status)
-            ).all()
-        counts = {status: 0 for status in SYNC_STATUSES}
-        counts.update({status: n for status, n in rows})
-        total = sum(counts.values())
-        # Local-only datasets were never asked to sync; they do not count against the share.
-        asked = total - counts[LOCAL_ONLY]
-        body = {
-            "sync_enabled": sync_enabled(current_app.config),
-            "auto_sync": auto_sync(current_app.config),
-            "datasets_total": total,
-            **{status: counts.get(status, 0) for status in SYNC_STATUSES},
-            "sync_percentage": round(100.0 * counts["synced"] / asked, 1) if asked else 0.0,
-            "reachable": False,
-            "error": None,
-            "details": {},
-        }
-        try:
-            target = runtime().target()
-        except Exception as exc:  # a misconfigured target is a status to show, not a 500
-            log.warning("the lakehouse target is not configured: %s", exc)
-            body.update(target="unconfigured", error="the lakehouse target is not configured")
-            return body
-        # Hosts, warehouse ids and server URLs are the operators' business: only the kind shows.
-        body["target"] = target.name
-        body["details"] = {"target": target.name}
-        try:
-            target.ping()
-            body["reachable"] = True
-        except TARGET_ERRORS as exc:
-            log.warning("the lakehouse target %s is unreachable: %s", target.name, exc)
-            body["error"] = f"the {target.name} target could not be reached"
-        return body
+        return integration_status(current_app.config, g.tenant.id)
