@@ -37,7 +37,8 @@ from service.runtime import runtime
 
 log = logging.getLogger(__name__)
 
-bp = Blueprint("web", __name__, template_folder="templates", static_folder="static", static_url_path="/static")
+# Under /assets: the app's own /static route (Flask's default, unused) would shadow a /static here.
+bp = Blueprint("web", __name__, template_folder="templates", static_folder="static", static_url_path="/assets")
 csrf = CSRFProtect()
 
 PAGE_SIZE = 20
