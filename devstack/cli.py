@@ -51,6 +51,7 @@ def _banner(env: dict[str, str], data_dir: Path, tenant: str, key: str | None) -
             "",
             "lakesync is starting",
             f"  API       {WEB_URL}",
+            f"  console   {WEB_URL}/   (sign in with the API key below)",
             f"  API docs  {WEB_URL}/api/docs",
             f"  Flower    {FLOWER_URL} {flower_login(env['FLOWER_BASIC_AUTH'])}",
             f"  API key   {key_line}   (tenant {tenant!r})",

@@ -153,3 +153,20 @@ def test_console_is_off_without_secret_key(app_env, auth):
     response = client.get("/signin")
     assert response.status_code == 503 and "SECRET_KEY" in response.get_data(as_text=True)
     assert client.get("/api/v1/datasets", headers=auth).status_code == 200
+
+
+def test_preview_and_list_pages(client, tenant, auth):
+    rows = "n,square\n" + "".join(f"{i},{i * i}\n" for i in range(45))
+    dataset_id = upload(client, auth, rows, file_name="squares.csv", sync="false").get_json()["id"]
+    sign_in(client, tenant["key"])
+    first = client.get(f"/datasets/{dataset_id}").get_data(as_text=True)
+    assert "1–20 of 45 rows" in first and f'href="/datasets/{dataset_id}?rows=2#preview"' in first
+    last = client.get(f"/datasets/{dataset_id}?rows=3").get_data(as_text=True)
+    assert "41–45 of 45 rows" in last and '<td title="1936">1936</td>' in last
+    for i in range(21):
+        upload(client, auth, "a\n1\n", file_name=f"tiny{i}.csv", sync="false")
+    listing = client.get("/datasets?status=local_only").get_data(as_text=True)
+    assert "1–20 of 22 datasets" in listing and 'href="/datasets?status=local_only&amp;page=2"' in listing
+    second = client.get("/datasets?status=local_only&page=2").get_data(as_text=True)
+    assert "21–22 of 22 datasets" in second and ">squares</a>" in second
+    assert "No datasets are synced." in client.get("/datasets?status=synced").get_data(as_text=True)

@@ -225,3 +225,14 @@ def test_flower_started_with_the_launcher_env_requires_basic_auth(embedded_redis
     finally:
         flower.terminate()
         flower.wait(timeout=30)
+
+
+def test_launcher_gives_every_process_one_secret_key(tmp_path):
+    """The console's sessions need one SECRET_KEY for all API workers and across restarts;
+    a key set by the user is kept as it is."""
+    urls = {"DATABASE_URL": "postgresql+psycopg2://unused@/x", "REDIS_URL": "redis://unused"}
+    environ = {"PATH": "/usr/bin"}
+    first = child_env(urls, tmp_path, environ)["SECRET_KEY"]
+    assert len(first) >= 32 and child_env(urls, tmp_path, environ)["SECRET_KEY"] == first
+    assert stat.S_IMODE((tmp_path / "secret_key").stat().st_mode) == 0o600
+    assert child_env(urls, tmp_path, {**environ, "SECRET_KEY": "mine"})["SECRET_KEY"] == "mine"
