@@ -106,6 +106,17 @@ def _page_url(name: str, value: int, endpoint: str | None = None) -> str:
     return url_for(endpoint or request.endpoint or "web.datasets", **args)
 
 
+@bp.after_request
+def _page_headers(response: Response) -> Response:
+    if request.endpoint != "web.static":
+        # No other site may frame the console's forms (clickjacking), or read its pages from a cache.
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Content-Security-Policy"] = "frame-ancestors 'none'"
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["Referrer-Policy"] = "same-origin"
+    return response
+
+
 @bp.context_processor
 def _globals() -> dict:
     return {"status_choices": SYNC_STATUSES, "poll_seconds": POLL_SECONDS, "page_url": _page_url}

@@ -44,6 +44,8 @@ def test_session_cookie_is_signed_httponly_and_lax(client, tenant):
     response = client.post("/signin", data={"api_key": tenant["key"], "csrf_token": token})
     cookie = next(v for k, v in response.headers.items() if k == "Set-Cookie" and v.startswith("lakesync_session="))
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    page = client.get("/datasets")
+    assert page.headers["X-Frame-Options"] == "DENY" and page.headers["Cache-Control"] == "no-store"
     # The cookie holds the key's id, never the key itself.
     assert tenant["key"] not in cookie and tenant["key"].split("_")[2] not in cookie
 
