@@ -27,6 +27,10 @@ MESSAGES = {
 }
 
 
+class PermanentSyncError(Exception):
+    """A sync step cannot succeed by trying again."""
+
+
 def _chain(exc: BaseException) -> Iterator[BaseException]:
     """The error and its causes, outermost first."""
     seen = set()
@@ -39,7 +43,6 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
 
 def _rules():
     from service.lakehouse.base import PermanentTargetError, TransientTargetError
-    from service.sync import PermanentSyncError
 
     def named(*names):
         return lambda e: type(e).__name__ in names

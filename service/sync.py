@@ -21,7 +21,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from service.db import session_scope
-from service.failures import log_detail, step_error_text
+from service.failures import PermanentSyncError, log_detail, step_error_text
 from service.lakehouse import PermanentTargetError, TableRef
 from service.lakehouse.base import SyncContext, TableResult
 from service.locks import dataset_lock
@@ -33,10 +33,6 @@ from service.storage import StoredFileMissing
 from service.transform import SampledPlanRejected, infer_plan
 
 log = logging.getLogger(__name__)
-
-
-class PermanentSyncError(Exception):
-    """The step cannot succeed by trying again."""
 
 
 @dataclass(frozen=True)
