@@ -15,6 +15,8 @@ import sqlalchemy.exc
 MESSAGES = {
     "out_of_memory": "the dataset needed more memory than the sync may use; it stays available locally",
     "disk_full": "the lakehouse storage is full; the sync will work again once space is freed",
+    "storage_not_writable": "the lakehouse storage refused the write (read-only or no permission); "
+    "the sync will work again once it is writable",
     "target_unavailable": "the lakehouse target could not be reached",
     "target_rejected": "the lakehouse target refused the data",
     "database_unavailable": "the service database was unavailable",
@@ -53,6 +55,8 @@ def _rules():
         ("out_of_memory", lambda e: isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryException"
          or "Out of Memory" in str(e)),
         ("disk_full", lambda e: isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)),
+        ("storage_not_writable", lambda e: isinstance(e, OSError) and e.errno in (errno.EROFS, errno.EACCES,
+                                                                                   errno.EPERM)),
         ("database_unavailable", lambda e: isinstance(e, sqlalchemy.exc.OperationalError)),
         ("broker_unavailable", lambda e: type(e).__module__.startswith(("redis", "kombu"))
          and type(e).__name__ in ("ConnectionError", "TimeoutError", "OperationalError")),
