@@ -41,7 +41,9 @@ def lakehouse_url(config: Mapping) -> str:
 def data_directories(config: dict) -> list[str]:
     """Every directory the processes read or write data files in (DuckDB may touch no other)."""
     data_dir = config.get("DATA_DIR")
-    return [d for d in (data_dir, config.get("STORAGE_DIR"), config.get("LAKEHOUSE_DIR"),
+    # Object-store URLs are read through local copies, which live under DATA_DIR.
+    urls = [u for u in (storage_url(config), lakehouse_url(config)) if "://" not in u] if data_dir else []
+    return [d for d in (data_dir, config.get("STORAGE_DIR"), config.get("LAKEHOUSE_DIR"), *urls,
                         str(Path(data_dir) / "tmp") if data_dir else None) if d]
 
 
