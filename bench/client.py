@@ -14,28 +14,19 @@ import requests
 SEND_BLOCK = 1 << 20
 
 
-class MultipartFile:
-    """A ``multipart/form-data`` body with one ``file`` part, read from disk as it is sent.
+class StreamedBody:
+    """A request body made of byte strings and one file, read from disk as it is sent.
 
     It has a length, so requests sends a ``Content-Length`` (not chunked) and never holds
     more than one block of the file in memory.
     """
 
-    def __init__(self, path: Path, content_type: str = "text/csv", field: str = "file"):
+    def __init__(self, path: Path, head: bytes = b"", tail: bytes = b""):
         self.path = Path(path)
-        self.boundary = uuid.uuid4().hex
-        head = (f"--{self.boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; "
-                f"filename=\"{self.path.name}\"\r\nContent-Type: {content_type}\r\n\r\n").encode()
-        tail = f"\r\n--{self.boundary}--\r\n".encode()
         self._parts = [head, None, tail]
         self._size = len(head) + self.path.stat().st_size + len(tail)
-        self._index = 0
+        self._index = 0 if head else 1
         self._fh = None
-        self._buffer = b""
-
-    @property
-    def content_type(self) -> str:
-        return f"multipart/form-data; boundary={self.boundary}"
 
     def __len__(self) -> int:
         return self._size
@@ -69,19 +60,36 @@ class MultipartFile:
             self._fh.close()
 
 
+class MultipartFile(StreamedBody):
+    """A ``multipart/form-data`` body with one ``file`` part."""
+
+    def __init__(self, path: Path, content_type: str = "text/csv", field: str = "file", prefix: bytes = b""):
+        self.boundary = uuid.uuid4().hex
+        head = (f"--{self.boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; "
+                f"filename=\"{Path(path).name}\"\r\nContent-Type: {content_type}\r\n\r\n").encode()
+        super().__init__(path, head + prefix, f"\r\n--{self.boundary}--\r\n".encode())
+
+    @property
+    def content_type(self) -> str:
+        return f"multipart/form-data; boundary={self.boundary}"
+
+
 class Api:
     def __init__(self, base: str, key: str):
         self.base, self.key = base, key
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"Bearer {key}"
 
-    def upload_file(self, path: Path, timeout: float = 3600) -> tuple[requests.Response, float, float]:
-        """Stream ``path`` up; return the response and the wall-clock times of start and answer."""
-        body = MultipartFile(path)
+    def upload_file(self, path: Path, timeout: float = 3600, *, raw: str | None = None,
+                    params: dict | None = None, prefix: bytes = b"") -> tuple[requests.Response, float, float]:
+        """Stream ``path`` (after ``prefix``) up, as multipart or (``raw``: its content type) as
+        the body itself; return the response and the wall-clock times of start and answer."""
+        body = StreamedBody(path, prefix) if raw else MultipartFile(path, prefix=prefix)
+        content_type = raw or body.content_type  # type: ignore[attr-defined]
         started = time.time()
         try:
             response = self.session.post(f"{self.base}/api/v1/datasets", data=body, timeout=timeout,
-                                         headers={"Content-Type": body.content_type})
+                                         params=params, headers={"Content-Type": content_type})
         finally:
             body.close()
         return response, started, time.time()

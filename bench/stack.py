@@ -152,9 +152,9 @@ class Proc:
 
     def start(self) -> "Proc":
         with open(self.log_path, "ab") as log:
-            # Through sh like honcho does, so ${VAR:-default} in the Procfile expands;
-            # exec keeps the pid that of gunicorn / celery itself.
-            self.proc = subprocess.Popen(["sh", "-c", f"exec {self.command}"], cwd=ROOT, env=self.env,
+            # Through sh like honcho does, so ${VAR:-default} in the Procfile expands; exec env
+            # takes a line's leading VAR=value words and keeps the pid that of gunicorn / celery.
+            self.proc = subprocess.Popen(["sh", "-c", f"exec env {self.command}"], cwd=ROOT, env=self.env,
                                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         return self
 

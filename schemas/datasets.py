@@ -86,3 +86,14 @@ class RowsResponseSchema(Schema):
     limit = fields.Integer(required=True)
     offset = fields.Integer(required=True)
     total = fields.Integer(required=True)
+
+
+class DatasetRawUploadQuerySchema(Schema):
+    """Labels of a raw-body upload (the file is the request body, named by its Content-Type)."""
+
+    name = fields.String(
+        validate=[validate.Length(min=1, max=255), storable_text],
+        metadata={"description": "the dataset's name (default: the Content-Disposition file name's stem)"},
+    )
+    description = fields.String(validate=[validate.Length(max=10_000), storable_text])
+    sync = _sync_choice()

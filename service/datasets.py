@@ -151,7 +151,10 @@ def create_from_file(
     name: str | None,
     description: str | None,
     sync: bool,
+    extension: str | None = None,
 ) -> Dataset:
+    """A dataset from the uploaded file at ``src``. ``extension`` (a raw-body upload's, from
+    its Content-Type) stands in for the file name's as the hint of the format."""
     stem = Path(original_file_name or "").stem if original_file_name else ""
     # The client's file name is kept as a label: cut to its column, never refused for length.
     labels = {
@@ -160,9 +163,8 @@ def create_from_file(
         "original_file_name": _fit(original_file_name, Dataset.original_file_name.type.length, keep_extension=True),
         "sync": sync,
     }
-    return _store_new(
-        store, tenant, lambda dest: (labels, convert_file(src, dest, file_name=original_file_name, settings=settings))
-    )
+    hint = original_file_name if extension is None else f"{stem or 'upload'}{extension}"
+    return _store_new(store, tenant, lambda dest: (labels, convert_file(src, dest, file_name=hint, settings=settings)))
 
 
 def remove_upload_leftovers(store: FileStore, scratch_dir: str | os.PathLike | None, *,

@@ -35,3 +35,12 @@ def wait_for_sync(client, auth, dataset_id: str, timeout: float = 60.0, until=("
             return body
         time.sleep(0.1)
     raise AssertionError(f"dataset {dataset_id} did not reach {until} in {timeout}s; last status: {body}")
+
+
+def assert_error(response, status: int, code: str) -> dict:
+    assert response.status_code == status, response.get_data(as_text=True)
+    body = response.get_json()
+    assert set(body) == {"error"}
+    assert body["error"]["code"] == code
+    assert body["error"]["message"]
+    return body["error"]

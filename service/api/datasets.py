@@ -1,7 +1,6 @@
 """Datasets: upload, list, get, sync status, row preview."""
 from __future__ import annotations
 
-import tempfile
 import uuid
 from collections.abc import Collection
 from pathlib import Path
@@ -10,12 +9,12 @@ from flask import current_app, g, request, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import ValidationError
-from werkzeug.exceptions import RequestEntityTooLarge
 
 from schemas.common import ErrorResponseSchema, storable_text
 from schemas.datasets import (
     DatasetListQuerySchema,
     DatasetListResponseSchema,
+    DatasetRawUploadQuerySchema,
     DatasetRecordsRequestSchema,
     DatasetResponseSchema,
     DatasetUploadRequestSchema,
@@ -24,17 +23,14 @@ from schemas.datasets import (
 )
 from schemas.sync import BulkResyncRequestSchema, BulkResyncResponseSchema, SyncStatusResponseSchema
 from service import datasets as service
+from service.api.uploads import MB, RAW_TYPES, disposition_file_name, raw_extension, spool_body
 from service.auth import require_tenant
 from service.db import session_scope
 from service.errors import APIError, IngestError
 from service.ingest import SUPPORTED_FORMATS
 from service.models import Tenant
 from service.runtime import runtime
-from service.storage import UPLOAD_PREFIX, UPLOAD_SUFFIX, FileStore, StoredFileMissing
-
-MB = 1024 * 1024
-# Bytes of a JSON body read from the client at a time while it is spooled to disk.
-BODY_CHUNK = 1 * MB
+from service.storage import StoredFileMissing
 
 blp = Blueprint(
     "datasets", __name__, url_prefix="/api/v1/datasets", description="Upload datasets and follow their sync"
@@ -47,13 +43,29 @@ def _authenticate():
 
 
 def _upload_doc() -> dict:
-    return {
-        "required": True,
-        "content": {
-            "multipart/form-data": {"schema": DatasetUploadRequestSchema},
-            "application/json": {"schema": DatasetRecordsRequestSchema},
-        },
+    raw = {"schema": {"type": "string", "format": "binary"}}
+    json_file = {"type": "string", "format": "binary", "description": "a JSON file (an array of objects)"}
+    content = {
+        "multipart/form-data": {"schema": DatasetUploadRequestSchema},
+        # One media type, two bodies: a file when the query names the dataset, else records.
+        "application/json": {"schema": {"oneOf": [DatasetRecordsRequestSchema, json_file]}},
     }
+    content.update({media: raw for media in RAW_TYPES if media not in content})
+    return {"required": True, "content": content}
+
+
+def _raw_upload_parameters() -> list:
+    return [
+        {"in": "query", "schema": DatasetRawUploadQuerySchema},
+        {
+            "in": "header",
+            "name": "Content-Disposition",
+            "required": False,
+            "schema": {"type": "string"},
+            "description": "raw-body uploads: `attachment; filename=...` keeps the client's file name; "
+            "with application/json it also marks the body as a JSON file",
+        },
+    ]
 
 
 def _validation_error(err: ValidationError, location: str) -> APIError:
@@ -99,31 +111,39 @@ def upload_from_form(tenant: Tenant, *, handled_fields: Collection[str] = ()):
     )
 
 
+def _upload_from_raw(extension: str):
+    """The file is the request body itself; its labels come in the query string."""
+    try:
+        query = DatasetRawUploadQuerySchema().load(request.args.to_dict())
+    except ValidationError as err:
+        raise _validation_error(err, "query") from None
+    file_name = disposition_file_name(request)
+    if file_name:
+        try:
+            storable_text(file_name)
+        except ValidationError as err:
+            messages = {"filename": [f"the file name {m}" for m in err.messages]}
+            raise _validation_error(ValidationError(messages), "headers") from None
+    store = runtime().store
+    limit = int(current_app.config["MAX_UPLOAD_MB"]) * MB
+    path = spool_body(request, store.incoming_dir, limit, empty=IngestError("the request body is empty",
+                                                                             code="empty_file"))
+    return service.create_from_file(
+        store,
+        runtime().ingest_settings,
+        g.tenant,
+        path,
+        original_file_name=file_name,
+        name=query.get("name"),
+        description=query.get("description"),
+        sync=service.upload_syncs(current_app.config, query.get("sync")),
+        extension=extension,
+    )
+
+
 def json_body_limit(config) -> int:
     """Bytes a JSON body may have: it is an upload too, so MAX_UPLOAD_MB bounds it as well."""
     return min(int(config["MAX_JSON_BODY_MB"]), int(config["MAX_UPLOAD_MB"])) * MB
-
-
-def _spool_json_body(store: FileStore) -> Path:
-    """Stream the body to a file under the incoming directory, within the JSON body limit
-    (chunked bodies included); it is removed once the response is sent."""
-    limit = json_body_limit(current_app.config)
-    if request.content_length is not None and request.content_length > limit:
-        raise RequestEntityTooLarge()
-    request.max_content_length = limit
-    stream = request.stream
-    with tempfile.NamedTemporaryFile("wb", dir=store.incoming_dir, prefix=UPLOAD_PREFIX, suffix=UPLOAD_SUFFIX,
-                                     delete=False) as spool:
-        request.spooled.append(spool.name)
-        size = 0
-        while chunk := stream.read(BODY_CHUNK):
-            size += len(chunk)
-            if size > limit:
-                raise RequestEntityTooLarge()
-            spool.write(chunk)
-    if size == 0:
-        raise IngestError("the request body is empty", code="invalid_json")
-    return Path(spool.name)
 
 
 def _body_labels(fields: dict) -> dict:
@@ -139,7 +159,8 @@ def _body_labels(fields: dict) -> dict:
 def _upload_from_json():
     # Parsed as a stream from disk: the records never sit in memory all at once.
     store = runtime().store
-    path = _spool_json_body(store)
+    empty = IngestError("the request body is empty", code="invalid_json")
+    path = spool_body(request, store.incoming_dir, json_body_limit(current_app.config), empty=empty)
     return service.create_from_body(store, runtime().ingest_settings, g.tenant, path, validate=_body_labels)
 
 
@@ -156,7 +177,7 @@ class Datasets(MethodView):
             )
             return {"items": items, "total": total, "limit": args["limit"], "offset": args["offset"]}
 
-    @blp.doc(requestBody=_upload_doc(), security=[{"bearerAuth": []}])
+    @blp.doc(requestBody=_upload_doc(), parameters=_raw_upload_parameters(), security=[{"bearerAuth": []}])
     @blp.response(201, DatasetResponseSchema)
     @blp.alt_response(400, schema=ErrorResponseSchema)
     @blp.alt_response(401, schema=ErrorResponseSchema)
@@ -165,6 +186,15 @@ class Datasets(MethodView):
     @blp.alt_response(422, schema=ErrorResponseSchema)
     def post(self):
         """Upload a dataset (CSV, TSV, JSON, NDJSON, Parquet, or JSON records).
+
+        Three bodies: multipart/form-data with the file as the part `file`; the file itself
+        as the body (`curl --data-binary @f.csv -H 'Content-Type: text/csv'`), its format
+        named by the Content-Type (text/csv, text/tab-separated-values, application/x-ndjson,
+        application/json, application/vnd.apache.parquet) and its `name`, `description` and
+        `sync` in the query string (read for such bodies only); or JSON records
+        `{"name", "records"}`. An application/json body is a JSON file when the query string
+        has `name`, `description` or `sync`, or the request has a Content-Disposition header;
+        otherwise it is records.
 
         The file is stored as a local Parquet file at once; its sync to the lakehouse
         runs in the background, unless the upload (`sync=false`), AUTO_SYNC=false or
@@ -175,14 +205,18 @@ class Datasets(MethodView):
         PARQUET_DECODE_BUDGET_MB (default 256; 413 `parquet_too_large_to_decode`). A file name
         longer than 255 characters is stored cut to 255, its extension kept.
         """
-        if request.mimetype == "multipart/form-data":
+        extension = raw_extension(request)
+        if extension is not None:
+            dataset = _upload_from_raw(extension)
+        elif request.mimetype == "multipart/form-data":
             dataset = upload_from_form(g.tenant)
         elif request.mimetype == "application/json":
             dataset = _upload_from_json()
         else:
             raise APIError(
-                f"unsupported content type {request.mimetype or '(none)'}: send multipart/form-data with a "
-                f"'file' part ({', '.join(SUPPORTED_FORMATS)}) or application/json with records",
+                f"unsupported content type {request.mimetype or '(none)'}: send the file as the body with its "
+                f"type ({', '.join(RAW_TYPES)}), multipart/form-data with a 'file' part "
+                f"({', '.join(SUPPORTED_FORMATS)}), or application/json with records",
                 code="unsupported_media_type",
                 status=415,
                 details={"supported_formats": list(SUPPORTED_FORMATS)},

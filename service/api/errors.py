@@ -8,6 +8,7 @@ import sqlalchemy.exc
 from flask import Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from service.api.uploads import raw_extension
 from service.errors import APIError
 from service.lakehouse.base import PermanentTargetError, TransientTargetError
 
@@ -26,12 +27,16 @@ def error_response(status: int, code: str, message: str, details=None):
 
 def _too_large():
     config = current_app.config
-    if request.mimetype == "application/json":
+    if request.mimetype == "application/json" and raw_extension(request) is None:
         limit = min(config["MAX_JSON_BODY_MB"], config["MAX_UPLOAD_MB"])
         return error_response(
             413, "payload_too_large",
             f"the JSON body exceeds the limit of {limit} MB (the smaller of MAX_JSON_BODY_MB and MAX_UPLOAD_MB)",
             {"limit_mb": limit})
+    if raw_extension(request) is not None:
+        limit = config["MAX_UPLOAD_MB"]
+        return error_response(413, "payload_too_large", f"the upload exceeds the limit of {limit} MB (MAX_UPLOAD_MB)",
+                              {"limit_mb": limit})
     limits = {
         "limit_mb": config["MAX_UPLOAD_MB"],
         "max_form_parts": config["MAX_FORM_PARTS"],

@@ -9,37 +9,9 @@ from pathlib import Path
 
 import pytest
 import requests
-from sqlalchemy import func, select
 
 from tests.conftest import INTERNAL_KEY
-from tests.helpers import upload, wait_for_sync
-
-
-@pytest.fixture
-def leftovers(app):
-    """Counts stored Parquet files, incoming parts and dataset rows, to prove nothing was kept."""
-    from service.db import session_scope
-    from service.models import Dataset
-
-    store = Path(app.config["STORAGE_DIR"])
-
-    def snapshot():
-        with app.app_context(), session_scope() as session:
-            rows = session.scalar(select(func.count()).select_from(Dataset))
-        files = sorted(p.name for p in store.glob("*.parquet"))
-        incoming = sorted(p.name for p in (store / ".incoming").iterdir())
-        return rows, files, incoming
-
-    return snapshot
-
-
-def assert_error(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.get_data(as_text=True)
-    body = response.get_json()
-    assert set(body) == {"error"}
-    assert body["error"]["code"] == code
-    assert body["error"]["message"]
-    return body["error"]
+from tests.helpers import assert_error, upload, wait_for_sync
 
 
 @pytest.mark.parametrize(
@@ -233,7 +205,10 @@ def test_openapi_is_generated_from_the_schemas(client):
                  "/api/v1/datasets/{dataset_id}/rows", "/internal/storage/datasets/{file_name}", "/healthz", "/readyz"):
         assert path in paths, path
     post = paths["/api/v1/datasets"]["post"]
-    assert set(post["requestBody"]["content"]) == {"multipart/form-data", "application/json"}
+    assert set(post["requestBody"]["content"]) == {
+        "multipart/form-data", "application/json", "text/csv", "text/tab-separated-values", "application/x-ndjson",
+        "application/vnd.apache.parquet", "application/x-parquet"}
+    assert {p["name"] for p in post["parameters"] if p["in"] == "query"} == {"name", "description", "sync"}
     assert "SyncStatusResponse" in json.dumps(spec["components"]["schemas"])
     schemas = spec["components"]["schemas"]
     for upload_schema in ("DatasetUploadRequest", "DatasetRecordsRequest"):
