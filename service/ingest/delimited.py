@@ -5,7 +5,12 @@ off: the dialect and the header are read here from the head of the file, and the
 strict so that malformed rows fail instead of being patched. Python's ``csv`` module is the
 reference parser for the rare cases DuckDB rejects: it finds the exact physical line of an
 error, and converts files DuckDB's strict reader refuses but that are valid CSV (for example
-mixed line endings or very long lines).
+mixed line endings or very long lines). Every fast conversion is checked against the
+reference parser's record count (see recount.py); when they differ, the reference parser's
+rows are stored.
+
+Quotes are data in many exports (TSV above all): a file that cannot be read with quoting but
+whose every record has the header's field count without it is read without quoting.
 """
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ import csv
 import io
 import itertools
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +32,7 @@ from service.ingest.columns import check_column_count, unique_names
 from service.ingest.encoding import (
     CP1252,
     UTF8,
+    UTF8_BOM,
     decode_prefix,
     is_utf8_prefix,
     open_text,
@@ -33,6 +40,7 @@ from service.ingest.encoding import (
 )
 from service.ingest.model import LOCAL_PARQUET_CODEC, ConvertResult, IngestSettings, SourceColumn
 from service.ingest.output import remove_quietly, scratch_file
+from service.ingest.recount import count_nonblank_lines, reference_records
 from service.ingest.sql import connect, sql_string
 
 SNIFF_BYTES = 1 << 20
@@ -91,10 +99,12 @@ _NEVER_NULL = "\n"
 @dataclass(frozen=True)
 class Dialect:
     delimiter: str
-    quote: str = '"'
-    escape: str = '"'  # equal to quote: a quote inside a quoted field is doubled
+    quote: str | None = '"'  # None: quotes are data
+    escape: str | None = '"'  # equal to quote: a quote inside a quoted field is doubled
 
     def reader_options(self, *, strict: bool = True) -> dict:
+        if self.quote is None:
+            return {"delimiter": self.delimiter, "quoting": csv.QUOTE_NONE, "strict": strict}
         options = {"delimiter": self.delimiter, "quotechar": self.quote, "strict": strict}
         if self.escape == self.quote:
             options["doublequote"] = True
@@ -109,6 +119,17 @@ class Layout:
     names: list[str]
     skip_lines: int  # blank lines before the header
     line_bytes: float = 0.0  # average length of the sniffed lines, 0 when unknown
+
+    def describe(self, encoding: str) -> dict:
+        """The dialect as reported to the uploader."""
+        d = self.dialect
+        return {
+            "delimiter": d.delimiter,
+            "quote": d.quote,
+            "escape": d.escape if d.quote is not None else None,
+            "header_line": self.skip_lines + 1,
+            "encoding": encoding,
+        }
 
 
 class NotUtf8(Exception):
@@ -154,7 +175,9 @@ def _field_counts(text: str, dialect: Dialect, complete: bool) -> list[int]:
     return counts
 
 
-def _best_delimiter(text: str, quote: str, escape: str, complete: bool, prefer_tab: bool) -> tuple[str, float]:
+def _best_delimiter(
+    text: str, quote: str | None, escape: str | None, complete: bool, prefer_tab: bool
+) -> tuple[str, float]:
     best, best_key = None, None
     single_column = None
     for order, delimiter in enumerate(DELIMITERS):
@@ -198,7 +221,7 @@ def sniff_dialect(text: str, *, complete: bool, prefer_tab: bool) -> Dialect:
     if _single_quoted(text, delimiter):
         quote = "'"
         delimiter, consistency = _best_delimiter(text, quote, quote, complete, prefer_tab)
-    escape = quote
+    escape: str | None = quote
     if "\\" + quote in text:
         # Backslash-escaped quotes (\") only when doubled quotes do not explain the sample.
         backslash = Dialect(delimiter, quote, "\\")
@@ -208,7 +231,44 @@ def sniff_dialect(text: str, *, complete: bool, prefer_tab: bool) -> Dialect:
             _, with_backslash = _best_delimiter(text, quote, "\\", complete, prefer_tab)
             if with_backslash > consistency:
                 escape = "\\"
-    return Dialect(delimiter, quote, escape)
+    dialect = Dialect(delimiter, quote, escape)
+    return _plain_instead(text, dialect, consistency, complete, prefer_tab) or dialect
+
+
+def quote_error_allows_plain(message: str, delimiter: str) -> bool:
+    """Whether a quoting error may be explained by quotes being data. In comma-separated
+    files a quote opening a field that is never closed is taken as a real error."""
+    return delimiter == "\t" or "unclosed quote" not in message
+
+
+def _plain_instead(text: str, dialect: Dialect, consistency: float, complete: bool, prefer_tab: bool) -> Dialect | None:
+    """The dialect without quoting when the sample refuses to parse with quotes (or their
+    fields disagree in number) but every record has the same number of fields without."""
+    if dialect.quote is None or dialect.quote not in text:
+        return None
+    error = _strict_error(text, dialect, complete)
+    if error is None and consistency == 1.0:
+        return None
+    if error is not None and not quote_error_allows_plain(error, dialect.delimiter):
+        return None
+    delimiter, plain = _best_delimiter(text, None, None, complete, prefer_tab)
+    counts = _field_counts(text, Dialect(delimiter, None, None), complete)
+    if plain == 1.0 and counts and counts[0] >= 2:
+        return Dialect(delimiter, None, None)
+    return None
+
+
+def _strict_error(text: str, dialect: Dialect, complete: bool) -> str | None:
+    """The reference parser's complaint about the sample, in the words of ``_parse_error``."""
+    reader = csv.reader(io.StringIO(text, newline=""), **dialect.reader_options())
+    try:
+        for _ in itertools.islice(reader, SNIFF_RECORDS):
+            pass
+    except csv.Error as exc:
+        if "unexpected end of data" in str(exc):
+            return None if not complete else "unclosed quote"
+        return str(exc)
+    return None
 
 
 def _parses(text: str, dialect: Dialect, complete: bool) -> bool:
@@ -273,13 +333,22 @@ def read_layout(path: Path, *, prefer_tab: bool, max_columns: int = 0) -> Layout
 
 
 def _duckdb_copy(
-    path: Path, out: Path, layout: Layout, settings: IngestSettings, *, max_line_size: int | None = None
+    path: Path,
+    out: Path,
+    layout: Layout,
+    settings: IngestSettings,
+    *,
+    max_line_size: int | None = None,
+    header: bool = True,
 ) -> int:
     d = layout.dialect
     columns = "{" + ", ".join(f"{sql_string(name)}: 'VARCHAR'" for name in layout.names) + "}"
+    # An empty quote and escape switch quoting off.
+    quote, escape = d.quote or "", (d.escape or "") if d.quote else ""
     source = (
-        f"read_csv({sql_string(str(path))}, auto_detect=false, header=true, skip={layout.skip_lines}, "
-        f"delim={sql_string(d.delimiter)}, quote={sql_string(d.quote)}, escape={sql_string(d.escape)}, "
+        f"read_csv({sql_string(str(path))}, auto_detect=false, header={'true' if header else 'false'}, "
+        f"skip={layout.skip_lines}, "
+        f"delim={sql_string(d.delimiter)}, quote={sql_string(quote)}, escape={sql_string(escape)}, "
         f"strict_mode=true, null_padding=false, allow_quoted_nulls=false, nullstr={sql_string(_NEVER_NULL)}, "
         f"encoding='utf-8', columns={columns}"
     )
@@ -303,20 +372,23 @@ def _duckdb_copy(
 _DUCKDB_LINE = re.compile(r"CSV Error on Line: (\d+)")
 
 
-def _arrow_copy(normalized: Path, out: Path, names: list[str]) -> None:
-    """A normalized copy (RFC 4180, header first) to Parquet with pyarrow, every value as text."""
+def _arrow_copy(normalized: Path, out: Path, names: list[str]) -> int:
+    """A normalized copy (RFC 4180, no header) to Parquet with pyarrow, every value as text."""
     schema = pa.schema([pa.field(name, pa.string()) for name in names])
     block = max(1 << 20, min(64 << 20, WIDE_BATCH_CELLS * 8 // max(1, len(names)) * len(names)))
     reader = pacsv.open_csv(
         normalized,
-        read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, block_size=block),
+        read_options=pacsv.ReadOptions(column_names=names, block_size=block),
         parse_options=pacsv.ParseOptions(newlines_in_values=True),
         convert_options=pacsv.ConvertOptions(column_types=schema, strings_can_be_null=False,
                                              quoted_strings_can_be_null=False),
     )
+    rows = 0
     with pq.ParquetWriter(out, schema, compression=LOCAL_PARQUET_CODEC) as writer:
         for batch in reader:
             writer.write_batch(batch)
+            rows += batch.num_rows
+    return rows
 
 
 # --------------------------------------------------------------------------- Python reference path
@@ -325,6 +397,8 @@ def _arrow_copy(normalized: Path, out: Path, names: list[str]) -> None:
 def _quote_open_line(path: Path, dialect: Dialect, start_line: int) -> int:
     """Line where the quoted field that broke the record starting at ``start_line`` was opened."""
     q, d, e = dialect.quote, dialect.delimiter, dialect.escape
+    if q is None or e is None:
+        return start_line
     special = re.compile("[" + re.escape(q + e) + "]")
     opened = start_line
     state = "start"  # start (of a field) | quoted | after (a closing quote)
@@ -395,7 +469,7 @@ def _reference_pass(
     """Parse with the reference parser, raising ``malformed_csv`` at the first problem.
 
     With ``normalized``, valid rows are rewritten there as plain RFC 4180 CSV (comma, every
-    field quoted, LF line endings) that DuckDB's strict reader always accepts. ``stop_after``
+    field quoted, LF line endings, no header) that DuckDB's strict reader always accepts. ``stop_after``
     ends a validation-only pass after that many records, counted the way DuckDB numbers its
     error lines (blank lines and the header included). Returns the data row count and the
     longest row in characters.
@@ -406,8 +480,6 @@ def _reference_pass(
     out = open(normalized, "w", encoding=UTF8, newline="") if normalized else None
     try:
         writer = csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\n") if out else None
-        if writer:
-            writer.writerow(layout.names)
         with open_text(path, UTF8) as fh:
             reader = csv.reader(fh, **layout.dialect.reader_options())
             while True:
@@ -457,22 +529,55 @@ def _header_error(path: Path, dialect: Dialect) -> IngestError:
     return malformed(1, "the header row could not be read")
 
 
-def _convert_utf8(
-    path: Path, out: Path, *, prefer_tab: bool, settings: IngestSettings, work_dir: Path
-) -> tuple[Layout, int]:
-    try:
-        layout = read_layout(path, prefer_tab=prefer_tab, max_columns=settings.max_columns)
-    except _HeaderInvalid:
-        data, complete = _read_head(path, SNIFF_BYTES)
-        text = decode_prefix(data, UTF8, complete=complete)
-        raise _header_error(path, sniff_dialect(text, complete=complete, prefer_tab=prefer_tab)) from None
+def _count_mismatch(reference: int, converted: int) -> IngestError:
+    return IngestError(
+        f"the file could not be converted without losing rows: the reference parser reads {reference} rows, "
+        f"the converter {converted}",
+        code="row_count_mismatch",
+        status=400,
+        details={"reference_rows": reference, "converted_rows": converted},
+    )
+
+
+def _via_reference(path: Path, out: Path, layout: Layout, settings: IngestSettings, work_dir: Path) -> int:
+    """Validate with the reference parser and convert its normalized copy of the rows."""
+    with scratch_file(work_dir, ".normalized.csv") as normalized:
+        rows, longest = _reference_pass(path, layout, normalized)
+        if len(layout.names) > DUCKDB_MAX_COLUMNS:
+            written = _arrow_copy(normalized, out, layout.names)
+        else:
+            plain = Layout(Dialect(","), layout.names, 0, line_bytes=layout.line_bytes)
+            # Room for 4 bytes per character, the quotes and the delimiters.
+            max_line = 4 * longest + 3 * len(layout.names) + 16
+            written = _duckdb_copy(normalized, out, plain, settings, max_line_size=max_line, header=False)
+    if written != rows:
+        raise _count_mismatch(rows, written)
+    return rows
+
+
+def _duckdb_checked(path: Path, out: Path, layout: Layout, settings: IngestSettings) -> int | None:
+    """DuckDB's conversion and its row count, or None when the reference parser reads
+    another number of rows.
+
+    The non-blank lines are counted while DuckDB converts (it releases the GIL); only when
+    they are not one more than DuckDB's rows (the header) does the reference parser run.
+    """
+    with ThreadPoolExecutor(1) as pool:
+        lines = pool.submit(count_nonblank_lines, path)
+        rows = _duckdb_copy(path, out, layout, settings)
+        nonblank = lines.result()
+    if rows + 1 == nonblank:
+        return rows
+    d = layout.dialect
+    records = reference_records(path, d.reader_options(), d.quote, d.escape)
+    return rows if rows == max(0, records - 1) else None
+
+
+def _convert_layout(path: Path, out: Path, layout: Layout, settings: IngestSettings, work_dir: Path) -> int:
     if len(layout.names) > DUCKDB_MAX_COLUMNS:
-        with scratch_file(work_dir, ".normalized.csv") as normalized:
-            rows, _ = _reference_pass(path, layout, normalized)
-            _arrow_copy(normalized, out, layout.names)
-            return layout, rows
+        return _via_reference(path, out, layout, settings, work_dir)
     try:
-        return layout, _duckdb_copy(path, out, layout, settings)
+        rows = _duckdb_checked(path, out, layout, settings)
     except duckdb.InvalidInputException as exc:
         message = str(exc)
         if "Invalid unicode" in message or "not utf-8 encoded" in message:
@@ -482,18 +587,61 @@ def _convert_utf8(
         if line:
             # Usually a real error: find its exact physical line, reading no further than DuckDB did.
             _reference_pass(path, layout, None, stop_after=int(line.group(1)))
+    else:
+        if rows is not None:
+            return rows
+        remove_quietly(out)
     # DuckDB's strict reader refused a file the reference parser accepts so far (mixed line
-    # endings, a very long line...): validate it fully and convert a normalized copy.
-    with scratch_file(work_dir, ".normalized.csv") as normalized:
-        _, longest = _reference_pass(path, layout, normalized)
-        plain = Layout(Dialect(","), layout.names, 0, line_bytes=layout.line_bytes)
-        # Room for 4 bytes per character, the quotes and the delimiters.
-        max_line = 4 * longest + 3 * len(layout.names) + 16
-        return layout, _duckdb_copy(normalized, out, plain, settings, max_line_size=max_line)
+    # endings, a very long line...), or read another number of rows (a header with a quoted
+    # line break in a CRLF file): the reference parser's rows are stored.
+    return _via_reference(path, out, layout, settings, work_dir)
+
+
+def _plain_layout(path: Path, layout: Layout, error: IngestError, max_columns: int) -> Layout | None:
+    """The layout without quoting, if the quoting ``error`` may come from quotes that are data
+    and every record of the file has the header's number of fields without quoting."""
+    d = layout.dialect
+    if d.quote is None or not quote_error_allows_plain(error.message, d.delimiter):
+        return None
+    plain = Dialect(d.delimiter, None, None)
+    data, complete = _read_head(path, SNIFF_BYTES)
+    sample = _complete_lines(decode_prefix(data, UTF8, complete=complete), complete)
+    try:
+        fields, skip = _parse_header(sample, complete, plain)
+    except (_HeaderIncomplete, _HeaderInvalid):
+        return None
+    check_column_count(len(fields), max_columns)
+    candidate = Layout(plain, unique_names(fields), skip, line_bytes=layout.line_bytes)
+    try:
+        _reference_pass(path, candidate, None)
+    except IngestError:
+        return None
+    return candidate
+
+
+def _convert_utf8(
+    path: Path, out: Path, *, prefer_tab: bool, settings: IngestSettings, work_dir: Path
+) -> tuple[Layout, int]:
+    try:
+        layout = read_layout(path, prefer_tab=prefer_tab, max_columns=settings.max_columns)
+    except _HeaderInvalid:
+        data, complete = _read_head(path, SNIFF_BYTES)
+        text = decode_prefix(data, UTF8, complete=complete)
+        raise _header_error(path, sniff_dialect(text, complete=complete, prefer_tab=prefer_tab)) from None
+    try:
+        return layout, _convert_layout(path, out, layout, settings, work_dir)
+    except IngestError as exc:
+        if exc.code != "malformed_csv":
+            raise
+        remove_quietly(out)
+        plain = _plain_layout(path, layout, exc, settings.max_columns)
+        if plain is None:
+            raise
+        return plain, _convert_layout(path, out, plain, settings, work_dir)
 
 
 def convert_delimited(
-    src: Path, out: Path, *, extension: str, settings: IngestSettings, work_dir: Path
+    src: Path, out: Path, *, extension: str, settings: IngestSettings, work_dir: Path, encoding_label: str | None = None
 ) -> ConvertResult:
     prefer_tab = extension in (".tsv", ".tab")
     head, complete = _read_head(src, SNIFF_BYTES)
@@ -508,12 +656,16 @@ def convert_delimited(
                 layout, rows = _convert_utf8(src, out, **options)
             except NotUtf8:
                 remove_quietly(out)
+                encoding = CP1252
                 transcode_cp1252_to_utf8(src, utf8_copy)
                 layout, rows = _convert_utf8(utf8_copy, out, **options)
     # A one-column file has no delimiter to speak of: the file name decides its label.
     tab = layout.dialect.delimiter == "\t" if len(layout.names) > 1 else prefer_tab
+    if encoding_label is None:
+        encoding_label = "windows-1252" if encoding == CP1252 else ("utf-8-sig" if head.startswith(UTF8_BOM) else UTF8)
     return ConvertResult(
         source_format="tsv" if tab else "csv",
         row_count=rows,
         columns=[SourceColumn(name, "string") for name in layout.names],
+        dialect=layout.describe(encoding_label),
     )

@@ -33,6 +33,12 @@ class ConvertResult:
     row_count: int
     columns: list[SourceColumn] = field(default_factory=list)
     size_bytes: int = 0  # size of the written Parquet file
+    # What was detected, as reported to the uploader: the delimited dialect (delimiter,
+    # quote, escape, header_line, encoding), the JSON records path, the compression, the sheet.
+    dialect: dict | None = None
+    records_path: str | None = None
+    compression: str | None = None
+    sheet: str | None = None
 
 
 def logical_type(arrow_type: pa.DataType) -> str:

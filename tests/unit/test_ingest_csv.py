@@ -234,7 +234,7 @@ def test_cp1252_with_bom_bytes_drops_the_bom(tmp_path):
         (b'a,b\n"x\ny","z\n1,2\n', 3, "unclosed quote"),  # the quote opens on the record's second line
         (b"a,b\n1,2\n\n\n3\n", 5, "expected 2 fields, found 1"),
         (b"a,b\r\n1,2\r\n3,4,5", 3, "expected 2 fields, found 3"),
-        (b'a,b\n1,"x"y\n', 2, "after a closing quote"),
+        (b'a,b\n1,"x"y\n2,"c,d"\n', 2, "after a closing quote"),  # quotes are quoting: line 3
         (b'"a,b\n1,2\n', 1, "unclosed quote"),
         (b"\n\na,b\n1,2\n3\n", 5, "expected 2 fields, found 1"),  # blank lines before the header count
         (b"\xef\xbb\xbfa;b\n1;2\n3;4;5\n", 3, "expected 2 fields, found 3"),
