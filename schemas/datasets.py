@@ -28,6 +28,23 @@ class DatasetUploadRequestSchema(Schema):
     name = fields.String(validate=[validate.Length(min=1, max=255), storable_text])
     description = fields.String(validate=[validate.Length(max=10_000), storable_text])
     sync = _sync_choice()
+    sheet = fields.String(
+        validate=[validate.Length(min=1, max=255), storable_text],
+        metadata={"description": "the sheet of an .xlsx workbook to load (default: the first)"},
+    )
+    records_path = fields.String(
+        validate=[validate.Length(min=1, max=1000), storable_text],
+        metadata={"description": "dotted path of the array of records inside a JSON object, e.g. data.items "
+                                 "(default: the object's one member that is an array of objects)"},
+    )
+
+
+class DialectSchema(Schema):
+    delimiter = fields.String(required=True)
+    quote = fields.String(allow_none=True, metadata={"description": "null: quotes are data"})
+    escape = fields.String(allow_none=True)
+    header_line = fields.Integer(required=True, metadata={"description": "1-based physical line of the header"})
+    encoding = fields.String(required=True, metadata={"description": "utf-8, utf-8-sig, utf-16-le/-be or windows-1252"})
 
 
 class DatasetRecordsRequestSchema(Schema):
@@ -57,6 +74,10 @@ class DatasetResponseSchema(Schema):
     size_bytes = fields.Integer(required=True)
     row_count = fields.Integer(required=True)
     columns = fields.List(fields.Nested(ColumnSchema), required=True)
+    dialect = fields.Nested(DialectSchema, allow_none=True, metadata={"description": "delimited files only"})
+    records_path = fields.String(allow_none=True, metadata={"description": "where the records of a JSON object were"})
+    compression = fields.String(allow_none=True, metadata={"enum": ["gzip", "zstd"]})
+    sheet = fields.String(allow_none=True, metadata={"description": "the workbook sheet loaded"})
     created_at = fields.DateTime(required=True)
     sync_status = fields.String(
         required=True,

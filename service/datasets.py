@@ -72,6 +72,16 @@ def _columns(result: ConvertResult) -> list[dict]:
     ]
 
 
+def _detected(result: ConvertResult) -> dict | None:
+    found = {
+        "dialect": result.dialect,
+        "records_path": result.records_path,
+        "compression": result.compression,
+        "sheet": result.sheet,
+    }
+    return {k: v for k, v in found.items() if v is not None} or None
+
+
 def _store_new(
     store: FileStore, tenant: Tenant, convert: Callable[[Path], tuple[dict, ConvertResult]]
 ) -> Dataset:
@@ -119,6 +129,7 @@ def _store_new(
                 row_count=result.row_count,
                 columns=_columns(result),
                 sync_status="pending" if sync else LOCAL_ONLY,
+                ingest=_detected(result),
             )
             session.add(dataset)
             if sync:
@@ -152,6 +163,8 @@ def create_from_file(
     description: str | None,
     sync: bool,
     extension: str | None = None,
+    sheet: str | None = None,
+    records_path: str | None = None,
 ) -> Dataset:
     """A dataset from the uploaded file at ``src``. ``extension`` (a raw-body upload's, from
     its Content-Type) stands in for the file name's as the hint of the format."""
@@ -164,7 +177,14 @@ def create_from_file(
         "sync": sync,
     }
     hint = original_file_name if extension is None else f"{stem or 'upload'}{extension}"
-    return _store_new(store, tenant, lambda dest: (labels, convert_file(src, dest, file_name=hint, settings=settings)))
+    return _store_new(
+        store,
+        tenant,
+        lambda dest: (
+            labels,
+            convert_file(src, dest, file_name=hint, settings=settings, sheet=sheet, records_path=records_path),
+        ),
+    )
 
 
 def remove_upload_leftovers(store: FileStore, scratch_dir: str | os.PathLike | None, *,

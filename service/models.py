@@ -72,6 +72,9 @@ class Dataset(Base):
     row_count: Mapped[int] = mapped_column(BigInteger)
     # [{"name": silver name, "source_name": original name, "type": ..., "source_type": ...}]
     columns: Mapped[list] = mapped_column(JSONB)
+    # What the upload's reader found: {"dialect", "records_path", "compression", "sheet"}
+    # (each present only when it applies).
+    ingest: Mapped[dict | None] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     sync_status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
@@ -89,6 +92,25 @@ class Dataset(Base):
     tables: Mapped[list["LakehouseTable"]] = relationship(
         back_populates="dataset", cascade="all, delete-orphan", order_by="LakehouseTable.layer"
     )
+
+    def _detected(self, key: str):
+        return (self.ingest or {}).get(key)
+
+    @property
+    def dialect(self) -> dict | None:
+        return self._detected("dialect")
+
+    @property
+    def records_path(self) -> str | None:
+        return self._detected("records_path")
+
+    @property
+    def compression(self) -> str | None:
+        return self._detected("compression")
+
+    @property
+    def sheet(self) -> str | None:
+        return self._detected("sheet")
 
 
 class SyncRun(Base):

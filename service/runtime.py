@@ -29,6 +29,8 @@ class Runtime:
             temp_dir=str(Path(config["DATA_DIR"]) / "tmp"),
             max_columns=int(config.get("MAX_COLUMNS") or DEFAULT_MAX_COLUMNS),
             parquet_decode_budget=int(config.get("PARQUET_DECODE_BUDGET_MB") or 256) << 20,
+            max_uncompressed_bytes=int(config.get("MAX_UNCOMPRESSED_MB") or 4096) << 20,
+            max_compression_ratio=int(config.get("MAX_COMPRESSION_RATIO") or 100),
         )
         # The worker's steps: the same database as the Delta target's (inference and writes).
         memory_limit, threads, temp_dir = sync_duckdb(config)

@@ -108,6 +108,8 @@ def upload_from_form(tenant: Tenant, *, handled_fields: Collection[str] = ()):
         name=form.get("name"),
         description=form.get("description"),
         sync=service.upload_syncs(current_app.config, form.get("sync")),
+        sheet=form.get("sheet"),
+        records_path=form.get("records_path"),
     )
 
 

@@ -5,6 +5,7 @@ from pathlib import Path, PurePosixPath
 
 from service.errors import IngestError
 from service.ingest.encoding import CHUNK_SIZE, strip_bom
+from service.ingest.excel import is_workbook
 from service.ingest.model import SUPPORTED_FORMATS
 
 HEAD_SIZE = 64 * 1024
@@ -13,8 +14,10 @@ DELIMITED = "delimited"
 JSON_ARRAY = "json"
 NDJSON = "ndjson"
 PARQUET = "parquet"
+EXCEL = "xlsx"
 
 PARQUET_MAGIC = b"PAR1"
+ZIP_MAGIC = b"PK\x03\x04"
 DELIMITED_EXTENSIONS = frozenset({".csv", ".tsv", ".tab", ".txt", ".psv"})
 JSON_EXTENSIONS = frozenset({".json", ".ndjson", ".jsonl"})
 NDJSON_EXTENSIONS = frozenset({".ndjson", ".jsonl"})
@@ -23,7 +26,7 @@ _WHITESPACE = b" \t\r\n\f\v"
 
 # Signatures of common non-tabular uploads, for a clearer message than "binary content".
 _SIGNATURES: tuple[tuple[bytes, str], ...] = (
-    (b"PK\x03\x04", "a ZIP archive or an Office document such as .xlsx"),
+    (b"PK\x03\x04", "a ZIP archive or an Office document other than .xlsx"),
     (b"PK\x05\x06", "a ZIP archive"),
     (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "a legacy Office document such as .xls"),
     (b"\x89PNG\r\n\x1a\n", "a PNG image"),
@@ -57,8 +60,9 @@ def extension_of(file_name: str | None) -> str:
 def unsupported_format(what: str | None = None) -> IngestError:
     found = f" The upload looks like {what}." if what else ""
     return IngestError(
-        f"Unsupported file format.{found} Supported formats: CSV, TSV, JSON (an array of objects), "
-        "NDJSON (one object per line) and Parquet.",
+        f"Unsupported file format.{found} Supported formats: CSV, TSV, JSON (an array of objects, or an "
+        "object holding one), NDJSON (one object per line), Parquet and Excel (.xlsx); CSV, TSV, JSON and "
+        "NDJSON may be gzip or Zstandard compressed.",
         code="unsupported_format",
         status=415,
         details={"supported_formats": list(SUPPORTED_FORMATS)},
@@ -99,7 +103,8 @@ def _first_significant_byte(path: Path, head: bytes) -> int | None:
 
 
 def detect_kind(path: Path, file_name: str | None) -> str:
-    """One of DELIMITED, JSON_ARRAY, NDJSON, PARQUET; raises IngestError for empty or unsupported content."""
+    """One of DELIMITED, JSON_ARRAY, NDJSON, PARQUET, EXCEL; raises IngestError for empty or
+    unsupported content."""
     ext = extension_of(file_name)
     with open(path, "rb") as fh:
         head = fh.read(HEAD_SIZE)
@@ -107,6 +112,8 @@ def detect_kind(path: Path, file_name: str | None) -> str:
         raise empty_file()
     if head.startswith(PARQUET_MAGIC):
         return PARQUET
+    if head.startswith(ZIP_MAGIC) and is_workbook(path):
+        return EXCEL
     kind = binary_kind(head)
     if kind is not None:
         if ext == ".parquet":

@@ -11,6 +11,7 @@ so no value is lost or coerced.
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import re
@@ -232,11 +233,6 @@ class _ArrayReader:
         self.pos = cut + 1
         return values
 
-    def first_value(self):
-        """The first JSON value of the text, whatever it is."""
-        self._peek()
-        return self._value()
-
     def batches(self, *, nested: bool = False) -> Iterator[list[dict]]:
         """The array's objects in lists; ``nested``: the array is a value inside the document,
         so the reader stops after its closing bracket."""
@@ -282,7 +278,11 @@ class _ArrayReader:
             raise self.error(self.pos, "unexpected content after the end of the array")
 
 
-def _ndjson_batches(fh, *, extension: str, path: Path, encoding: str) -> Iterator[list[dict]]:
+class _Wrapped(Exception):
+    """The file is one JSON object rather than NDJSON records: its records are inside it."""
+
+
+def _ndjson_batches(fh, *, extension: str) -> Iterator[list[dict]]:
     decoder = _decoder()
     lineno = 0
     count = 0
@@ -301,15 +301,15 @@ def _ndjson_batches(fh, *, extension: str, path: Path, encoding: str) -> Iterato
             except ValueError:
                 values = None
         if values is None or len(values) != len(texts) or not _all_objects(values):
-            values = _ndjson_lines(decoder, lines, first, first_record=count == 0, path=path, encoding=encoding)
+            values = _ndjson_lines(decoder, lines, first, first_record=count == 0)
         count += len(values)
         yield values
     if count == 1 and extension not in NDJSON_EXTENSIONS:
         # One object alone is a JSON document, not a list of records (unless named .ndjson/.jsonl).
-        raise not_an_array()
+        raise _Wrapped
 
 
-def _ndjson_lines(decoder, lines: list[str], first: int, *, first_record: bool, path: Path, encoding: str) -> list[dict]:
+def _ndjson_lines(decoder, lines: list[str], first: int, *, first_record: bool) -> list[dict]:
     values = []
     for lineno, line in enumerate(lines, first):
         text = line.strip(" \t\r\n")
@@ -324,8 +324,8 @@ def _ndjson_lines(decoder, lines: list[str], first: int, *, first_record: bool, 
             if end != len(text):
                 raise json.JSONDecodeError("Extra data after the object", text, end)
         except json.JSONDecodeError as exc:
-            if first_record and not values:
-                _reject_multiline_document(path, encoding)
+            if first_record and not values and text.startswith("{"):
+                raise _Wrapped  # a pretty-printed object: read as one document
             column = exc.pos + len(line) - len(line.lstrip(" \t\r\n")) + 1
             raise invalid_json(f"line {lineno}: {exc.msg} (column {column})", line=lineno, column=column) from None
         except _InvalidConstant as exc:
@@ -338,15 +338,117 @@ def _ndjson_lines(decoder, lines: list[str], first: int, *, first_record: bool, 
     return values
 
 
-def _reject_multiline_document(path: Path, encoding: str) -> None:
-    """The first line is not a whole object: a pretty-printed object gets the clear message."""
-    with open_text(path, encoding) as fh:
-        try:
-            value = _ArrayReader(fh).first_value()
-        except IngestError:
-            return  # not a valid document either: report the line-level error
-    if isinstance(value, dict):
-        raise not_an_array()
+# --------------------------------------------------------------------------- records inside an object
+
+
+def _members(reader: _ArrayReader) -> Iterator[str]:
+    """The keys of the object at the reader, each yielded with the reader at its value,
+    which the caller reads (or skips) before asking for the next key."""
+    if reader._peek() != "{":
+        raise invalid_json("expected a JSON object")
+    reader.pos += 1
+    if reader._peek() == "}":
+        reader.pos += 1
+        return
+    seen: set[str] = set()
+    while True:
+        reader._peek()
+        start = reader.pos
+        key = reader._value()
+        if not isinstance(key, str):
+            raise reader.error(start, "Expecting property name enclosed in double quotes")
+        if key in seen:
+            raise reader.error(start, f"the member {key!r} appears twice")
+        seen.add(key)
+        if reader._peek() != ":":
+            raise reader.error(reader.pos, "Expecting ':' delimiter")
+        reader.pos += 1
+        reader._peek()
+        yield key
+        c = reader._peek()
+        if c == ",":
+            reader.pos += 1
+            continue
+        if c == "}":
+            reader.pos += 1
+            return
+        if c == "":
+            raise reader.error(reader.pos, "unexpected end of file: the object is not closed")
+        raise reader.error(reader.pos, "Expecting ',' delimiter")
+
+
+def _skip_value(reader: _ArrayReader) -> bool:
+    """Read past the value at the reader, an array one element at a time; whether it is a
+    non-empty array of objects."""
+    if reader._peek() != "[":
+        reader._value()
+        return False
+    reader.pos += 1
+    if reader._peek() == "]":
+        reader.pos += 1
+        return False
+    objects = True
+    while True:
+        reader._peek()
+        objects = isinstance(reader._value(), dict) and objects
+        c = reader._peek()
+        if c == ",":
+            reader.pos += 1
+            continue
+        if c == "]":
+            reader.pos += 1
+            return objects
+        raise reader.error(reader.pos, "Expecting ',' delimiter" if c else "unexpected end of file")
+
+
+def _find_records_path(fh) -> str:
+    """The one top-level member that is an array of objects."""
+    reader = _ArrayReader(fh)
+    found = [key for key in _members(reader) if _skip_value(reader)]
+    reader._expect_end()
+    if len(found) == 1:
+        return found[0]
+    which = f" ({', '.join(map(repr, found[:5]))})" if found else ""
+    raise invalid_json(
+        f"JSON must be an array of objects, or an object with one member that is an array of objects; "
+        f"this object has {len(found)}{which}: name one with records_path",
+        candidates=found[:20],
+    )
+
+
+def path_not_found(path: str, what: str) -> IngestError:
+    return IngestError(
+        f"records_path {path!r}: {what}", code="records_path_not_found", status=400, details={"records_path": path}
+    )
+
+
+def _batches_at(fh, path: str) -> Iterator[list[dict]]:
+    """The records of the array at the dotted ``path`` inside the document's object."""
+    segments = path.split(".")
+    reader = _ArrayReader(fh, base_depth=len(segments) + 1)
+    if reader._peek() != "{":
+        raise path_not_found(path, "the document is not a JSON object")
+    yield from _descend(reader, segments, path)
+    reader._expect_end()
+
+
+def _descend(reader: _ArrayReader, segments: list[str], path: str) -> Iterator[list[dict]]:
+    found = False
+    for key in _members(reader):
+        if found or key != segments[0]:
+            _skip_value(reader)
+            continue
+        found = True
+        if len(segments) > 1:
+            if reader._peek() != "{":
+                raise path_not_found(path, f"{key!r} is not an object")
+            yield from _descend(reader, segments[1:], path)
+        elif reader._peek() != "[":
+            raise path_not_found(path, f"{key!r} is not an array of objects")
+        else:
+            yield from reader.batches(nested=True)
+    if not found:
+        raise path_not_found(path, f"no member {segments[0]!r}")
 
 
 def _rebatch(batches: Iterable[list[dict]], size: int = BATCH_ROWS) -> Iterator[list[dict]]:
@@ -479,25 +581,50 @@ def _scan(batches: Iterable[list[dict]], max_columns: int) -> _Schema:
 
 
 def convert_json_file(
-    src: Path, out: Path, *, ndjson: bool, extension: str, max_columns: int = DEFAULT_MAX_COLUMNS
+    src: Path,
+    out: Path,
+    *,
+    ndjson: bool,
+    extension: str,
+    max_columns: int = DEFAULT_MAX_COLUMNS,
+    records_path: str | None = None,
 ) -> ConvertResult:
+    """A JSON array of objects, NDJSON, or (``records_path``, or found) the array of objects
+    inside a JSON object, such as ``{"items": [...]}``."""
+    path = records_path
+
     def batches(encoding: str) -> Iterator[list[dict]]:
         with open_text(src, encoding) as fh:
-            if ndjson:
-                yield from _ndjson_batches(fh, extension=extension, path=src, encoding=encoding)
+            if path is not None:
+                yield from _batches_at(fh, path)
+            elif ndjson:
+                yield from _ndjson_batches(fh, extension=extension)
             else:
                 yield from _ArrayReader(fh).batches()
 
-    encoding = UTF8
+    def scan() -> tuple[str, _Schema]:
+        try:
+            return UTF8, _scan(batches(UTF8), max_columns)
+        except UnicodeDecodeError:
+            return CP1252, _scan(batches(CP1252), max_columns)
+
     try:
-        schema = _scan(batches(UTF8), max_columns)
-    except UnicodeDecodeError:
-        encoding = CP1252
-        schema = _scan(batches(CP1252), max_columns)
+        encoding, schema = scan()
+    except _Wrapped:
+        with open_text(src, UTF8) as fh:
+            try:
+                path = _find_records_path(fh)
+            except UnicodeDecodeError:
+                path = None
+        if path is None:
+            with open_text(src, CP1252) as fh:
+                path = _find_records_path(fh)
+        encoding, schema = scan()
     column_types = schema.column_types()
     _check_shape(schema, column_types, "The file")
     written = _write(batches(encoding), out, column_types)
-    return _result("ndjson" if ndjson else "json", written, column_types)
+    source_format = "ndjson" if ndjson and path is None else "json"
+    return dataclasses.replace(_result(source_format, written, column_types), records_path=path)
 
 
 def convert_record_list(records, out: Path, *, max_columns: int = DEFAULT_MAX_COLUMNS) -> ConvertResult:
@@ -537,41 +664,15 @@ def _body_batches(fh, fields: dict) -> Iterator[list[dict]]:
     reader = _ArrayReader(fh, base_depth=2, not_object=_record_not_object)
     if reader._peek() != "{":
         raise invalid_json('the JSON body must be an object: {"name": ..., "records": [...]}')
-    reader.pos += 1
-    if reader._peek() == "}":
-        reader.pos += 1
-        reader._expect_end()
-        return
-    while True:
-        reader._peek()
-        start = reader.pos
-        key = reader._value()
-        if not isinstance(key, str):
-            raise reader.error(start, "Expecting property name enclosed in double quotes")
-        if key in fields:
-            raise reader.error(start, f"the member {key!r} appears twice")
-        if reader._peek() != ":":
-            raise reader.error(reader.pos, "Expecting ':' delimiter")
-        reader.pos += 1
+    for key in _members(reader):
         if key == RECORDS_KEY and reader._peek() == "[":
             fields[key] = 0
             for batch in reader.batches(nested=True):
                 fields[key] += len(batch)
                 yield batch
         else:
-            reader._peek()
             fields[key] = reader._value()
-        c = reader._peek()
-        if c == ",":
-            reader.pos += 1
-            continue
-        if c == "}":
-            reader.pos += 1
-            reader._expect_end()
-            return
-        if c == "":
-            raise reader.error(reader.pos, "unexpected end of the body: the object is not closed")
-        raise reader.error(reader.pos, "Expecting ',' delimiter")
+    reader._expect_end()
 
 
 def convert_json_body(

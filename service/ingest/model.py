@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-SUPPORTED_FORMATS = ("csv", "tsv", "json", "ndjson", "parquet")
+SUPPORTED_FORMATS = ("csv", "tsv", "json", "ndjson", "parquet", "xlsx")
 # Codec of the local Parquet files the converters write (see delimited._duckdb_copy).
 LOCAL_PARQUET_CODEC = "snappy"
 
@@ -19,6 +19,10 @@ class IngestSettings:
     # Bytes a Parquet upload may decode to (its footer's uncompressed sizes, dictionaries
     # included); larger uploads are refused before a page is decoded.
     parquet_decode_budget: int = 512 << 20
+    # Bytes a compressed upload (or a workbook's parts) may expand to, and the largest
+    # expansion ratio past RATIO_FLOOR_BYTES (see unwrap.py): bombs get a 413 early.
+    max_uncompressed_bytes: int = 1 << 30
+    max_compression_ratio: int = 100
 
 
 @dataclass(frozen=True)
