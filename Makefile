@@ -24,7 +24,7 @@ WORKER_BEAT ?= -B -s "$(DATA_DIR)/celerybeat-schedule"
 .DEFAULT_GOAL := help
 
 .PHONY: help venv run api worker beat flower migrate revision tenant revoke-key resync \
-	resync-failed bench bench-hostile test test-unit test-faults screenshots lint format stop clean clean-data
+	resync-failed bench bench-hostile bench-corpus test test-unit test-faults screenshots lint format stop clean clean-data
 
 help: ## this list
 	@echo "usage: make TARGET [VAR=value]"
@@ -90,6 +90,10 @@ bench: $(STAMP) ## benchmark (python -m bench.run)
 
 bench-hostile: $(STAMP) ## time and peak memory of each hostile input (python -m bench.hostile)
 	$(PY) -m bench.hostile
+
+CORPUS_SCALE ?= 20
+bench-corpus: $(STAMP) ## rows, time and peak memory per file of the generated corpus (CORPUS_SCALE=20)
+	$(PY) -m bench.corpus --scale $(CORPUS_SCALE)
 
 test: $(STAMP) ## the suite but the fault injection; browser tests need chromium (embedded servers, or TEST_DATABASE_URL / TEST_REDIS_URL)
 	$(PY) -m pytest -q tests --ignore=tests/faults
