@@ -6,6 +6,7 @@ Each file is converted in a fresh process, so its peak RSS is its own (the inter
 with the ingest modules loaded is measured alone first, as ``baseline``). Rows are checked
 against the reference parser's count; a mismatch is printed and makes the exit status 1.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,9 @@ print(json.dumps({"rows": rows, "seconds": seconds, "error": error,
 
 
 def _convert(src: Path, out: Path) -> dict:
-    proc = subprocess.run([sys.executable, "-c", _CHILD, str(src), str(out)], cwd=ROOT, capture_output=True,
-                          text=True, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(src), str(out)], cwd=ROOT, capture_output=True, text=True, check=True
+    )
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -55,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(tmp) / "out.parquet"
         baseline = _convert(Path("-"), out)
         print(f"baseline (interpreter and ingest modules): {baseline['peak_mb']:.0f} MB peak RSS\n")
-        print(f"| file | size (KB) | reference rows | rows | time (s) | peak RSS (MB) |")
+        print("| file | size (KB) | reference rows | rows | time (s) | peak RSS (MB) |")
         print("| --- | ---: | ---: | ---: | ---: | ---: |")
         failures = 0
         for f in files:
@@ -63,8 +65,10 @@ def main(argv: list[str] | None = None) -> int:
             ok = m["rows"] == f.rows
             failures += not ok
             rows = m["rows"] if m["error"] is None else m["error"][:60]
-            print(f"| {f.name} | {(directory / f.name).stat().st_size // 1024} | {f.rows} | {rows}{'' if ok else ' ✗'} "
-                  f"| {m['seconds']:.3f} | {m['peak_mb']:.0f} |")
+            print(
+                f"| {f.name} | {(directory / f.name).stat().st_size // 1024} | {f.rows} | {rows}{'' if ok else ' ✗'} "
+                f"| {m['seconds']:.3f} | {m['peak_mb']:.0f} |"
+            )
     return 1 if failures else 0
 
 

@@ -43,24 +43,24 @@ def convert_file(
     records inside a JSON object. Raises ``IngestError`` for content that cannot be
     accepted; ``dest`` is then left untouched and no partial output remains.
     """
-    src, dest = Path(src), Path(dest)
+    path, dest = Path(src), Path(dest)
     settings = settings or IngestSettings()
-    hint = file_name if file_name is not None else src.name
+    hint: str | None = file_name if file_name is not None else path.name
     work_dir = Path(settings.temp_dir) if settings.temp_dir else dest.parent
     with contextlib.ExitStack() as scratch:
-        compression = unwrap.compression_of(_head(src))
+        compression = unwrap.compression_of(_head(path))
         if compression is not None:
             expanded = scratch.enter_context(scratch_file(work_dir, ".expanded"))
-            unwrap.decompress(src, expanded, compression, max_bytes=settings.max_uncompressed_bytes,
+            unwrap.decompress(path, expanded, compression, max_bytes=settings.max_uncompressed_bytes,
                               max_ratio=settings.max_compression_ratio)
-            src, hint = expanded, unwrap.inner_file_name(hint, compression)
-        text_encoding = unwrap.utf16_encoding(_head(src))
+            path, hint = expanded, unwrap.inner_file_name(hint, compression)
+        text_encoding = unwrap.utf16_encoding(_head(path))
         if text_encoding is not None:
             utf8 = scratch.enter_context(scratch_file(work_dir, ".utf8"))
-            unwrap.transcode_utf16(src, utf8, text_encoding)
-            src = utf8
+            unwrap.transcode_utf16(path, utf8, text_encoding)
+            path = utf8
         extension = extension_of(hint)
-        kind = detect_kind(src, hint)
+        kind = detect_kind(path, hint)
         if compression is not None and kind in (PARQUET, EXCEL):
             raise unsupported_format(f"a compressed {kind} file (upload it as it is)")
         if sheet is not None and kind != EXCEL:
@@ -71,14 +71,14 @@ def convert_file(
                               details={"form": {"records_path": ["only for JSON uploads"]}})
         with atomic_output(dest) as tmp:
             if kind == PARQUET:
-                result = convert_parquet(src, tmp, settings=settings)
+                result = convert_parquet(path, tmp, settings=settings)
             elif kind == EXCEL:
-                result = convert_workbook(src, tmp, settings=settings, sheet=sheet)
+                result = convert_workbook(path, tmp, settings=settings, sheet=sheet)
             elif kind == DELIMITED:
-                result = convert_delimited(src, tmp, extension=extension, settings=settings, work_dir=work_dir,
+                result = convert_delimited(path, tmp, extension=extension, settings=settings, work_dir=work_dir,
                                            encoding_label=text_encoding)
             else:
-                result = convert_json_file(src, tmp, ndjson=kind == NDJSON, extension=extension,
+                result = convert_json_file(path, tmp, ndjson=kind == NDJSON, extension=extension,
                                            max_columns=settings.max_columns, records_path=records_path)
             size = tmp.stat().st_size
     return dataclasses.replace(result, size_bytes=size, compression=compression)

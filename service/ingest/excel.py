@@ -9,6 +9,7 @@ Text of a cell: strings as they are, whole numbers without a decimal point, othe
 as Python's shortest repr, booleans ``true``/``false``, dates and times in ISO 8601, empty
 cells as empty text. The first non-empty row is the header.
 """
+
 from __future__ import annotations
 
 import datetime as dt

@@ -5,6 +5,7 @@ nor its escape character, a record is exactly a non-blank physical line (CR, LF 
 ended, as the reader splits them), and the lines are counted on bytes at memory speed
 instead of being parsed.
 """
+
 from __future__ import annotations
 
 import csv
@@ -12,7 +13,6 @@ import re
 from pathlib import Path
 
 from service.ingest.encoding import CHUNK_SIZE, UTF8, UTF8_BOM, open_text
-
 
 # A compiled search finds a blank line faster than ``in`` on line-dense text.
 _BLANK_LINE = re.compile(rb"\n\n")

@@ -6,6 +6,7 @@ readers behind see plain UTF-8 (or single-byte) text. The expanded size is bound
 archive that expands without end (a decompression bomb) is refused with a 413 as soon
 as it passes the bound, long before it fills the disk.
 """
+
 from __future__ import annotations
 
 import codecs
@@ -73,6 +74,7 @@ def decompress(src: Path, dst: Path, compression: str, *, max_bytes: int, max_ra
     written = 0
     try:
         with open(src, "rb") as raw, open(dst, "wb") as out:
+            reader: gzip.GzipFile | zstandard.ZstdDecompressionReader
             if compression == GZIP:
                 reader = gzip.GzipFile(fileobj=raw)  # reads every member of a concatenated file
             else:

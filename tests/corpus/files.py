@@ -6,6 +6,7 @@ the code under test.
 ``build(directory, scale)`` writes every file; ``scale`` multiplies the row counts (1 for
 tests, larger for the benchmark in bench/corpus.py).
 """
+
 from __future__ import annotations
 
 import codecs
@@ -48,11 +49,26 @@ def _csv_count(data: bytes, encoding: str, **reader) -> int:
     return sum(1 for row in csv.reader(io.StringIO(text, newline=""), **reader) if row) - 1
 
 
-def _write_csv(rows: list[list[str]], *, delimiter=",", quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n",
-               quotechar='"', escapechar=None, doublequote=True) -> str:
+def _write_csv(
+    rows: list[list[str]],
+    *,
+    delimiter=",",
+    quoting=csv.QUOTE_MINIMAL,
+    lineterminator="\r\n",
+    quotechar='"',
+    escapechar=None,
+    doublequote=True,
+) -> str:
     out = io.StringIO()
-    writer = csv.writer(out, delimiter=delimiter, quoting=quoting, lineterminator=lineterminator,
-                        quotechar=quotechar, escapechar=escapechar, doublequote=doublequote)
+    writer = csv.writer(
+        out,
+        delimiter=delimiter,
+        quoting=quoting,
+        lineterminator=lineterminator,
+        quotechar=quotechar,
+        escapechar=escapechar,
+        doublequote=doublequote,
+    )
     writer.writerows(rows)
     return out.getvalue()
 
@@ -70,18 +86,21 @@ def _table(name: str, n: int, *, notes: Callable[[random.Random, int], str] | No
 # --------------------------------------------------------------------------- delimited files
 
 
-def _delimited(name: str, n: int, *, encoding="utf-8", bom=False, reader=None, notes=None, **style) -> tuple[bytes, int]:
+def _delimited(
+    name: str, n: int, *, encoding="utf-8", bom=False, reader=None, notes=None, **style
+) -> tuple[bytes, int]:
     text = _write_csv(_table(name, n, notes=notes), **style)
     data = text.encode(encoding)
     if bom:
         data = codecs.BOM_UTF8 + data
-    reader = reader or {k: v for k, v in style.items() if k in ("delimiter", "quoting", "quotechar", "escapechar",
-                                                                 "doublequote")}
+    reader = reader or {
+        k: v for k, v in style.items() if k in ("delimiter", "quoting", "quotechar", "escapechar", "doublequote")
+    }
     return data, _csv_count(data, "utf-8-sig" if encoding == "utf-8" else encoding, **reader)
 
 
 def _multiline(rng: random.Random, i: int) -> str:
-    return f"line one, {_text(rng)}\nline \"two\"" if i % 7 == 0 else _text(rng)
+    return f'line one, {_text(rng)}\nline "two"' if i % 7 == 0 else _text(rng)
 
 
 def _bare_quotes(rng: random.Random, i: int) -> str:
@@ -125,8 +144,17 @@ def _utf16(n: int) -> tuple[bytes, int]:
 
 def _records(name: str, n: int) -> list[dict]:
     rng = _rng(name)
-    return [{"id": i, "name": _text(rng), "score": round(rng.uniform(0, 1), 4), "ok": rng.random() < 0.5,
-             "tags": [rng.choice(WORDS)], "missing": None if i % 3 else "x"} for i in range(n)]
+    return [
+        {
+            "id": i,
+            "name": _text(rng),
+            "score": round(rng.uniform(0, 1), 4),
+            "ok": rng.random() < 0.5,
+            "tags": [rng.choice(WORDS)],
+            "missing": None if i % 3 else "x",
+        }
+        for i in range(n)
+    ]
 
 
 def _json_array(n: int) -> tuple[bytes, int]:
@@ -141,8 +169,12 @@ def _json_pretty(n: int) -> tuple[bytes, int]:
 
 def _json_wrapped(n: int) -> tuple[bytes, int]:
     rng = _rng("json_wrapped")
-    document = {"3166-1": [{"alpha_2": f"{chr(65 + i % 26)}{chr(65 + i // 26 % 26)}", "name": _text(rng),
-                            "numeric": f"{i:03d}"} for i in range(n)]}
+    document = {
+        "3166-1": [
+            {"alpha_2": f"{chr(65 + i % 26)}{chr(65 + i // 26 % 26)}", "name": _text(rng), "numeric": f"{i:03d}"}
+            for i in range(n)
+        ]
+    }
     data = json.dumps(document, indent=2, ensure_ascii=False).encode()
     return data, len(json.loads(data)["3166-1"])
 
@@ -170,9 +202,16 @@ def _sheet_rows(name: str, n: int) -> list[list]:
     rng = _rng(name)
     rows: list[list] = [["id", "product", "price", "in stock", "since", "checked"]]
     for i in range(n):
-        rows.append([i, _text(rng), round(rng.uniform(1, 500), 2), rng.random() < 0.5,
-                     dt.date(2020, 1, 1) + dt.timedelta(days=rng.randint(0, 1500)),
-                     dt.datetime(2024, 1, 1, rng.randint(0, 23), rng.randint(0, 59))])
+        rows.append(
+            [
+                i,
+                _text(rng),
+                round(rng.uniform(1, 500), 2),
+                rng.random() < 0.5,
+                dt.date(2020, 1, 1) + dt.timedelta(days=rng.randint(0, 1500)),
+                dt.datetime(2024, 1, 1, rng.randint(0, 23), rng.randint(0, 59)),
+            ]
+        )
     return rows
 
 
@@ -210,6 +249,7 @@ def _compressed(make: Callable[[int], tuple[bytes, int]], compress: Callable[[by
     def build(n: int) -> tuple[bytes, int]:
         data, rows = make(n)
         return compress(data), rows
+
     return build
 
 
@@ -236,9 +276,15 @@ CORPUS: dict[str, Callable[[int], tuple[bytes, int]]] = {
     "latin1_windows.csv": _style("latin1", encoding="latin-1", delimiter=";"),
     "cp1252_windows.csv": _style("cp1252", encoding="cp1252", notes=lambda rng, i: f"price {i} € – ok"),
     "utf16_unicode_text.txt": _utf16,
-    "tsv_bare_quotes.tsv": _style("tsv_bare_quotes", delimiter="\t", quoting=csv.QUOTE_NONE, quotechar=None,
-                                  lineterminator="\n", notes=_bare_quotes,
-                                  reader={"delimiter": "\t", "quoting": csv.QUOTE_NONE}),
+    "tsv_bare_quotes.tsv": _style(
+        "tsv_bare_quotes",
+        delimiter="\t",
+        quoting=csv.QUOTE_NONE,
+        quotechar=None,
+        lineterminator="\n",
+        notes=_bare_quotes,
+        reader={"delimiter": "\t", "quoting": csv.QUOTE_NONE},
+    ),
     "csv_inch_marks.csv": _style("inch", notes=_inch),
     "single_quoted.csv": _style("single_quoted", quotechar="'", quoting=csv.QUOTE_ALL),
     "backslash_escaped.csv": _style("backslash", escapechar="\\", doublequote=False, notes=_multiline),

@@ -1,12 +1,13 @@
 """A minimal .xlsx writer (inline strings, numbers, booleans, dates), streaming rows into the
 archive, so tests and benchmarks can make workbooks of any size without a spreadsheet library."""
+
 from __future__ import annotations
 
 import datetime as dt
 import zipfile
 from collections.abc import Iterable
-from typing import BinaryIO
 from pathlib import Path
+from typing import BinaryIO
 from xml.sax.saxutils import escape
 
 _EPOCH = dt.datetime(1899, 12, 30)
@@ -74,20 +75,27 @@ def write_xlsx(path: Path | BinaryIO, sheets: dict[str, Iterable[list]]) -> None
         archive.writestr("[Content_Types].xml", _CONTENT_TYPES.format(sheets=overrides))
         archive.writestr("_rels/.rels", _ROOT_RELS)
         archive.writestr("xl/styles.xml", _STYLES)
-        sheet_list = "".join(
-            f'<sheet name="{escape(n)}" sheetId="{i}" r:id="rId{i}"/>' for i, n in enumerate(names, 1)
+        sheet_list = "".join(f'<sheet name="{escape(n)}" sheetId="{i}" r:id="rId{i}"/>' for i, n in enumerate(names, 1))
+        archive.writestr(
+            "xl/workbook.xml",
+            f'<?xml version="1.0" encoding="UTF-8"?>\n'
+            f"<workbook {_NS} {_REL_NS}><sheets>{sheet_list}</sheets></workbook>",
         )
-        archive.writestr("xl/workbook.xml", f'<?xml version="1.0" encoding="UTF-8"?>\n'
-                         f"<workbook {_NS} {_REL_NS}><sheets>{sheet_list}</sheets></workbook>")
         rels = "".join(
             f'<Relationship Id="rId{i}" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/'
-            f'worksheet" Target="worksheets/sheet{i}.xml"/>' for i in range(1, len(names) + 1)
+            f'worksheet" Target="worksheets/sheet{i}.xml"/>'
+            for i in range(1, len(names) + 1)
         )
-        rels += (f'<Relationship Id="rId{len(names) + 1}" Type="http://schemas.openxmlformats.org/officeDocument/'
-                 '2006/relationships/styles" Target="styles.xml"/>')
-        archive.writestr("xl/_rels/workbook.xml.rels", '<?xml version="1.0" encoding="UTF-8"?>\n'
-                         f'<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
-                         f"{rels}</Relationships>")
+        rels += (
+            f'<Relationship Id="rId{len(names) + 1}" Type="http://schemas.openxmlformats.org/officeDocument/'
+            '2006/relationships/styles" Target="styles.xml"/>'
+        )
+        archive.writestr(
+            "xl/_rels/workbook.xml.rels",
+            '<?xml version="1.0" encoding="UTF-8"?>\n'
+            f'<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+            f"{rels}</Relationships>",
+        )
         for i, name in enumerate(names, 1):
             with archive.open(f"xl/worksheets/sheet{i}.xml", "w", force_zip64=True) as part:
                 part.write(f'<?xml version="1.0" encoding="UTF-8"?>\n<worksheet {_NS}><sheetData>'.encode())

@@ -1,6 +1,7 @@
 """Files as colleagues export them, through the API and the worker into Delta: quotes that
 are data, a header with a line break in a CRLF file, JSON records inside an object,
 compressed uploads, UTF-16 text and Excel workbooks."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -45,8 +46,7 @@ def test_tsv_whose_quotes_are_data_is_read_whole(client, auth):
     body = response.get_json()
     assert body["row_count"] == 303
     assert body["source_format"] == "tsv"
-    assert body["dialect"] == {"delimiter": "\t", "quote": None, "escape": None, "header_line": 1,
-                               "encoding": "utf-8"}
+    assert body["dialect"] == {"delimiter": "\t", "quote": None, "escape": None, "header_line": 1, "encoding": "utf-8"}
     summaries = {r["package"]: r["summary"] for r in bronze_rows(synced(client, auth, body))}
     assert summaries["agentk"] == '"AGENT" K is a framework'
     assert summaries["mooi"] == '"Mooi & Anders": design tokens'
@@ -79,9 +79,13 @@ def test_unclosed_quote_in_a_csv_is_still_refused_with_its_line(client, auth):
     assert response.get_json()["error"]["details"]["line"] == 3
 
 
-COUNTRIES = {"3166-1": [{"alpha_2": "AD", "name": "Andorra", "numeric": "020"},
-                        {"alpha_2": "AE", "name": "United Arab Emirates", "numeric": "784"},
-                        {"alpha_2": "AF", "name": "Afghanistan", "numeric": "004"}]}
+COUNTRIES = {
+    "3166-1": [
+        {"alpha_2": "AD", "name": "Andorra", "numeric": "020"},
+        {"alpha_2": "AE", "name": "United Arab Emirates", "numeric": "784"},
+        {"alpha_2": "AF", "name": "Afghanistan", "numeric": "004"},
+    ]
+}
 
 
 def test_json_object_wrapping_one_array_of_records(client, auth):
@@ -95,8 +99,12 @@ def test_json_object_wrapping_one_array_of_records(client, auth):
 
 
 def test_records_path_names_a_nested_array(client, auth):
-    document = {"meta": {"count": 2}, "data": {"items": [{"a": 1}, {"a": 2}]}, "links": [{"self": "x"}],
-                "included": [{"id": 7}]}  # two arrays of objects at the top: the uploader chooses
+    document = {
+        "meta": {"count": 2},
+        "data": {"items": [{"a": 1}, {"a": 2}]},
+        "links": [{"self": "x"}],
+        "included": [{"id": 7}],
+    }  # two arrays of objects at the top: the uploader chooses
     content = json.dumps(document)
     refused = upload(client, auth, content, "page.json")
     assert refused.status_code == 400
@@ -108,10 +116,13 @@ def test_records_path_names_a_nested_array(client, auth):
     assert missing.get_json()["error"]["code"] == "records_path_not_found"
 
 
-@pytest.mark.parametrize(("compress", "suffix", "name"), [
-    (gzip.compress, ".gz", "gzip"),
-    (lambda data: zstandard.ZstdCompressor().compress(data), ".zst", "zstd"),
-])
+@pytest.mark.parametrize(
+    ("compress", "suffix", "name"),
+    [
+        (gzip.compress, ".gz", "gzip"),
+        (lambda data: zstandard.ZstdCompressor().compress(data), ".zst", "zstd"),
+    ],
+)
 def test_compressed_uploads(client, auth, compress, suffix, name):
     csv_body = compress(("id;city\n" + "".join(f"{i};Zürich\n" for i in range(1000))).encode())
     body = upload(client, auth, csv_body, f"cities.csv{suffix}").get_json()
@@ -146,15 +157,18 @@ def test_utf16_csv_is_read_and_reported(client, auth):
 
 def workbook() -> bytes:
     buffer = io.BytesIO()
-    write_xlsx(buffer, {
-        "Notes": [["about"], ["prices of March"]],
-        "Prices": [
-            ["sku", "price", "in stock", "since", "checked at"],
-            ["A-1", 9.5, True, dt.date(2024, 3, 1), dt.datetime(2024, 3, 1, 12, 30)],
-            [],
-            ["A-2", 10, False, dt.date(2023, 12, 31), None],
-        ],
-    })
+    write_xlsx(
+        buffer,
+        {
+            "Notes": [["about"], ["prices of March"]],
+            "Prices": [
+                ["sku", "price", "in stock", "since", "checked at"],
+                ["A-1", 9.5, True, dt.date(2024, 3, 1), dt.datetime(2024, 3, 1, 12, 30)],
+                [],
+                ["A-2", 10, False, dt.date(2023, 12, 31), None],
+            ],
+        },
+    )
     return buffer.getvalue()
 
 

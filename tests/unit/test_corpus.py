@@ -1,4 +1,5 @@
 """Every file of the generated corpus converts with the row count of a reference parser."""
+
 from __future__ import annotations
 
 import pyarrow.parquet as pq
