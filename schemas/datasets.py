@@ -2,6 +2,7 @@ from marshmallow import Schema, fields, validate
 
 from schemas.common import PageQuerySchema, storable_text
 from service.ingest import SUPPORTED_FORMATS
+from service.ingest.badrows import BAD_ROW_MODES
 from service.models import SYNC_STATUSES
 
 
@@ -32,11 +33,34 @@ class DatasetUploadRequestSchema(Schema):
         validate=[validate.Length(min=1, max=255), storable_text],
         metadata={"description": "the sheet of an .xlsx workbook to load (default: the first)"},
     )
+    bad_rows = fields.String(
+        load_default="reject",
+        validate=validate.OneOf(BAD_ROW_MODES),
+        metadata={"description": "reject (default): a row that cannot be read refuses the file (400); "
+                                 "quarantine: such rows are set aside (GET .../bad-rows), up to MAX_BAD_ROWS"},
+    )
     records_path = fields.String(
         validate=[validate.Length(min=1, max=1000), storable_text],
         metadata={"description": "dotted path of the array of records inside a JSON object, e.g. data.items "
                                  "(default: the object's one member that is an array of objects)"},
     )
+
+
+class BadRowsQuerySchema(PageQuerySchema):
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+
+
+class BadRowSchema(Schema):
+    line = fields.Integer(required=True, metadata={"description": "1-based physical line where the row starts"})
+    reason = fields.String(required=True)
+    raw = fields.String(required=True, metadata={"description": "the row's text (its first 8,192 characters)"})
+
+
+class BadRowsResponseSchema(Schema):
+    items = fields.List(fields.Nested(BadRowSchema), required=True)
+    total = fields.Integer(required=True)
+    limit = fields.Integer(required=True)
+    offset = fields.Integer(required=True)
 
 
 class DialectSchema(Schema):
@@ -78,6 +102,7 @@ class DatasetResponseSchema(Schema):
     records_path = fields.String(allow_none=True, metadata={"description": "where the records of a JSON object were"})
     compression = fields.String(allow_none=True, metadata={"enum": ["gzip", "zstd"]})
     sheet = fields.String(allow_none=True, metadata={"description": "the workbook sheet loaded"})
+    bad_row_count = fields.Integer(metadata={"description": "rows set aside by bad_rows=quarantine"})
     created_at = fields.DateTime(required=True)
     sync_status = fields.String(
         required=True,

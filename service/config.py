@@ -109,6 +109,7 @@ def from_env(environ: Mapping[str, str] | None = None) -> dict:
         "PARQUET_DECODE_BUDGET_MB": env.int("PARQUET_DECODE_BUDGET_MB", 256),
         "MAX_UNCOMPRESSED_MB": env.int("MAX_UNCOMPRESSED_MB", 4096),
         "MAX_COMPRESSION_RATIO": env.int("MAX_COMPRESSION_RATIO", 100),
+        "MAX_BAD_ROWS": env.int("MAX_BAD_ROWS", 10_000),
         "INTERNAL_API_KEY": env.get("INTERNAL_API_KEY", mcp_key),
         "INTERNAL_URL_SIGNING_KEY": env.get("INTERNAL_URL_SIGNING_KEY", ""),
         "INTERNAL_URL_TTL": env.int("INTERNAL_URL_TTL", 3600),

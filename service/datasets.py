@@ -13,7 +13,7 @@ from typing import BinaryIO
 
 import pyarrow.parquet as pq
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session, selectinload
 
 from service.config import as_bool
@@ -23,7 +23,7 @@ from service.errors import Conflict, IngestError, NotFound
 from service.ingest import ConvertResult, IngestSettings, convert_body, convert_file
 from service.ingest.output import SCRATCH_PREFIX
 from service.locks import dataset_lock
-from service.models import LOCAL_ONLY, Dataset, LakehouseTable, SyncRun, Tenant, utcnow
+from service.models import LOCAL_ONLY, BadRow, Dataset, LakehouseTable, SyncRun, Tenant, utcnow
 from service.runs import request_run
 from service.runtime import runtime
 from service.storage import FileStore
@@ -130,12 +130,20 @@ def _store_new(
                 columns=_columns(result),
                 sync_status="pending" if sync else LOCAL_ONLY,
                 ingest=_detected(result),
+                bad_row_count=len(result.bad_rows),
             )
             session.add(dataset)
             if sync:
                 # Before the first flush: the dataset is inserted with its current run in one
                 # statement, no UPDATE after.
                 request_run(session, dataset, trigger="upload")
+            if result.bad_rows:
+                session.flush()  # after the dataset and its run: bad rows reference it
+                session.execute(
+                    insert(BadRow),
+                    [{"dataset_id": dataset_id, "line": r.line, "reason": r.reason, "raw": r.raw}
+                     for r in result.bad_rows],
+                )
     except BaseException:
         store.discard(file_name)
         raise
@@ -165,6 +173,7 @@ def create_from_file(
     extension: str | None = None,
     sheet: str | None = None,
     records_path: str | None = None,
+    bad_rows: str = "reject",
 ) -> Dataset:
     """A dataset from the uploaded file at ``src``. ``extension`` (a raw-body upload's, from
     its Content-Type) stands in for the file name's as the hint of the format."""
@@ -182,7 +191,8 @@ def create_from_file(
         tenant,
         lambda dest: (
             labels,
-            convert_file(src, dest, file_name=hint, settings=settings, sheet=sheet, records_path=records_path),
+            convert_file(src, dest, file_name=hint, settings=settings, sheet=sheet, records_path=records_path,
+                         bad_rows=bad_rows),
         ),
     )
 
@@ -213,6 +223,12 @@ def create_from_body(
     ``src``, parsed as a stream. ``validate`` checks the members other than the records,
     raising for bad ones, and returns the dataset's labels (``sync`` included)."""
     return _store_new(store, tenant, lambda dest: convert_body(src, dest, validate=validate, settings=settings))
+
+def bad_rows_page(session: Session, dataset: Dataset, *, limit: int, offset: int) -> list[BadRow]:
+    """The dataset's set-aside rows in line order."""
+    query = select(BadRow).where(BadRow.dataset_id == dataset.id).order_by(BadRow.line)
+    return list(session.scalars(query.limit(limit).offset(offset)))
+
 
 def get_for_tenant(session: Session, tenant_id: uuid.UUID, dataset_id: uuid.UUID, *, lock: bool = False) -> Dataset:
     """A tenant's dataset; another tenant's id is answered as not found."""

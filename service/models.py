@@ -75,6 +75,8 @@ class Dataset(Base):
     # What the upload's reader found: {"dialect", "records_path", "compression", "sheet"}
     # (each present only when it applies).
     ingest: Mapped[dict | None] = mapped_column(JSONB)
+    # Rows set aside by bad_rows=quarantine (kept in bad_rows); 0 when none.
+    bad_row_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     sync_status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
@@ -165,6 +167,23 @@ class SyncStepRun(Base):
         if self.started_at is None or self.finished_at is None:
             return None
         return int((self.finished_at - self.started_at).total_seconds() * 1000)
+
+
+class BadRow(Base):
+    """A row of an upload that could not be read, set aside with bad_rows=quarantine.
+
+    Kept in PostgreSQL rather than beside the dataset's file: at most MAX_BAD_ROWS rows of
+    at most 8 KiB each, written in the upload's own transaction (a rejected upload leaves
+    none), paged by line for the API and read whole by the sync's quarantine table."""
+
+    __tablename__ = "bad_rows"
+
+    dataset_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True
+    )
+    line: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    reason: Mapped[str] = mapped_column(Text)
+    raw: Mapped[str] = mapped_column(Text)
 
 
 class LakehouseTable(Base):

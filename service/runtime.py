@@ -13,6 +13,7 @@ from flask import current_app
 
 from service.config import sync_duckdb
 from service.ingest import IngestSettings
+from service.ingest.badrows import DEFAULT_MAX_BAD_ROWS
 from service.ingest.columns import DEFAULT_MAX_COLUMNS
 from service.lakehouse import LakehouseTarget, get_target
 from service.storage import FileStore, file_store
@@ -31,6 +32,7 @@ class Runtime:
             parquet_decode_budget=int(config.get("PARQUET_DECODE_BUDGET_MB") or 256) << 20,
             max_uncompressed_bytes=int(config.get("MAX_UNCOMPRESSED_MB") or 4096) << 20,
             max_compression_ratio=int(config.get("MAX_COMPRESSION_RATIO") or 100),
+            max_bad_rows=int(config.get("MAX_BAD_ROWS") or DEFAULT_MAX_BAD_ROWS),
         )
         # The worker's steps: the same database as the Delta target's (inference and writes).
         memory_limit, threads, temp_dir = sync_duckdb(config)

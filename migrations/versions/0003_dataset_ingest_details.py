@@ -1,4 +1,4 @@
-"""datasets.ingest: what the upload's reader detected (dialect, records path, compression, sheet)
+"""datasets.ingest (what the upload's reader detected), datasets.bad_row_count and bad_rows
 
 Revision ID: 0003
 Revises: 0002
@@ -16,7 +16,19 @@ depends_on = None
 
 def upgrade() -> None:
     op.add_column("datasets", sa.Column("ingest", postgresql.JSONB(astext_type=sa.Text()), nullable=True))
+    op.add_column("datasets", sa.Column("bad_row_count", sa.Integer(), server_default="0", nullable=False))
+    op.create_table(
+        "bad_rows",
+        sa.Column("dataset_id", sa.UUID(), nullable=False),
+        sa.Column("line", sa.BigInteger(), nullable=False),
+        sa.Column("reason", sa.Text(), nullable=False),
+        sa.Column("raw", sa.Text(), nullable=False),
+        sa.ForeignKeyConstraint(["dataset_id"], ["datasets.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("dataset_id", "line"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("bad_rows")
+    op.drop_column("datasets", "bad_row_count")
     op.drop_column("datasets", "ingest")

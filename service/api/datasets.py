@@ -12,6 +12,8 @@ from marshmallow import ValidationError
 
 from schemas.common import ErrorResponseSchema, storable_text
 from schemas.datasets import (
+    BadRowsQuerySchema,
+    BadRowsResponseSchema,
     DatasetListQuerySchema,
     DatasetListResponseSchema,
     DatasetRawUploadQuerySchema,
@@ -110,6 +112,7 @@ def upload_from_form(tenant: Tenant, *, handled_fields: Collection[str] = ()):
         sync=service.upload_syncs(current_app.config, form.get("sync")),
         sheet=form.get("sheet"),
         records_path=form.get("records_path"),
+        bad_rows=form["bad_rows"],
     )
 
 
@@ -269,6 +272,20 @@ class DatasetSync(MethodView):
         with session_scope() as session:
             dataset = service.get_for_tenant(session, g.tenant.id, dataset_id)
             return service.sync_status(session, dataset)
+
+
+@blp.route("/<uuid:dataset_id>/bad-rows")
+class DatasetBadRows(MethodView):
+    @blp.arguments(BadRowsQuerySchema, location="query")
+    @blp.response(200, BadRowsResponseSchema)
+    @blp.alt_response(404, schema=ErrorResponseSchema)
+    @blp.doc(security=[{"bearerAuth": []}])
+    def get(self, args, dataset_id: uuid.UUID):
+        """Rows of the upload set aside with bad_rows=quarantine, in line order."""
+        with session_scope() as session:
+            dataset = service.get_for_tenant(session, g.tenant.id, dataset_id)
+            items = service.bad_rows_page(session, dataset, limit=args["limit"], offset=args["offset"])
+            return {"items": items, "total": dataset.bad_row_count, "limit": args["limit"], "offset": args["offset"]}
 
 
 @blp.route("/<uuid:dataset_id>/rows")

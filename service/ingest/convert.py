@@ -8,6 +8,7 @@ from pathlib import Path
 
 from service.errors import IngestError
 from service.ingest import unwrap
+from service.ingest.badrows import QUARANTINE, REJECT, Quarantine
 from service.ingest.delimited import convert_delimited
 from service.ingest.detect import (
     DELIMITED,
@@ -34,19 +35,22 @@ def convert_file(
     settings: IngestSettings | None = None,
     sheet: str | None = None,
     records_path: str | None = None,
+    bad_rows: str = REJECT,
 ) -> ConvertResult:
     """Convert the upload at ``src`` into Parquet at ``dest``.
 
     The format comes from the content; ``file_name`` (the client's name for the file) only
     breaks ties through its extension. A gzip or Zstandard layer and UTF-16 text are removed
     first (see unwrap.py). ``sheet`` names a workbook's sheet, ``records_path`` the array of
-    records inside a JSON object. Raises ``IngestError`` for content that cannot be
+    records inside a JSON object. ``bad_rows="quarantine"`` sets unreadable rows of delimited
+    and NDJSON files aside (``ConvertResult.bad_rows``) instead of refusing the file. Raises ``IngestError`` for content that cannot be
     accepted; ``dest`` is then left untouched and no partial output remains.
     """
     path, dest = Path(src), Path(dest)
     settings = settings or IngestSettings()
     hint: str | None = file_name if file_name is not None else path.name
     work_dir = Path(settings.temp_dir) if settings.temp_dir else dest.parent
+    quarantine = Quarantine(settings.max_bad_rows) if bad_rows == QUARANTINE else None
     with contextlib.ExitStack() as scratch:
         compression = unwrap.compression_of(_head(path))
         if compression is not None:
@@ -76,12 +80,14 @@ def convert_file(
                 result = convert_workbook(path, tmp, settings=settings, sheet=sheet)
             elif kind == DELIMITED:
                 result = convert_delimited(path, tmp, extension=extension, settings=settings, work_dir=work_dir,
-                                           encoding_label=text_encoding)
+                                           encoding_label=text_encoding, quarantine=quarantine)
             else:
                 result = convert_json_file(path, tmp, ndjson=kind == NDJSON, extension=extension,
-                                           max_columns=settings.max_columns, records_path=records_path)
+                                           max_columns=settings.max_columns, records_path=records_path,
+                                           quarantine=quarantine)
             size = tmp.stat().st_size
-    return dataclasses.replace(result, size_bytes=size, compression=compression)
+    found = quarantine.rows if quarantine is not None else []
+    return dataclasses.replace(result, size_bytes=size, compression=compression, bad_rows=found)
 
 
 def _head(path: Path) -> bytes:

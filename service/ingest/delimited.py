@@ -28,6 +28,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from service.errors import IngestError
+from service.ingest.badrows import LineRecorder, Quarantine
 from service.ingest.columns import check_column_count, unique_names
 from service.ingest.encoding import (
     CP1252,
@@ -465,8 +466,10 @@ def _reference_pass(
     *,
     stop_after: int | None = None,
     header_only: bool = False,
+    quarantine: Quarantine | None = None,
 ) -> tuple[int, int]:
-    """Parse with the reference parser, raising ``malformed_csv`` at the first problem.
+    """Parse with the reference parser, raising ``malformed_csv`` at the first problem
+    (or, with ``quarantine``, setting bad records aside there).
 
     With ``normalized``, valid rows are rewritten there as plain RFC 4180 CSV (comma, every
     field quoted, LF line endings, no header) that DuckDB's strict reader always accepts. ``stop_after``
@@ -481,7 +484,8 @@ def _reference_pass(
     try:
         writer = csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\n") if out else None
         with open_text(path, UTF8) as fh:
-            reader = csv.reader(fh, **layout.dialect.reader_options())
+            lines = LineRecorder(fh) if quarantine is not None else fh
+            reader = csv.reader(lines, **layout.dialect.reader_options())
             while True:
                 start = reader.line_num + 1
                 try:
@@ -489,14 +493,21 @@ def _reference_pass(
                 except StopIteration:
                     break
                 except csv.Error as exc:
-                    raise _parse_error(path, layout.dialect, start, reader.line_num, exc) from None
+                    if quarantine is None or not header_seen:
+                        raise _parse_error(path, layout.dialect, start, reader.line_num, exc) from None
+                    quarantine.add(start, f"cannot be parsed: {exc}", lines.take())
+                    continue
                 records += 1
+                raw = lines.take() if quarantine is not None else ""
                 if row:
                     if not header_seen:
                         header_seen = True
                         if header_only:
                             break
                     elif len(row) != ncols:
+                        if quarantine is not None:
+                            quarantine.add(start, f"expected {ncols} fields, found {len(row)}", raw)
+                            continue
                         raise malformed(
                             start,
                             f"expected {ncols} fields, found {len(row)}",
@@ -539,10 +550,19 @@ def _count_mismatch(reference: int, converted: int) -> IngestError:
     )
 
 
-def _via_reference(path: Path, out: Path, layout: Layout, settings: IngestSettings, work_dir: Path) -> int:
+def _via_reference(
+    path: Path,
+    out: Path,
+    layout: Layout,
+    settings: IngestSettings,
+    work_dir: Path,
+    quarantine: Quarantine | None = None,
+) -> int:
     """Validate with the reference parser and convert its normalized copy of the rows."""
     with scratch_file(work_dir, ".normalized.csv") as normalized:
-        rows, longest = _reference_pass(path, layout, normalized)
+        rows, longest = _reference_pass(path, layout, normalized, quarantine=quarantine)
+        if quarantine is not None:
+            quarantine.check_good_rows(rows)
         if len(layout.names) > DUCKDB_MAX_COLUMNS:
             written = _arrow_copy(normalized, out, layout.names)
         else:
@@ -620,7 +640,13 @@ def _plain_layout(path: Path, layout: Layout, error: IngestError, max_columns: i
 
 
 def _convert_utf8(
-    path: Path, out: Path, *, prefer_tab: bool, settings: IngestSettings, work_dir: Path
+    path: Path,
+    out: Path,
+    *,
+    prefer_tab: bool,
+    settings: IngestSettings,
+    work_dir: Path,
+    quarantine: Quarantine | None = None,
 ) -> tuple[Layout, int]:
     try:
         layout = read_layout(path, prefer_tab=prefer_tab, max_columns=settings.max_columns)
@@ -635,18 +661,28 @@ def _convert_utf8(
             raise
         remove_quietly(out)
         plain = _plain_layout(path, layout, exc, settings.max_columns)
-        if plain is None:
+        if plain is not None:
+            return plain, _convert_layout(path, out, plain, settings, work_dir)
+        if quarantine is None:
             raise
-        return plain, _convert_layout(path, out, plain, settings, work_dir)
+    # Bad rows to set aside: the quoting stays as found, the good rows are the reference parser's.
+    return layout, _via_reference(path, out, layout, settings, work_dir, quarantine)
 
 
 def convert_delimited(
-    src: Path, out: Path, *, extension: str, settings: IngestSettings, work_dir: Path, encoding_label: str | None = None
+    src: Path,
+    out: Path,
+    *,
+    extension: str,
+    settings: IngestSettings,
+    work_dir: Path,
+    encoding_label: str | None = None,
+    quarantine: Quarantine | None = None,
 ) -> ConvertResult:
     prefer_tab = extension in (".tsv", ".tab")
     head, complete = _read_head(src, SNIFF_BYTES)
     encoding = UTF8 if is_utf8_prefix(head, complete=complete) else CP1252
-    options = {"prefer_tab": prefer_tab, "settings": settings, "work_dir": work_dir}
+    options = {"prefer_tab": prefer_tab, "settings": settings, "work_dir": work_dir, "quarantine": quarantine}
     with scratch_file(work_dir, ".utf8.csv") as utf8_copy:
         if encoding == CP1252:
             transcode_cp1252_to_utf8(src, utf8_copy)
@@ -656,6 +692,8 @@ def convert_delimited(
                 layout, rows = _convert_utf8(src, out, **options)
             except NotUtf8:
                 remove_quietly(out)
+                if quarantine is not None:
+                    quarantine.rows.clear()  # found again in the transcoded copy
                 encoding = CP1252
                 transcode_cp1252_to_utf8(src, utf8_copy)
                 layout, rows = _convert_utf8(utf8_copy, out, **options)

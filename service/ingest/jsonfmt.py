@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from service.errors import IngestError
+from service.ingest.badrows import Quarantine
 from service.ingest.columns import DEFAULT_MAX_COLUMNS, check_column_count, unique_names
 from service.ingest.detect import NDJSON_EXTENSIONS
 from service.ingest.encoding import CHUNK_SIZE, CP1252, UTF8, open_text
@@ -282,7 +283,7 @@ class _Wrapped(Exception):
     """The file is one JSON object rather than NDJSON records: its records are inside it."""
 
 
-def _ndjson_batches(fh, *, extension: str) -> Iterator[list[dict]]:
+def _ndjson_batches(fh, *, extension: str, quarantine: Quarantine | None = None) -> Iterator[list[dict]]:
     decoder = _decoder()
     lineno = 0
     count = 0
@@ -301,7 +302,7 @@ def _ndjson_batches(fh, *, extension: str) -> Iterator[list[dict]]:
             except ValueError:
                 values = None
         if values is None or len(values) != len(texts) or not _all_objects(values):
-            values = _ndjson_lines(decoder, lines, first, first_record=count == 0)
+            values = _ndjson_lines(decoder, lines, first, first_record=count == 0, quarantine=quarantine)
         count += len(values)
         yield values
     if count == 1 and extension not in NDJSON_EXTENSIONS:
@@ -309,33 +310,51 @@ def _ndjson_batches(fh, *, extension: str) -> Iterator[list[dict]]:
         raise _Wrapped
 
 
-def _ndjson_lines(decoder, lines: list[str], first: int, *, first_record: bool) -> list[dict]:
-    values = []
+def _ndjson_lines(
+    decoder, lines: list[str], first: int, *, first_record: bool, quarantine: Quarantine | None = None
+) -> list[dict]:
+    """The objects of ``lines``; a bad line raises, or goes to ``quarantine`` once a good one was read."""
+    values: list[dict] = []
     for lineno, line in enumerate(lines, first):
-        text = line.strip(" \t\r\n")
-        if not text:
-            continue
-        if text_depth(text) > MAX_JSON_DEPTH:
-            error = too_deep(f"line {lineno}: ")
-            error.details["line"] = lineno
-            raise error
         try:
-            value, end = decoder.raw_decode(text)
-            if end != len(text):
-                raise json.JSONDecodeError("Extra data after the object", text, end)
-        except json.JSONDecodeError as exc:
-            if first_record and not values and text.startswith("{"):
-                raise _Wrapped  # a pretty-printed object: read as one document
-            column = exc.pos + len(line) - len(line.lstrip(" \t\r\n")) + 1
-            raise invalid_json(f"line {lineno}: {exc.msg} (column {column})", line=lineno, column=column) from None
-        except _InvalidConstant as exc:
-            raise invalid_json(f"line {lineno}: {exc.name} is not valid JSON", line=lineno) from None
-        except ValueError as exc:
-            raise invalid_json(f"line {lineno}: {exc}", line=lineno) from None
-        if not isinstance(value, dict):
-            raise invalid_json(f"line {lineno}: expected a JSON object (NDJSON needs one object per line)", line=lineno)
-        values.append(value)
+            values.append(_ndjson_line(decoder, line, lineno, first_record=first_record and not values))
+        except IngestError as exc:
+            if quarantine is None or exc.code == "json_too_deep":
+                raise
+            quarantine.add(lineno, exc.message, line.rstrip("\r\n"))
+        except _Blank:
+            continue
     return values
+
+
+class _Blank(Exception):
+    """A line of only whitespace: no record, and no error."""
+
+
+def _ndjson_line(decoder, line: str, lineno: int, *, first_record: bool) -> dict:
+    text = line.strip(" \t\r\n")
+    if not text:
+        raise _Blank
+    if text_depth(text) > MAX_JSON_DEPTH:
+        error = too_deep(f"line {lineno}: ")
+        error.details["line"] = lineno
+        raise error
+    try:
+        value, end = decoder.raw_decode(text)
+        if end != len(text):
+            raise json.JSONDecodeError("Extra data after the object", text, end)
+    except json.JSONDecodeError as exc:
+        if first_record and text.startswith("{"):
+            raise _Wrapped from None  # a pretty-printed object: read as one document
+        column = exc.pos + len(line) - len(line.lstrip(" \t\r\n")) + 1
+        raise invalid_json(f"line {lineno}: {exc.msg} (column {column})", line=lineno, column=column) from None
+    except _InvalidConstant as exc:
+        raise invalid_json(f"line {lineno}: {exc.name} is not valid JSON", line=lineno) from None
+    except ValueError as exc:
+        raise invalid_json(f"line {lineno}: {exc}", line=lineno) from None
+    if not isinstance(value, dict):
+        raise invalid_json(f"line {lineno}: expected a JSON object (NDJSON needs one object per line)", line=lineno)
+    return value
 
 
 # --------------------------------------------------------------------------- records inside an object
@@ -588,25 +607,33 @@ def convert_json_file(
     extension: str,
     max_columns: int = DEFAULT_MAX_COLUMNS,
     records_path: str | None = None,
+    quarantine: Quarantine | None = None,
 ) -> ConvertResult:
     """A JSON array of objects, NDJSON, or (``records_path``, or found) the array of objects
-    inside a JSON object, such as ``{"items": [...]}``."""
+    inside a JSON object, such as ``{"items": [...]}``. With ``quarantine``, NDJSON lines
+    that are not objects are set aside there (a JSON document has no rows to skip)."""
     path = records_path
 
-    def batches(encoding: str) -> Iterator[list[dict]]:
+    def batches(encoding: str, sink: Quarantine | None = None) -> Iterator[list[dict]]:
         with open_text(src, encoding) as fh:
             if path is not None:
                 yield from _batches_at(fh, path)
             elif ndjson:
-                yield from _ndjson_batches(fh, extension=extension)
+                yield from _ndjson_batches(fh, extension=extension, quarantine=sink)
             else:
                 yield from _ArrayReader(fh).batches()
 
     def scan() -> tuple[str, _Schema]:
-        try:
-            return UTF8, _scan(batches(UTF8), max_columns)
-        except UnicodeDecodeError:
-            return CP1252, _scan(batches(CP1252), max_columns)
+        # Bad lines are collected on the first pass; the writing pass skips them again.
+        for encoding in (UTF8, CP1252):
+            if quarantine is not None:
+                quarantine.rows.clear()
+            try:
+                return encoding, _scan(batches(encoding, quarantine), max_columns)
+            except UnicodeDecodeError:
+                if encoding == CP1252:
+                    raise
+        raise AssertionError("unreachable")
 
     try:
         encoding, schema = scan()
@@ -620,9 +647,12 @@ def convert_json_file(
             with open_text(src, CP1252) as fh:
                 path = _find_records_path(fh)
         encoding, schema = scan()
+    if quarantine is not None:
+        quarantine.check_good_rows(schema.rows)
     column_types = schema.column_types()
     _check_shape(schema, column_types, "The file")
-    written = _write(batches(encoding), out, column_types)
+    written = _write(batches(encoding, Quarantine(limit=len(quarantine.rows)) if quarantine else None), out,
+                     column_types)
     source_format = "ndjson" if ndjson and path is None else "json"
     return dataclasses.replace(_result(source_format, written, column_types), records_path=path)
 

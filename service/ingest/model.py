@@ -23,6 +23,7 @@ class IngestSettings:
     # expansion ratio past RATIO_FLOOR_BYTES (see unwrap.py): bombs get a 413 early.
     max_uncompressed_bytes: int = 1 << 30
     max_compression_ratio: int = 100
+    max_bad_rows: int = 10_000  # rows an upload may set aside (bad_rows=quarantine)
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class ConvertResult:
     records_path: str | None = None
     compression: str | None = None
     sheet: str | None = None
+    bad_rows: list = field(default_factory=list)  # of service.ingest.badrows.BadRow
 
 
 def logical_type(arrow_type: pa.DataType) -> str:

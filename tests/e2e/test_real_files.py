@@ -184,3 +184,58 @@ def test_excel_workbook_first_sheet_and_named_sheet(client, auth):
     missing = upload(client, auth, workbook(), "prices.xlsx", sheet="Sales")
     assert missing.status_code == 422
     assert "Prices" in missing.get_json()["error"]["message"]
+
+
+VECTORS = (
+    "id,input,expected\n"
+    "1,abc,ABC\n"
+    "## section 2: mixed case ##\n"
+    "2,aBc,ABC\n"
+    '3,"x"y,XY\n'
+    "4,def,DEF,extra\n"
+    "5,ghi,GHI\n"
+)
+
+
+def test_comment_lines_refuse_the_file_by_default(client, auth):
+    response = upload(client, auth, VECTORS, "vectors.csv")
+    assert response.status_code == 400
+    assert response.get_json()["error"]["details"]["line"] == 3
+
+
+def test_comment_lines_are_quarantined_on_request(client, auth):
+    response = upload(client, auth, VECTORS, "vectors.csv", bad_rows="quarantine")
+    assert response.status_code == 201, response.get_json()
+    body = response.get_json()
+    assert body["row_count"] == 3 and body["bad_row_count"] == 3
+    page = client.get(f"/api/v1/datasets/{body['id']}/bad-rows?limit=2", headers=auth).get_json()
+    assert page["total"] == 3 and page["limit"] == 2 and page["offset"] == 0
+    assert [(r["line"], r["raw"]) for r in page["items"]] == [(3, "## section 2: mixed case ##"), (5, '3,"x"y,XY')]
+    assert "expected 3 fields, found 1" in page["items"][0]["reason"]
+    rest = client.get(f"/api/v1/datasets/{body['id']}/bad-rows?offset=2", headers=auth).get_json()
+    assert [(r["line"], r["raw"]) for r in rest["items"]] == [(6, "4,def,DEF,extra")]
+    status = synced(client, auth, body)
+    assert sorted(r["id"] for r in bronze_rows(status)) == ["1", "2", "5"]
+
+
+def test_ndjson_lines_that_are_not_objects_are_quarantined(client, auth):
+    content = '{"a": 1}\nnot json\n{"a": 2}\n[1, 2]\n'
+    body = upload(client, auth, content, "events.ndjson", bad_rows="quarantine").get_json()
+    assert body["row_count"] == 2 and body["bad_row_count"] == 2
+    page = client.get(f"/api/v1/datasets/{body['id']}/bad-rows", headers=auth).get_json()
+    assert [r["line"] for r in page["items"]] == [2, 4]
+
+
+def test_all_bad_or_too_many_bad_rows_is_still_400(client, auth):
+    all_bad = "a,b\n1\n2\n3\n"
+    error = upload(client, auth, all_bad, "bad.csv", bad_rows="quarantine").get_json()["error"]
+    assert error["code"] == "too_many_bad_rows" and error["details"]["lines"] == [2, 3, 4]
+    many = "a,b\n" + "1,2\n" * 10 + "x\n" * 10_001
+    error = upload(client, auth, many, "many.csv", bad_rows="quarantine").get_json()["error"]
+    assert error["code"] == "too_many_bad_rows" and error["details"]["limit"] == 10_000
+    assert error["details"]["lines"][:3] == [12, 13, 14]
+
+
+def test_bad_rows_mode_is_checked(client, auth):
+    response = upload(client, auth, "a\n1\n", "a.csv", bad_rows="skip")
+    assert response.status_code == 422
