@@ -37,6 +37,12 @@ class SyncStatusResponseSchema(Schema):
     target = fields.String(allow_none=True)
     bronze_table = fields.String(allow_none=True, metadata={"example": "tenant_acme.bronze.revenue_q1_1a2b3c4d"})
     silver_table = fields.String(allow_none=True)
+    quarantine_table = fields.String(
+        allow_none=True,
+        metadata={"description": "the upload's bad rows beside bronze (bad_rows=quarantine); null when there are "
+                                 "none or the target cannot hold the table (MCP)"},
+    )
+    bad_row_count = fields.Integer(metadata={"description": "rows set aside at upload"})
     bronze_location = fields.String(allow_none=True)
     silver_location = fields.String(allow_none=True)
     row_count_local = fields.Integer(required=True)

@@ -295,6 +295,8 @@ def sync_status(session: Session, dataset: Dataset) -> dict:
         }
 
     bronze, silver = tables.get("bronze"), tables.get("silver")
+
+    quarantine = tables.get("quarantine")
     return {
         "dataset_id": dataset.id,
         "status": dataset.sync_status,
@@ -303,6 +305,8 @@ def sync_status(session: Session, dataset: Dataset) -> dict:
         "target": (bronze or silver).target if (bronze or silver) else None,
         "bronze_table": bronze.full_name if bronze else None,
         "silver_table": silver.full_name if silver else None,
+        "quarantine_table": quarantine.full_name if quarantine else None,
+        "bad_row_count": dataset.bad_row_count,
         "bronze_location": bronze.location if bronze else None,
         "silver_location": silver.location if silver else None,
         "row_count_local": dataset.row_count,

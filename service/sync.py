@@ -23,9 +23,9 @@ from sqlalchemy.orm import Session
 from service.db import session_scope
 from service.failures import PermanentSyncError, log_detail, step_error_text
 from service.lakehouse import PermanentTargetError, TableRef
-from service.lakehouse.base import SyncContext, TableResult
+from service.lakehouse.base import SyncContext, TableResult, quarantine_ref
 from service.locks import dataset_lock
-from service.models import Dataset, LakehouseTable, SyncRun, SyncStepRun, Tenant, utcnow
+from service.models import BadRow, Dataset, LakehouseTable, SyncRun, SyncStepRun, Tenant, utcnow
 from service.naming import table_name
 from service.retry import quick_retrying
 from service.runtime import runtime
@@ -69,6 +69,7 @@ def dataset_tables(ctx: SyncContext, dataset: Dataset, tenant: Tenant) -> list[T
     """Every table the dataset may have on the target: recorded, or named as we name them."""
     name = table_name(dataset.name, dataset.id)
     refs = {ctx.bronze, ctx.silver, *(TableRef(tenant.catalog, layer, name) for layer in ("bronze", "silver"))}
+    refs |= {quarantine_ref(ref) for ref in refs if ref.schema == "bronze"}
     return sorted(refs, key=lambda r: r.full_name)
 
 
@@ -187,6 +188,19 @@ def _skipped(dataset_id: uuid.UUID) -> dict:
     return {"dataset_id": str(dataset_id), "skipped": True}
 
 
+def _write_quarantine(ctx: SyncContext) -> TableResult | None:
+    """The upload's bad rows (at most MAX_BAD_ROWS) as a table beside bronze, where the
+    target can hold one."""
+    with session_scope() as session:
+        found = session.scalars(
+            select(BadRow).where(BadRow.dataset_id == uuid.UUID(ctx.dataset_id)).order_by(BadRow.line)
+        )
+        rows = [{"line": r.line, "reason": r.reason, "raw": r.raw} for r in found]
+    if not rows:
+        return None
+    return runtime().target().write_quarantine(ctx, ctx.quarantine, rows)
+
+
 def run_bronze(dataset_id: uuid.UUID, run_id: uuid.UUID) -> dict:
     start = begin_step("bronze", dataset_id, run_id)
     if start is None:
@@ -196,10 +210,14 @@ def run_bronze(dataset_id: uuid.UUID, run_id: uuid.UUID) -> dict:
         result = runtime().target().write_bronze(source_ctx)
     if result.row_count != ctx.row_count:
         raise PermanentSyncError(f"bronze table has {result.row_count} rows, the dataset has {ctx.row_count}")
+    quarantine = _write_quarantine(ctx)
 
     def apply(session, dataset, run):
         dataset.row_count_bronze = result.row_count
         _record_table(session, dataset, "bronze", result.table, result.location, result.row_count)
+        if quarantine is not None:
+            _record_table(session, dataset, "quarantine", quarantine.table, quarantine.location,
+                          quarantine.row_count)
 
     _finish_step("bronze", ctx, result.row_count, apply)
     return {"dataset_id": str(dataset_id), "bronze_table": result.table.full_name, "rows": result.row_count}

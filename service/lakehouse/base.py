@@ -65,6 +65,15 @@ class SyncContext:
     def ref(self, layer: str) -> TableRef:
         return self.bronze if layer == "bronze" else self.silver
 
+    @property
+    def quarantine(self) -> TableRef:
+        """The table of the upload's bad rows, beside bronze."""
+        return quarantine_ref(self.bronze)
+
+
+def quarantine_ref(bronze: TableRef) -> TableRef:
+    return TableRef(bronze.catalog, bronze.schema, f"{bronze.table}_quarantine")
+
 
 @dataclass(frozen=True)
 class TableResult:
@@ -108,6 +117,11 @@ class LakehouseTarget(abc.ABC):
     @abc.abstractmethod
     def write_silver(self, ctx: SyncContext, plan: SilverPlan) -> TableResult:
         """Replace the silver table with the plan applied to the bronze table."""
+
+    def write_quarantine(self, ctx: SyncContext, table: TableRef, rows: list[dict]) -> TableResult | None:
+        """Replace ``table`` (beside bronze) with the rows set aside at upload, dicts of
+        ``line``, ``reason`` and ``raw``; None when the target has no way to hold one."""
+        return None
 
     @abc.abstractmethod
     def read_back(self, ctx: SyncContext) -> TableStates:

@@ -8,6 +8,7 @@ import datetime as dt
 import gzip
 import io
 import json
+from pathlib import Path
 
 import pytest
 import zstandard
@@ -239,3 +240,20 @@ def test_all_bad_or_too_many_bad_rows_is_still_400(client, auth):
 def test_bad_rows_mode_is_checked(client, auth):
     response = upload(client, auth, "a\n1\n", "a.csv", bad_rows="skip")
     assert response.status_code == 422
+
+
+def test_quarantined_rows_reach_a_delta_table_beside_bronze(client, auth, tenant):
+    body = upload(client, auth, VECTORS, "vectors.csv", bad_rows="quarantine").get_json()
+    status = synced(client, auth, body)
+    assert status["bad_row_count"] == 3
+    assert status["quarantine_table"] == status["bronze_table"] + "_quarantine"
+    location = status["bronze_location"] + "_quarantine"
+    rows = sorted(DeltaTable(location).to_pyarrow_table().to_pylist(), key=lambda r: r["line"])
+    assert [(r["line"], r["raw"]) for r in rows] == [
+        (3, "## section 2: mixed case ##"), (5, '3,"x"y,XY'), (6, "4,def,DEF,extra")
+    ]
+    assert {r["_dataset_id"] for r in rows} == {body["id"]}
+    clean = upload(client, auth, "a,b\n1,2\n", "clean.csv", bad_rows="quarantine").get_json()
+    assert synced(client, auth, clean)["quarantine_table"] is None
+    assert client.delete(f"/api/v1/datasets/{body['id']}", headers=auth).status_code == 204
+    assert not (Path(location) / "_delta_log").exists()

@@ -48,6 +48,15 @@ from service.transform import sql as q
 from service.transform.plan import SampledPlanRejected, SilverPlan
 
 
+def _meta_partitions(ctx: SyncContext) -> dict:
+    """Bronze's metadata columns are constant for a load: partition values in the Delta log."""
+    return dict(zip(BRONZE_META, (
+        ctx.dataset_id or None,
+        bronze_files.partition_timestamp(ctx.ingested_at),
+        ctx.source_file or None,
+    ), strict=True))
+
+
 class DeltaTarget(LakehouseTarget):
     name = "delta"
     checks_sampled_plans = True
@@ -102,11 +111,7 @@ class DeltaTarget(LakehouseTarget):
             # thread: row groups far larger than usual (a very wide file) are rewritten.
             copy_as_is = copy_as_is and max(groups, default=0) <= bronze_files.BRONZE_MAX_ROW_GROUP_BYTES
             table_schema = pa.schema(fields + list(BRONZE_META_FIELDS))
-            partition_values = dict(zip(BRONZE_META, (
-                ctx.dataset_id or None,
-                bronze_files.partition_timestamp(ctx.ingested_at),
-                ctx.source_file or None,
-            )))
+            partition_values = _meta_partitions(ctx)
             try:
                 delta_schema = DeltaSchema.from_arrow(table_schema)
             except Exception as exc:  # a type Delta cannot store
@@ -126,6 +131,23 @@ class DeltaTarget(LakehouseTarget):
                 commit(self.tables, path, delta_schema, adds, partition_by=list(BRONZE_META),
                        partition_values=partition_values)
             return TableResult(table=ref, location=path, row_count=rows)
+
+    def write_quarantine(self, ctx: SyncContext, table: TableRef, rows: list[dict]) -> TableResult:
+        """The bad rows as a small Delta table with bronze's metadata columns."""
+        path = self.location(table)
+        data = pa.table({
+            "line": pa.array([r["line"] for r in rows], pa.int64()),
+            "reason": pa.array([r["reason"] for r in rows], pa.string()),
+            "raw": pa.array([r["raw"] for r in rows], pa.string()),
+        })
+        delta_schema = DeltaSchema.from_arrow(pa.schema(list(data.schema) + list(BRONZE_META_FIELDS)))
+        with target_errors(f"writing quarantine table {table.full_name}"), self.tables.staging(path) as staging_dir:
+            staged = os.path.join(staging_dir, "data.parquet")
+            pq.write_table(data, staged)
+            adds = publish(self.tables, path, [staged])
+            commit(self.tables, path, delta_schema, adds, partition_by=list(BRONZE_META),
+                   partition_values=_meta_partitions(ctx))
+        return TableResult(table=table, location=path, row_count=data.num_rows)
 
     # ------------------------------------------------------------------ silver
 
