@@ -94,7 +94,7 @@ def test_spooled_upload_is_removed_once_the_response_is_sent(client, auth, lefto
 def test_unsupported_content_type_is_415(client, auth):
     response = client.post("/api/v1/datasets", headers={**auth, "Content-Type": "text/plain"}, data="a,b")
     error = assert_error(response, 415, "unsupported_media_type")
-    assert error["details"]["supported_formats"] == ["csv", "tsv", "json", "ndjson", "parquet"]
+    assert error["details"]["supported_formats"] == ["csv", "tsv", "json", "ndjson", "parquet", "xlsx"]
 
 
 def test_json_records_validation(client, auth, leftovers):

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import zstandard
 
 MB = 1024 * 1024
 
@@ -132,8 +133,13 @@ def big_integer_json(digits: int = 5_000) -> bytes:
     return b'[{"a": ' + b"1" * digits + b"}]"
 
 
-def gzip_csv() -> bytes:
-    return gzip.compress(b"a,b\n" + b"1,2\n" * 100_000)
+def gzip_bomb() -> bytes:
+    # 80 MB of text in about 80 KB: past the expansion bound (64 MB floor, ratio 100).
+    return gzip.compress(b"a,b\n" + b"1,2\n" * (20 << 20))
+
+
+def zstd_bomb() -> bytes:
+    return zstandard.ZstdCompressor().compress(b"a,b\n" + b"1,2\n" * (20 << 20))
 
 
 # --------------------------------------------------------------------------- the cases
@@ -194,7 +200,8 @@ CASES: list[Case] = [
     Case("csv not UTF-8", lambda: "caf\u00e9,cr\u00e8me\n1,2\n".encode("cp1252"), (201,)),
     Case("csv control characters in names", lambda: b"a\x01b,c\x1bd,e\x7ff\n" + b"1,2,3\n" * 200, (201,)),
     Case("csv NUL bytes", lambda: b"a,b\n1,\x002\n" * 10, (415,), "unsupported_format", "binary"),
-    Case("gzip-compressed csv", gzip_csv, (415,), "unsupported_format", "gzip", file_name="data.csv.gz"),
+    Case("gzip bomb", gzip_bomb, (413,), "uncompressed_too_large", "expands", file_name="data.csv.gz"),
+    Case("zstd bomb", zstd_bomb, (413,), "uncompressed_too_large", "expands", file_name="data.csv.zst"),
     # Names and headers
     Case("file name of 300 characters", lambda: b"a\n1\n", (201,), file_name="n" * 296 + ".csv"),
     Case("file name with control characters", lambda: b"a\n1\n", (201,), file_name="x\x01\x1b\u202e.csv"),
