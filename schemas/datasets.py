@@ -1,8 +1,12 @@
-from marshmallow import Schema, fields, validate
+import json
+
+from marshmallow import Schema, ValidationError, fields, validate
 
 from schemas.common import PageQuerySchema, storable_text
 from service.ingest import SUPPORTED_FORMATS
 from service.ingest.badrows import BAD_ROW_MODES
+from service.transform.hints import HintError
+from service.transform.hints import check_types as check_hint_types
 from service.models import SYNC_STATUSES
 
 
@@ -22,6 +26,30 @@ def _sync_choice() -> fields.Boolean:
     )
 
 
+def _checked_hints(value) -> dict:
+    try:
+        return check_hint_types(value)
+    except HintError as exc:
+        raise ValidationError(exc.problems or str(exc)) from None
+
+
+class HintsField(fields.Field):
+    """``schema_hints``: a JSON object of column -> type; in a form, its JSON text."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                raise ValidationError("not valid JSON: expected an object of column name to type") from None
+        return _checked_hints(value)
+
+
+_HINTS_DOC = {"description": "column (source or silver name) -> string, integer, double, boolean, date, timestamp "
+                             "or decimal(p,s); values that do not fit become NULL in silver, their raw text kept "
+                             "in _rescued_data", "example": {"amount": "decimal(12,2)"}}
+
+
 class DatasetUploadRequestSchema(Schema):
     """multipart/form-data upload."""
 
@@ -33,6 +61,7 @@ class DatasetUploadRequestSchema(Schema):
         validate=[validate.Length(min=1, max=255), storable_text],
         metadata={"description": "the sheet of an .xlsx workbook to load (default: the first)"},
     )
+    schema_hints = HintsField(metadata={**_HINTS_DOC, "type": "string"})
     bad_rows = fields.String(
         load_default="reject",
         validate=validate.OneOf(BAD_ROW_MODES),
@@ -78,6 +107,7 @@ class DatasetRecordsRequestSchema(Schema):
     description = fields.String(load_default=None, allow_none=True,
                                 validate=[validate.Length(max=10_000), storable_text])
     records = fields.List(fields.Dict(), required=True, validate=validate.Length(min=1))
+    schema_hints = HintsField(metadata={**_HINTS_DOC, "type": "object"})
     sync = _sync_choice()
 
 

@@ -43,6 +43,12 @@ class SyncStatusResponseSchema(Schema):
                                  "none or the target cannot hold the table (MCP)"},
     )
     bad_row_count = fields.Integer(metadata={"description": "rows set aside at upload"})
+    values_rescued = fields.Integer(
+        allow_none=True,
+        metadata={"description": "values of hinted columns that did not fit their type: NULL in silver, their "
+                                 "raw text in _rescued_data (null without hints, or on a target that does not "
+                                 "count them)"},
+    )
     bronze_location = fields.String(allow_none=True)
     silver_location = fields.String(allow_none=True)
     row_count_local = fields.Integer(required=True)

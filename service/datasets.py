@@ -29,6 +29,8 @@ from service.runtime import runtime
 from service.storage import FileStore
 from service.sync import context_for, dataset_tables
 from service.transform import snake_case_names
+from service.transform.hints import HintError
+from service.transform.hints import resolve as resolve_hints
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,17 @@ def _columns(result: ConvertResult) -> list[dict]:
         {"name": name, "source_name": col.name, "type": col.type, "source_type": col.type}
         for name, col in zip(names, result.columns)
     ]
+
+
+def _hints_for(hints: dict | None, columns: list[dict]) -> dict[str, str]:
+    """The upload's schema hints by source column; 422 naming a column the data does not have."""
+    if not hints:
+        return {}
+    try:
+        return resolve_hints(hints, columns)
+    except HintError as exc:
+        raise IngestError(str(exc), code="validation_error", status=422,
+                          details={"schema_hints": exc.problems}) from None
 
 
 def _detected(result: ConvertResult) -> dict | None:
@@ -115,6 +128,8 @@ def _store_new(
             raise IngestError(
                 "column names may not contain NUL characters", code="invalid_column_name", details={"columns": bad}
             )
+        columns = _columns(result)
+        hints = _hints_for(labels.get("schema_hints"), columns)
         store.publish(file_name)
         with session_scope() as session:
             dataset = Dataset(
@@ -127,7 +142,8 @@ def _store_new(
                 file_name=file_name,
                 size_bytes=result.size_bytes,
                 row_count=result.row_count,
-                columns=_columns(result),
+                columns=[{**c, "type": hints.get(c["source_name"], c["type"])} for c in columns],
+                schema_hints=hints or None,
                 sync_status="pending" if sync else LOCAL_ONLY,
                 ingest=_detected(result),
                 bad_row_count=len(result.bad_rows),
@@ -174,6 +190,7 @@ def create_from_file(
     sheet: str | None = None,
     records_path: str | None = None,
     bad_rows: str = "reject",
+    schema_hints: dict[str, str] | None = None,
 ) -> Dataset:
     """A dataset from the uploaded file at ``src``. ``extension`` (a raw-body upload's, from
     its Content-Type) stands in for the file name's as the hint of the format."""
@@ -184,6 +201,7 @@ def create_from_file(
         "description": description,
         "original_file_name": _fit(original_file_name, Dataset.original_file_name.type.length, keep_extension=True),
         "sync": sync,
+        "schema_hints": schema_hints,
     }
     hint = original_file_name if extension is None else f"{stem or 'upload'}{extension}"
     return _store_new(
@@ -307,6 +325,7 @@ def sync_status(session: Session, dataset: Dataset) -> dict:
         "silver_table": silver.full_name if silver else None,
         "quarantine_table": quarantine.full_name if quarantine else None,
         "bad_row_count": dataset.bad_row_count,
+        "values_rescued": dataset.values_rescued,
         "bronze_location": bronze.location if bronze else None,
         "silver_location": silver.location if silver else None,
         "row_count_local": dataset.row_count,

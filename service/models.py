@@ -77,6 +77,11 @@ class Dataset(Base):
     ingest: Mapped[dict | None] = mapped_column(JSONB)
     # Rows set aside by bad_rows=quarantine (kept in bad_rows); 0 when none.
     bad_row_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The uploader's types by source column name ({"amount": "decimal(10,2)"}), for every sync.
+    schema_hints: Mapped[dict | None] = mapped_column(JSONB)
+    # Values of hinted columns that did not fit their type in the last silver table (None:
+    # no hints, or a target that does not count them).
+    values_rescued: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     sync_status: Mapped[str] = mapped_column(String(16), default="pending", index=True)

@@ -62,6 +62,7 @@ def context_for(dataset: Dataset, tenant: Tenant, *, run_id: uuid.UUID | None, i
         ingested_at=ingested_at,
         columns=tuple(dataset.columns),
         row_count=dataset.row_count,
+        schema_hints=tuple((dataset.schema_hints or {}).items()),
     )
 
 
@@ -231,7 +232,7 @@ def _write_silver(ctx: SyncContext) -> tuple[TableResult, list]:
 
     def infer(sampled: bool):
         return infer_plan(local, null_tokens=current_app.config["NULL_TOKENS"], settings=rt.sync_settings,
-                          sampled=sampled)
+                          sampled=sampled, hints=dict(ctx.schema_hints))
 
     # A target that checks each value as it writes gets types from a sample, which saves
     # a whole pass over the file; a value that proves the sample wrong costs that pass back.
@@ -264,6 +265,7 @@ def run_silver(dataset_id: uuid.UUID, run_id: uuid.UUID) -> dict:
             columns.append(col)
         dataset.columns = columns
         dataset.row_count_silver = result.row_count
+        dataset.values_rescued = result.values_rescued
         bronze_rows = dataset.row_count_bronze if dataset.row_count_bronze is not None else dataset.row_count
         dataset.duplicates_removed = bronze_rows - result.row_count
         _record_table(session, dataset, "silver", result.table, result.location, result.row_count)

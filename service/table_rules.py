@@ -15,6 +15,9 @@ SOURCE_FILE = "_source_file"
 BRONZE_META = (DATASET_ID, INGESTED_AT, SOURCE_FILE)
 SILVER_META = (DATASET_ID, INGESTED_AT)
 META_NAMES = frozenset(BRONZE_META)
+# Silver column of a dataset with schema hints: a JSON object of column -> raw text of the
+# values that did not fit their hinted type (NULL on rows with none).
+RESCUED_DATA = "_rescued_data"
 # Field metadata key naming the source column of a bronze column that had to be renamed.
 SOURCE_NAME_KEY = "lakesync.source_name"
 

@@ -1,4 +1,4 @@
-"""datasets.ingest (what the upload's reader detected), datasets.bad_row_count and bad_rows
+"""datasets.ingest (what the upload's reader detected), bad_row_count, schema_hints, values_rescued; bad_rows
 
 Revision ID: 0003
 Revises: 0002
@@ -17,6 +17,8 @@ depends_on = None
 def upgrade() -> None:
     op.add_column("datasets", sa.Column("ingest", postgresql.JSONB(astext_type=sa.Text()), nullable=True))
     op.add_column("datasets", sa.Column("bad_row_count", sa.Integer(), server_default="0", nullable=False))
+    op.add_column("datasets", sa.Column("schema_hints", postgresql.JSONB(astext_type=sa.Text()), nullable=True))
+    op.add_column("datasets", sa.Column("values_rescued", sa.BigInteger(), nullable=True))
     op.create_table(
         "bad_rows",
         sa.Column("dataset_id", sa.UUID(), nullable=False),
@@ -30,5 +32,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("bad_rows")
+    op.drop_column("datasets", "values_rescued")
+    op.drop_column("datasets", "schema_hints")
     op.drop_column("datasets", "bad_row_count")
     op.drop_column("datasets", "ingest")

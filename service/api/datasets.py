@@ -113,6 +113,7 @@ def upload_from_form(tenant: Tenant, *, handled_fields: Collection[str] = ()):
         sheet=form.get("sheet"),
         records_path=form.get("records_path"),
         bad_rows=form["bad_rows"],
+        schema_hints=form.get("schema_hints"),
     )
 
 
@@ -158,7 +159,7 @@ def _body_labels(fields: dict) -> dict:
     except ValidationError as err:
         raise _validation_error(err, "json")
     return {"name": data["name"], "description": data["description"],
-            "sync": service.upload_syncs(current_app.config, data["sync"])}
+            "sync": service.upload_syncs(current_app.config, data["sync"]), "schema_hints": data.get("schema_hints")}
 
 
 def _upload_from_json():

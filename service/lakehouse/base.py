@@ -57,6 +57,7 @@ class SyncContext:
     ingested_at: datetime  # UTC, written to _ingested_at
     columns: tuple = ()  # the dataset's columns: dicts of name, source_name, type, source_type
     row_count: int = 0  # rows of the local file
+    schema_hints: tuple = ()  # (source name, type) pairs the uploader set
 
     @property
     def catalog(self) -> str:
@@ -80,6 +81,7 @@ class TableResult:
     table: TableRef  # the table written, as the target names it
     location: str  # where the table's data lives (a directory, a URL...)
     row_count: int
+    values_rescued: int | None = None  # silver: values of hinted columns that did not fit their type
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@ for Databricks): trim, null tokens, casts (checked per value for a sampled plan)
 and the de-duplicated write."""
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
@@ -11,10 +12,10 @@ import duckdb
 import pyarrow as pa
 
 from service.lakehouse.base import PermanentTargetError
-from service.table_rules import BRONZE_META, SILVER_META, SOURCE_NAME_KEY
+from service.table_rules import BRONZE_META, RESCUED_DATA, SILVER_META, SOURCE_NAME_KEY
 from service.transform import sql as q
 from service.transform.naming import RESERVED_NAMES
-from service.transform.plan import SILVER_TYPES, SilverPlan
+from service.transform.plan import SilverPlan, decimal_parts, is_silver_type
 
 # Silver Parquet options. Snappy is the fastest codec to write and read. Dictionary
 # encoding is kept only for columns with few distinct values per row group: building a
@@ -38,7 +39,7 @@ def validate_plan(plan: SilverPlan) -> None:
         raise PermanentTargetError("the silver plan has no columns")
     seen: set[str] = set()
     for column in plan.columns:
-        if column.type not in SILVER_TYPES and column.type != "source":
+        if not is_silver_type(column.type) and column.type != "source":
             raise PermanentTargetError(
                 f"silver plan: column {column.source_name!r} has unknown type {column.type!r}")
         if not column.name or column.name in RESERVED_NAMES:
@@ -82,13 +83,19 @@ def silver_sql(con: duckdb.DuckDBPyConnection, plan: SilverPlan, scan: BronzeSca
     token_first = _tokens_castable(tokens) if plan.verified else \
         q.tokens_fitting(tokens, q.TYPE_CODES)
     inner, outer = [], []
+    rescued: list[tuple[str, str]] = []  # (column name, SQL of its raw text when it did not fit)
     for i, column in enumerate(plan.columns):
         field = _bronze_column(column.source_name, scan.fields)
         src = q.quote_ident(field.name)
         alias = f"s{i}"
         out = q.quote_ident(column.name)
         is_string = _is_string_type(field.type) and column.source_type != "json"
-        if column.type == "source" or (column.type == "string" and not is_string):
+        if column.hinted and column.type != "string":
+            raw = src if is_string else f"CAST({src} AS VARCHAR)"
+            inner.append(f"{raw} AS {alias}")
+            expr, misfit = _hinted(alias, column.type, tokens)
+            rescued.append((column.name, misfit))
+        elif column.type == "source" or (column.type == "string" and not is_string):
             # Kept as it is (JSON text and non-string sources): no trim, no null tokens.
             expr = alias if column.type == "source" else f"CAST({alias} AS VARCHAR)"
             inner.append(f"{src} AS {alias}")
@@ -111,11 +118,15 @@ def silver_sql(con: duckdb.DuckDBPyConnection, plan: SilverPlan, scan: BronzeSca
                                            column.name)
         outer.append(f"{expr} AS {out}")
 
+    names = [q.quote_ident(c.name) for c in plan.columns]
+    if rescued:
+        outer.append(f"{rescued_json(rescued)} AS {q.quote_ident(RESCUED_DATA)}")
+        names.append(q.quote_ident(RESCUED_DATA))
     constant = {m: scan.constants[m] for m in SILVER_META if m in scan.constants}
     carried = [q.quote_ident(m) for m in SILVER_META if m not in constant]
     select = (f"SELECT {', '.join(outer + carried)} "
               f"FROM (SELECT {', '.join(inner + carried)} FROM {scan.sql})")
-    order = ", ".join(q.quote_ident(c.name) for c in plan.columns)
+    order = ", ".join(names)
     meta = ", ".join(f"{constant[m]} AS {q.quote_ident(m)}" if m in constant else q.quote_ident(m)
                      for m in SILVER_META)
     return SilverSQL(select=select, columns=f"{order}, {meta}")
@@ -169,6 +180,39 @@ def write_distinct(con: duckdb.DuckDBPyConnection, silver_sql: SilverSQL, column
                f"UNION ALL "
                f"SELECT DISTINCT * EXCLUDE ({_ROW_HASH}) FROM ({hashed}) "
                f"WHERE {_ROW_HASH} IN (SELECT h FROM shared_hashes)", out_file)
+
+
+def duckdb_type(type_name: str) -> str:
+    parts = decimal_parts(type_name)
+    return f"DECIMAL({parts[0]},{parts[1]})" if parts else q.DUCKDB_TYPES[type_name]
+
+
+def _hinted(col: str, type_name: str, tokens: list[str]) -> tuple[str, str]:
+    """A hinted column's value cast leniently (NULL when it does not fit), and the raw text
+    of a value that did not fit (NULL otherwise)."""
+    trimmed = q.trim_spaces(col)
+    clean = f"CASE WHEN {col} IS NULL OR {q.is_token(trimmed, tokens)} THEN NULL ELSE {trimmed} END" \
+        if tokens else f"NULLIF({trimmed}, '')"
+    if type_name == "boolean":  # the grammar of inferred booleans, not DuckDB's wider one (yes, t, 1)
+        typed = f"CASE lower({clean}) WHEN 'true' THEN true WHEN 'false' THEN false END"
+    else:
+        typed = f"TRY_CAST({clean} AS {duckdb_type(type_name)})"
+    return typed, f"CASE WHEN {typed} IS NULL AND {clean} IS NOT NULL THEN {col} END"
+
+
+def rescued_json(rescued: list[tuple[str, str]]) -> str:
+    """A JSON object of the columns whose raw text is not NULL, or NULL when none is: the
+    same text on every target (Spark's builds it alike, see spark_sql.rescued_json)."""
+    members = [f"CASE WHEN ({misfit}) IS NOT NULL THEN concat({q.quote_literal(json.dumps(name))}, ':', "
+               f"to_json({misfit})) END" for name, misfit in rescued]
+    return f"NULLIF(concat('{{', concat_ws(',', {', '.join(members)}), '}}'), '{{}}')"
+
+
+def count_rescued(con: duckdb.DuckDBPyConnection, parquet_file: str) -> int:
+    """Values set aside in the written silver file's _rescued_data column."""
+    row = con.execute(f"SELECT coalesce(sum(json_array_length(json_keys({q.quote_ident(RESCUED_DATA)}))), 0) "
+                      f"FROM read_parquet({q.quote_literal(parquet_file)})").fetchone()
+    return int(row[0]) if row else 0
 
 
 def _typed_from_string(col: str, type_name: str, tokens: list[str], token_first: bool) -> str:

@@ -158,7 +158,9 @@ def _classify(con, source_sql: str, columns: list[tuple[str, frozenset[str]]],
 
 
 def infer_plan(parquet_path: Path | str, *, null_tokens: list[str] | None = None,
-               settings=None, sampled: bool = False) -> SilverPlan:
+               settings=None, sampled: bool = False, hints: dict[str, str] | None = None) -> SilverPlan:
+    """The silver plan of the file; ``hints`` (source name -> type) set those columns' types."""
+    hints = hints or {}
     path = Path(parquet_path)
     tokens = list(DEFAULT_NULL_TOKENS if null_tokens is None else null_tokens)
     schema = read_source_schema(path)
@@ -179,8 +181,11 @@ def infer_plan(parquet_path: Path | str, *, null_tokens: list[str] | None = None
             silver_type = "string"  # JSON text of nested values, kept as it is
         else:
             silver_type = "source"
+        hinted = source_name in hints
+        if hinted:
+            silver_type = hints[source_name]
         columns.append(SilverColumn(source_name=source_name, name=name, type=silver_type,
-                                    source_type=kind))
+                                    source_type=kind, hinted=hinted))
     return SilverPlan(columns=columns, null_tokens=tokens, verified=verified)
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from service.table_rules import META_NAMES
+from service.table_rules import META_NAMES, RESCUED_DATA
 
 MAX_NAME_LENGTH = 128
 
 # Metadata columns every table carries; a user column never takes one of these names.
-RESERVED_NAMES = META_NAMES
+RESERVED_NAMES = META_NAMES | {RESCUED_DATA}
 
 # Latin letters that NFKD does not decompose into an ASCII base letter.
 _TRANSLITERATIONS = str.maketrans({

@@ -257,3 +257,49 @@ def test_quarantined_rows_reach_a_delta_table_beside_bronze(client, auth, tenant
     assert synced(client, auth, clean)["quarantine_table"] is None
     assert client.delete(f"/api/v1/datasets/{body['id']}", headers=auth).status_code == 204
     assert not (Path(location) / "_delta_log").exists()
+
+
+HINTED = "Order ID,Amount,Day,Paid\n1,10.50,2024-01-05,true\n2,n/a?,2024-02-30,yes\n3,7,2024-03-01,false\n"
+
+
+def test_schema_hints_type_silver_and_rescue_what_does_not_fit(client, auth):
+    hints = {"amount": "decimal(10,2)", "Day": "date", "paid": "boolean", "order_id": "string"}
+    response = upload(client, auth, HINTED, "orders.csv", schema_hints=json.dumps(hints))
+    assert response.status_code == 201, response.get_json()
+    body = response.get_json()
+    types = {c["name"]: c["type"] for c in body["columns"]}
+    assert types == {"order_id": "string", "amount": "decimal(10,2)", "day": "date", "paid": "boolean"}
+    status = synced(client, auth, body)
+    assert status["values_rescued"] == 3
+    silver = DeltaTable(status["silver_location"]).to_pyarrow_table()
+    assert str(silver.schema.field("amount").type) == "decimal128(10, 2)"
+    rows = {r["order_id"]: r for r in silver.to_pylist()}
+    assert str(rows["1"]["amount"]) == "10.50" and rows["1"]["_rescued_data"] is None
+    assert rows["2"]["amount"] is None and rows["2"]["day"] is None and rows["2"]["paid"] is None
+    assert json.loads(rows["2"]["_rescued_data"]) == {"amount": "n/a?", "day": "2024-02-30", "paid": "yes"}
+    assert rows["3"]["day"].isoformat() == "2024-03-01"
+    again = client.get(f"/api/v1/datasets/{body['id']}", headers=auth).get_json()
+    assert {c["name"]: c["type"] for c in again["columns"]}["amount"] == "decimal(10,2)"
+    # The hints hold for a resync.
+    assert client.post(f"/api/v1/datasets/{body['id']}/sync", headers=auth).status_code == 202
+    assert synced(client, auth, body)["values_rescued"] == 3
+
+
+def test_schema_hints_in_a_json_records_body(client, auth):
+    document = {"name": "scores", "records": [{"id": 1, "score": "0.5"}, {"id": 2, "score": "high"}],
+                "schema_hints": {"score": "double"}}
+    body = client.post("/api/v1/datasets", headers=auth, json=document).get_json()
+    assert {c["name"]: c["type"] for c in body["columns"]}["score"] == "double"
+    assert synced(client, auth, body)["values_rescued"] == 1
+
+
+@pytest.mark.parametrize(("hints", "needle"), [
+    ({"amount": "money"}, "unknown type"),
+    ({"amount": "decimal(50,2)"}, "unknown type"),
+    ({"total": "double"}, "no such column"),
+])
+def test_bad_schema_hints_are_422(client, auth, hints, needle):
+    response = upload(client, auth, HINTED, "orders.csv", schema_hints=json.dumps(hints))
+    assert response.status_code == 422, response.get_json()
+    error = response.get_json()["error"]
+    assert error["code"] == "validation_error" and needle in json.dumps(error)

@@ -172,12 +172,13 @@ class DeltaTarget(LakehouseTarget):
                     # The table schema is the written file's (DuckDB writes one even for no
                     # rows): asking DuckDB for the query's schema first cost a planning pass.
                     metadata = pq.read_metadata(out_file)
+                    rescued = duckdb_sql.count_rescued(con, out_file) if plan.rescues else None
                     delta_schema = DeltaSchema.from_arrow(nullable(metadata.schema.to_arrow_schema()))
                     files = [out_file] if metadata.num_rows > 0 else []
                     adds = publish(self.tables, path, files)
                     rows = sum(json.loads(a.stats)["numRecords"] for a in adds)
                     commit(self.tables, path, delta_schema, adds)
-        return TableResult(table=silver, location=path, row_count=rows)
+        return TableResult(table=silver, location=path, row_count=rows, values_rescued=rescued)
 
     # ------------------------------------------------------------------ reading & admin
 
