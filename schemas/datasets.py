@@ -5,9 +5,9 @@ from marshmallow import Schema, ValidationError, fields, validate
 from schemas.common import PageQuerySchema, storable_text
 from service.ingest import SUPPORTED_FORMATS
 from service.ingest.badrows import BAD_ROW_MODES
+from service.models import SYNC_STATUSES
 from service.transform.hints import HintError
 from service.transform.hints import check_types as check_hint_types
-from service.models import SYNC_STATUSES
 
 
 def _sync_choice() -> fields.Boolean:

@@ -39,8 +39,10 @@ class SyncStatusResponseSchema(Schema):
     silver_table = fields.String(allow_none=True)
     quarantine_table = fields.String(
         allow_none=True,
-        metadata={"description": "the upload's bad rows beside bronze (bad_rows=quarantine); null when there are "
-                                 "none or the target cannot hold the table (MCP)"},
+        metadata={
+            "description": "the upload's bad rows beside bronze (bad_rows=quarantine); null when there are "
+            "none or the target cannot hold the table (MCP)"
+        },
     )
     bad_row_count = fields.Integer(metadata={"description": "rows set aside at upload"})
     values_rescued = fields.Integer(

@@ -5,6 +5,7 @@ quoting, an NDJSON line that is not a JSON object) is kept with its physical lin
 its raw text and the reason, up to a limit; past the limit, or when no row is good, the
 upload is refused as it would be without quarantine, naming the first bad lines.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

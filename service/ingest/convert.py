@@ -43,8 +43,9 @@ def convert_file(
     breaks ties through its extension. A gzip or Zstandard layer and UTF-16 text are removed
     first (see unwrap.py). ``sheet`` names a workbook's sheet, ``records_path`` the array of
     records inside a JSON object. ``bad_rows="quarantine"`` sets unreadable rows of delimited
-    and NDJSON files aside (``ConvertResult.bad_rows``) instead of refusing the file. Raises ``IngestError`` for content that cannot be
-    accepted; ``dest`` is then left untouched and no partial output remains.
+    and NDJSON files aside (``ConvertResult.bad_rows``) instead of refusing the file. Raises
+    ``IngestError`` for content that cannot be accepted; ``dest`` is then left untouched and no
+    partial output remains.
     """
     path, dest = Path(src), Path(dest)
     settings = settings or IngestSettings()

@@ -451,7 +451,9 @@ class DatabricksTarget(LakehouseTarget):
         statement = sql.create_silver(ctx.bronze, silver, plan)
         self._ensure_schemas(silver.catalog, (silver.schema,))
         self.execute(statement, what=f"CREATE OR REPLACE TABLE {silver.full_name}")
-        return TableResult(table=silver, location=self.location(silver), row_count=self.count_rows(silver))
+        rescued = int(self.execute(sql.rescued_count(silver, plan)).scalar()) if plan.rescues else None
+        return TableResult(table=silver, location=self.location(silver), row_count=self.count_rows(silver),
+                           values_rescued=rescued)
 
     def count_rows(self, ref: TableRef) -> int:
         return int(self.execute(f"SELECT COUNT(*) FROM {sql.table_name(ref)}").scalar())

@@ -11,13 +11,15 @@ being lost, as it does locally.
 """
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from datetime import datetime, timezone
 
 from service.lakehouse.base import PermanentTargetError, TableRef
 from service.transform import sql as rules
-from service.transform.plan import SILVER_TYPES, SilverPlan
+from service.table_rules import RESCUED_DATA
+from service.transform.plan import SILVER_TYPES, SilverPlan, decimal_parts
 
 # Catalog, schema, table and silver column names: lowercase, no quoting tricks needed
 # anywhere (Unity Catalog folds names to lowercase anyway).
@@ -169,12 +171,52 @@ def typed_expr(col_sql: str, type_name: str, tokens: Sequence[str], label: str) 
     return "CASE " + " ".join(branches) + f" ELSE raise_error({message}) END"
 
 
+def spark_type(type_name: str) -> str:
+    parts = decimal_parts(type_name)
+    return f"DECIMAL({parts[0]},{parts[1]})" if parts else SPARK_TYPES[type_name]
+
+
+def hinted_exprs(column, tokens: Sequence[str], bronze_name: str | None = None) -> tuple[str, str]:
+    """A hinted column's value cast with try_cast (NULL when it does not fit), and the raw
+    text of a value that did not fit (NULL otherwise): the rules of ``duckdb_sql._hinted``."""
+    source = quote_column(bronze_name or column.source_name)
+    raw = source if column.source_type == "string" else f"CAST({source} AS STRING)"
+    clean = string_expr(raw, tokens) if tokens else f"nullif(trim({raw}), '')"
+    if column.type == "boolean":
+        typed = f"CASE lower({clean}) WHEN 'true' THEN true WHEN 'false' THEN false END"
+    elif column.type == "timestamp":
+        typed = f"try_cast({_zoned(clean)} AS TIMESTAMP)"
+    else:
+        typed = f"try_cast({clean} AS {spark_type(column.type)})"
+    return typed, f"CASE WHEN {typed} IS NULL AND {clean} IS NOT NULL THEN {raw} END"
+
+
+def rescued_json(rescued: list[tuple[str, str]]) -> str:
+    """The _rescued_data object: ``"name":"raw text"`` for each column whose raw text is not
+    NULL (a string escaped by to_json of a one-element array, brackets cut), NULL when none is."""
+    members = []
+    for name, misfit in rescued:
+        quoted = f"to_json(array({misfit}))"
+        members.append(f"CASE WHEN ({misfit}) IS NOT NULL THEN concat({string_literal(json.dumps(name) + ':')}, "
+                       f"substr({quoted}, 2, length({quoted}) - 2)) END")
+    return f"nullif(concat('{{', concat_ws(',', {', '.join(members)}), '}}'), '{{}}')"
+
+
+def rescued_count(silver: TableRef, plan: SilverPlan) -> str:
+    """Values in the silver table's _rescued_data: one per hinted column present in a row."""
+    terms = [f"CASE WHEN get_json_object({quote_identifier(RESCUED_DATA)}, {string_literal('$.' + c.name)}) "
+             "IS NOT NULL THEN 1 ELSE 0 END" for c in plan.columns if c.hinted and c.type != "string"]
+    return f"SELECT coalesce(sum({' + '.join(terms)}), 0) FROM {table_name(silver)}"
+
+
 def column_expr(column, tokens: Sequence[str], bronze_name: str | None = None) -> str:
     """The silver expression of one planned column (a ``SilverColumn``), read from the
     bronze column ``bronze_name`` (the source name unless it had to be renamed)."""
     source = quote_column(bronze_name or column.source_name)
     if column.type == "source":
         return source
+    if column.hinted and column.type != "string":
+        return hinted_exprs(column, tokens, bronze_name)[0]
     if column.type not in SILVER_TYPES:
         raise PermanentTargetError(f"column {column.source_name!r}: unknown silver type {column.type!r}")
     if column.source_type != "string":
@@ -219,6 +261,10 @@ def silver_select(bronze: TableRef, plan: SilverPlan) -> str:
     bronze_names = bronze_column_names([c.source_name for c in plan.columns])
     items = [f"{column_expr(c, tokens, b)} AS {quote_identifier(n)}"
              for c, b, n in zip(plan.columns, bronze_names, names)]
+    rescued = [(n, hinted_exprs(c, tokens, b)[1]) for c, b, n in zip(plan.columns, bronze_names, names)
+               if c.hinted and c.type != "string"]
+    if rescued:
+        items.append(f"{rescued_json(rescued)} AS {quote_identifier(RESCUED_DATA)}")
     items += [quote_identifier(c) for c in CARRIED_COLUMNS]
     return "SELECT DISTINCT " + ", ".join(items) + f" FROM {table_name(bronze)}"
 

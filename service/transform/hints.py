@@ -3,6 +3,7 @@
 A hint names a column by its source name or its silver (snake_case) name, and a type of
 ``service.transform.plan`` (``decimal(p,s)`` included). They are kept by source name.
 """
+
 from __future__ import annotations
 
 from service.transform.plan import SILVER_TYPES, normalized_type
@@ -20,7 +21,8 @@ def check_types(hints: object) -> dict[str, str]:
     """The hints with their types normalized; HintError naming every bad entry."""
     if not isinstance(hints, dict):
         raise HintError("schema_hints must be a JSON object of column name to type", {})
-    problems, result = {}, {}
+    problems: dict[str, str] = {}
+    result: dict[str, str] = {}
     for column, type_text in hints.items():
         normalized = normalized_type(type_text) if isinstance(type_text, str) else None
         if normalized is None:
@@ -36,7 +38,8 @@ def resolve(hints: dict[str, str], columns: list[dict]) -> dict[str, str]:
     """Hints keyed by source name; ``columns`` are the dataset's (name, source_name) dicts."""
     by_source = {c["source_name"]: c["source_name"] for c in columns}
     by_silver = {c["name"]: c["source_name"] for c in columns}
-    problems, result = {}, {}
+    problems: dict[str, str] = {}
+    result: dict[str, str] = {}
     for column, type_name in hints.items():
         source = by_source.get(column) or by_silver.get(column)
         if source is None:

@@ -1,4 +1,5 @@
 """The silver plan: for each bronze column, its silver name and type."""
+
 from __future__ import annotations
 
 import re

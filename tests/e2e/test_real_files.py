@@ -188,13 +188,7 @@ def test_excel_workbook_first_sheet_and_named_sheet(client, auth):
 
 
 VECTORS = (
-    "id,input,expected\n"
-    "1,abc,ABC\n"
-    "## section 2: mixed case ##\n"
-    "2,aBc,ABC\n"
-    '3,"x"y,XY\n'
-    "4,def,DEF,extra\n"
-    "5,ghi,GHI\n"
+    'id,input,expected\n1,abc,ABC\n## section 2: mixed case ##\n2,aBc,ABC\n3,"x"y,XY\n4,def,DEF,extra\n5,ghi,GHI\n'
 )
 
 
@@ -250,7 +244,9 @@ def test_quarantined_rows_reach_a_delta_table_beside_bronze(client, auth, tenant
     location = status["bronze_location"] + "_quarantine"
     rows = sorted(DeltaTable(location).to_pyarrow_table().to_pylist(), key=lambda r: r["line"])
     assert [(r["line"], r["raw"]) for r in rows] == [
-        (3, "## section 2: mixed case ##"), (5, '3,"x"y,XY'), (6, "4,def,DEF,extra")
+        (3, "## section 2: mixed case ##"),
+        (5, '3,"x"y,XY'),
+        (6, "4,def,DEF,extra"),
     ]
     assert {r["_dataset_id"] for r in rows} == {body["id"]}
     clean = upload(client, auth, "a,b\n1,2\n", "clean.csv", bad_rows="quarantine").get_json()
@@ -286,18 +282,24 @@ def test_schema_hints_type_silver_and_rescue_what_does_not_fit(client, auth):
 
 
 def test_schema_hints_in_a_json_records_body(client, auth):
-    document = {"name": "scores", "records": [{"id": 1, "score": "0.5"}, {"id": 2, "score": "high"}],
-                "schema_hints": {"score": "double"}}
+    document = {
+        "name": "scores",
+        "records": [{"id": 1, "score": "0.5"}, {"id": 2, "score": "high"}],
+        "schema_hints": {"score": "double"},
+    }
     body = client.post("/api/v1/datasets", headers=auth, json=document).get_json()
     assert {c["name"]: c["type"] for c in body["columns"]}["score"] == "double"
     assert synced(client, auth, body)["values_rescued"] == 1
 
 
-@pytest.mark.parametrize(("hints", "needle"), [
-    ({"amount": "money"}, "unknown type"),
-    ({"amount": "decimal(50,2)"}, "unknown type"),
-    ({"total": "double"}, "no such column"),
-])
+@pytest.mark.parametrize(
+    ("hints", "needle"),
+    [
+        ({"amount": "money"}, "unknown type"),
+        ({"amount": "decimal(50,2)"}, "unknown type"),
+        ({"total": "double"}, "no such column"),
+    ],
+)
 def test_bad_schema_hints_are_422(client, auth, hints, needle):
     response = upload(client, auth, HINTED, "orders.csv", schema_hints=json.dumps(hints))
     assert response.status_code == 422, response.get_json()

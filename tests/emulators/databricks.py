@@ -133,7 +133,7 @@ _TYPES = {"STRING": "VARCHAR", "TIMESTAMP": "TIMESTAMPTZ", "TIMESTAMP_NTZ": "TIM
 # Spark's trim() removes spaces (U+0020) only; DuckDB's one-argument trim() also other
 # Unicode spaces, hence a macro.
 _FUNCTIONS = {"REGEXP_LIKE": "regexp_matches", "RLIKE": "regexp_matches", "RAISE_ERROR": "error",
-              "TRIM": "spark_trim"}
+              "TRIM": "spark_trim", "ARRAY": "list_value", "GET_JSON_OBJECT": "json_extract_string"}
 
 
 def duck_ident(name: str) -> str:
