@@ -34,6 +34,7 @@ from service.integration import integration_status
 from service.lakehouse import PermanentTargetError, TransientTargetError
 from service.models import LOCAL_ONLY, SYNC_STATUSES, Tenant
 from service.runtime import runtime
+from service.storage import StoredFileMissing
 
 log = logging.getLogger(__name__)
 
@@ -264,11 +265,13 @@ def upload():
 
 
 def _preview(dataset) -> dict:
-    path = runtime().store.path_for(dataset.file_name)
-    if not path.is_file():
+    try:
+        source = runtime().store.open(dataset.file_name)
+    except StoredFileMissing:
         return {"missing": True}
     page = _page("rows")
-    columns, rows, total = domain.preview_rows(path, limit=PREVIEW_ROWS, offset=(page - 1) * PREVIEW_ROWS)
+    with source:
+        columns, rows, total = domain.preview_rows(source, limit=PREVIEW_ROWS, offset=(page - 1) * PREVIEW_ROWS)
     return {
         "missing": False,
         "columns": columns,
