@@ -3,6 +3,7 @@
 ``service.create_app`` stores it as ``app.config["CELERY"]`` and ``celery_init_app`` loads
 it, so the worker, beat and the API's publisher read every setting from one place.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping

@@ -1,10 +1,11 @@
 """HTTP client side of the benchmark: a streaming multipart upload and the sync status."""
+
 from __future__ import annotations
 
 import os
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import requests
@@ -65,8 +66,10 @@ class MultipartFile(StreamedBody):
 
     def __init__(self, path: Path, content_type: str = "text/csv", field: str = "file", prefix: bytes = b""):
         self.boundary = uuid.uuid4().hex
-        head = (f"--{self.boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; "
-                f"filename=\"{Path(path).name}\"\r\nContent-Type: {content_type}\r\n\r\n").encode()
+        head = (
+            f'--{self.boundary}\r\nContent-Disposition: form-data; name="{field}"; '
+            f'filename="{Path(path).name}"\r\nContent-Type: {content_type}\r\n\r\n'
+        ).encode()
         super().__init__(path, head + prefix, f"\r\n--{self.boundary}--\r\n".encode())
 
     @property
@@ -80,23 +83,36 @@ class Api:
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"Bearer {key}"
 
-    def upload_file(self, path: Path, timeout: float = 3600, *, raw: str | None = None,
-                    params: dict | None = None, prefix: bytes = b"") -> tuple[requests.Response, float, float]:
+    def upload_file(
+        self,
+        path: Path,
+        timeout: float = 3600,
+        *,
+        raw: str | None = None,
+        params: dict | None = None,
+        prefix: bytes = b"",
+    ) -> tuple[requests.Response, float, float]:
         """Stream ``path`` (after ``prefix``) up, as multipart or (``raw``: its content type) as
         the body itself; return the response and the wall-clock times of start and answer."""
         body = StreamedBody(path, prefix) if raw else MultipartFile(path, prefix=prefix)
         content_type = raw or body.content_type  # type: ignore[attr-defined]
         started = time.time()
         try:
-            response = self.session.post(f"{self.base}/api/v1/datasets", data=body, timeout=timeout,
-                                         params=params, headers={"Content-Type": content_type})
+            response = self.session.post(
+                f"{self.base}/api/v1/datasets",
+                data=body,
+                timeout=timeout,
+                params=params,
+                headers={"Content-Type": content_type},
+            )
         finally:
             body.close()
         return response, started, time.time()
 
     def upload_bytes(self, name: str, content: bytes, timeout: float = 120) -> requests.Response:
-        return self.session.post(f"{self.base}/api/v1/datasets", files={"file": (name, content, "text/csv")},
-                                 timeout=timeout)
+        return self.session.post(
+            f"{self.base}/api/v1/datasets", files={"file": (name, content, "text/csv")}, timeout=timeout
+        )
 
     def sync(self, dataset_id: str) -> dict:
         response = self.session.get(f"{self.base}/api/v1/datasets/{dataset_id}/sync", timeout=60)
@@ -104,8 +120,7 @@ class Api:
         return response.json()
 
     def count(self, status: str) -> int:
-        response = self.session.get(f"{self.base}/api/v1/datasets", params={"status": status, "limit": 1},
-                                    timeout=60)
+        response = self.session.get(f"{self.base}/api/v1/datasets", params={"status": status, "limit": 1}, timeout=60)
         response.raise_for_status()
         return int(response.json()["total"])
 
@@ -127,7 +142,7 @@ def ts(value: str | None) -> float | None:
         return None
     parsed = datetime.fromisoformat(value)
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
     return parsed.timestamp()
 
 
@@ -138,8 +153,11 @@ def run_timings(body: dict, upload_started: float, upload_answered: float) -> di
     if run is None:
         return {}
     steps = {s["step"]: s for s in run["steps"]}
-    out: dict = {"run_created_at": ts(run.get("created_at")), "run_finished_at": ts(run.get("finished_at")),
-                 "attempts": {k: s.get("attempts") for k, s in steps.items()}}
+    out: dict = {
+        "run_created_at": ts(run.get("created_at")),
+        "run_finished_at": ts(run.get("finished_at")),
+        "attempts": {k: s.get("attempts") for k, s in steps.items()},
+    }
     for name in ("bronze", "silver", "metadata"):
         s = steps.get(name) or {}
         start, end = ts(s.get("started_at")), ts(s.get("finished_at"))

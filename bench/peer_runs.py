@@ -2,6 +2,7 @@
 
 The peers themselves (``bench/peers.py``) run inside ``bench/.venv``, apart from the project's packages.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -34,8 +35,20 @@ def peers_python() -> str:
         log(f"creating {PEERS_VENV.relative_to(ROOT)} with {base}")
         subprocess.run([base, "-m", "venv", str(PEERS_VENV)], check=True)
     log(f"installing {PEERS_REQUIREMENTS.relative_to(ROOT)} into {PEERS_VENV.relative_to(ROOT)}")
-    subprocess.run([str(py), "-m", "pip", "install", "--disable-pip-version-check", "--no-input", "-q", "-r",
-                    str(PEERS_REQUIREMENTS)], check=True)
+    subprocess.run(
+        [
+            str(py),
+            "-m",
+            "pip",
+            "install",
+            "--disable-pip-version-check",
+            "--no-input",
+            "-q",
+            "-r",
+            str(PEERS_REQUIREMENTS),
+        ],
+        check=True,
+    )
     stamp.write_text(digest + "\n")
     return str(py)
 
@@ -48,8 +61,13 @@ def run_peer(peers_py: str, tool: str, csv: Path, work: Path, log_path: Path, ti
     env = {**os.environ, "PYTHONPATH": str(ROOT), "RUNTIME__DLTHUB_TELEMETRY": "false"}
     started = time.monotonic()
     with open(log_path, "ab") as err:
-        proc = subprocess.Popen([peers_py, "-m", "bench.peers", tool, str(csv), str(work)], cwd=ROOT, env=env,
-                                stdout=subprocess.PIPE, stderr=err)
+        proc = subprocess.Popen(
+            [peers_py, "-m", "bench.peers", tool, str(csv), str(work)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=err,
+        )
         timer = threading.Timer(timeout, proc.kill)
         timer.start()
         try:
@@ -80,8 +98,10 @@ def run_peers(peers_py: str, tmp: Path, label: str, csv: Path, runs: dict[str, l
             log(f"peers {label}: {tool} failed: {res['error']}")
             log(peer_log.read_text(errors="replace")[-2000:])
         else:
-            log(f"peers {label}: {tool} {res['seconds']:.1f}s, {res['rows']:,} rows, peak "
-                f"{res['peak_rss_bytes'] / 2**20:.0f} MiB")
+            log(
+                f"peers {label}: {tool} {res['seconds']:.1f}s, {res['rows']:,} rows, peak "
+                f"{res['peak_rss_bytes'] / 2**20:.0f} MiB"
+            )
 
 
 def peer_medians(tools: dict[str, list]) -> dict[str, dict | None]:

@@ -6,6 +6,7 @@
 Each run times its own work (imports excluded) and reports its peak RSS; the harness
 also takes the peak from wait4() of the process, and keeps the larger of the two.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,9 +31,15 @@ def _duckdb(csv: Path, work: Path) -> dict:
         "COPY (SELECT * FROM read_csv(?)) TO '{}' (FORMAT parquet)".format(str(out).replace("'", "''")), [str(csv)]
     ).fetchone()[0]
     seconds = time.perf_counter() - started
-    return {"rows": int(rows), "seconds": seconds, "output_bytes": out.stat().st_size,
-            "settings": {"threads": con.execute("SELECT current_setting('threads')").fetchone()[0],
-                         "memory_limit": con.execute("SELECT current_setting('memory_limit')").fetchone()[0]}}
+    return {
+        "rows": int(rows),
+        "seconds": seconds,
+        "output_bytes": out.stat().st_size,
+        "settings": {
+            "threads": con.execute("SELECT current_setting('threads')").fetchone()[0],
+            "memory_limit": con.execute("SELECT current_setting('memory_limit')").fetchone()[0],
+        },
+    }
 
 
 def _pandas(csv: Path, work: Path) -> dict:
@@ -44,8 +51,12 @@ def _pandas(csv: Path, work: Path) -> dict:
     read_s = time.perf_counter() - started
     df.to_parquet(out)
     seconds = time.perf_counter() - started
-    return {"rows": len(df), "seconds": seconds, "output_bytes": out.stat().st_size,
-            "stages": {"read_csv": read_s, "to_parquet": seconds - read_s}}
+    return {
+        "rows": len(df),
+        "seconds": seconds,
+        "output_bytes": out.stat().st_size,
+        "stages": {"read_csv": read_s, "to_parquet": seconds - read_s},
+    }
 
 
 def _dlt(csv: Path, work: Path) -> dict:
@@ -59,8 +70,7 @@ def _dlt(csv: Path, work: Path) -> dict:
     @dlt.resource(name="bench", table_format="delta", write_disposition="replace")
     def batches():
         reader = pacsv.open_csv(csv, read_options=pacsv.ReadOptions(block_size=DLT_BLOCK_BYTES))
-        for batch in reader:
-            yield batch
+        yield from reader
 
     lake = work / "dlt_lake"
     pipeline = dlt.pipeline(
@@ -84,8 +94,13 @@ def _dlt(csv: Path, work: Path) -> dict:
     table = DeltaTable(str(lake / "bench" / "bench"))
     rows = sum(a.num_rows for a in table.to_pyarrow_dataset().to_batches(columns=[]))
     size = sum(f.stat().st_size for f in (lake / "bench" / "bench").rglob("*.parquet"))
-    return {"rows": rows, "seconds": seconds, "output_bytes": size, "stages": stages,
-            "settings": {"block_size": DLT_BLOCK_BYTES, "table_format": "delta"}}
+    return {
+        "rows": rows,
+        "seconds": seconds,
+        "output_bytes": size,
+        "stages": stages,
+        "settings": {"block_size": DLT_BLOCK_BYTES, "table_format": "delta"},
+    }
 
 
 def versions() -> dict:

@@ -1,4 +1,5 @@
 """py-spy profiles of the stack during a scenario, and their text summaries."""
+
 from __future__ import annotations
 
 import signal
@@ -33,10 +34,22 @@ def start_profilers(stack: BenchStack, out_dir: Path, rate: int = PROFILE_RATE) 
         # --nonblocking: the processes are never paused, so the profile barely slows them.
         # --idle: a thread waiting on DuckDB's native threads or on PostgreSQL is still where
         # the request's time goes; the summary keeps only stacks inside the project's code.
-        cmd = [str(spy), "record", "--pid", str(proc.pid), "--subprocesses", "--nonblocking", "--idle",
-               "--rate", str(rate), "--format", "raw", "--output", str(raw)]
-        spies.append((role, subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True),
-                      raw))
+        cmd = [
+            str(spy),
+            "record",
+            "--pid",
+            str(proc.pid),
+            "--subprocesses",
+            "--nonblocking",
+            "--idle",
+            "--rate",
+            str(rate),
+            "--format",
+            "raw",
+            "--output",
+            str(raw),
+        ]
+        spies.append((role, subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True), raw))
     time.sleep(1.0)  # py-spy attaches before the upload starts
     return spies
 
@@ -105,22 +118,39 @@ def summarize_folded(path: Path, rate: int, top: int = 30) -> str:
     counts = FoldedCounts()
     for line in path.read_text(errors="replace").splitlines():
         counts.add(line)
-    lines = [f"samples inside service/ or tasks/: {counts.total} of {counts.all_samples} ({rate} Hz per thread, "
-             "idle threads included); percentages are of the former", "", "by process:"]
+    lines = [
+        f"samples inside service/ or tasks/: {counts.total} of {counts.all_samples} ({rate} Hz per thread, "
+        "idle threads included); percentages are of the former",
+        "",
+        "by process:",
+    ]
     lines += counts.share_lines(counts.per_process)
-    blocks = [(f"top {top} functions of service/ and tasks/, inclusive:",
-               {f: n for f, n in counts.inclusive.items() if _project_frame(f)}),
-              (f"top {top} innermost frames (where those threads were: Python code, a native call, a wait):",
-               counts.leaf),
-              (f"top {top} functions of any module, inclusive:",
-               {f: n for f, n in counts.inclusive.items() if not _project_frame(f)})]
+    blocks = [
+        (
+            f"top {top} functions of service/ and tasks/, inclusive:",
+            {f: n for f, n in counts.inclusive.items() if _project_frame(f)},
+        ),
+        (f"top {top} innermost frames (where those threads were: Python code, a native call, a wait):", counts.leaf),
+        (
+            f"top {top} functions of any module, inclusive:",
+            {f: n for f, n in counts.inclusive.items() if not _project_frame(f)},
+        ),
+    ]
     for title, block in blocks:
         lines += ["", title, *counts.share_lines(block, top)]
     return "\n".join(lines) + "\n"
 
 
-def profile_scenario(stack: BenchStack, results: dict, name: str, which: str, missed: list[dict],
-                     run: Callable[[Path], dict], out_dir: Path, what: str) -> None:
+def profile_scenario(
+    stack: BenchStack,
+    results: dict,
+    name: str,
+    which: str,
+    missed: list[dict],
+    run: Callable[[Path], dict],
+    out_dir: Path,
+    what: str,
+) -> None:
     """Run a scenario again under py-spy (never the measured run) and save a text summary."""
     res = run(out_dir)
     write_profile(results, name, which, res, what, missed, separate=True)
@@ -129,30 +159,42 @@ def profile_scenario(stack: BenchStack, results: dict, name: str, which: str, mi
 def _run_timings_line(which: str, res: dict) -> str:
     """The profiled run's own figures, for the summary's header."""
     if which != "small":
-        return ", ".join(f"{k} {seconds(res.get(k))}" for k in ("upload_s", "queue_s", "bronze_s", "silver_s",
-                                                                "metadata_s", "upload_to_synced_s") if k in res)
+        return ", ".join(
+            f"{k} {seconds(res.get(k))}"
+            for k in ("upload_s", "queue_s", "bronze_s", "silver_s", "metadata_s", "upload_to_synced_s")
+            if k in res
+        )
     lat = res.get("upload_latency_s", {})
-    return (f"upload p50 {(lat.get('p50') or 0) * 1000:.0f} ms, p99 {(lat.get('p99') or 0) * 1000:.0f} ms, "
-            f"{res.get('synced_per_s_sustained') or 0:.1f} synced/s; per dataset p50: bronze "
-            f"{(res.get('bronze_s', {}).get('p50') or 0) * 1000:.0f} ms, silver "
-            f"{(res.get('silver_s', {}).get('p50') or 0) * 1000:.0f} ms, metadata "
-            f"{(res.get('metadata_s', {}).get('p50') or 0) * 1000:.0f} ms")
+    return (
+        f"upload p50 {(lat.get('p50') or 0) * 1000:.0f} ms, p99 {(lat.get('p99') or 0) * 1000:.0f} ms, "
+        f"{res.get('synced_per_s_sustained') or 0:.1f} synced/s; per dataset p50: bronze "
+        f"{(res.get('bronze_s', {}).get('p50') or 0) * 1000:.0f} ms, silver "
+        f"{(res.get('silver_s', {}).get('p50') or 0) * 1000:.0f} ms, metadata "
+        f"{(res.get('metadata_s', {}).get('p50') or 0) * 1000:.0f} ms"
+    )
 
 
-def write_profile(results: dict, name: str, which: str, res: dict, what: str, missed: list[dict], *,
-                  separate: bool) -> None:
+def write_profile(
+    results: dict, name: str, which: str, res: dict, what: str, missed: list[dict], *, separate: bool
+) -> None:
     """Save the summary of ``res``'s profile as results/<name>-profile-<which>.txt and list it
     under ``results["profiles"]``; ``res`` gives its raw profile paths up."""
     rate = res.get("profiled_at_hz", PROFILE_RATE)
     when = "a separate run after the measured ones" if separate else "the measured run itself"
-    text = [f"py-spy profile of {what}: {when}, sampled at {rate} Hz",
-            "(py-spy record --subprocesses --nonblocking --idle on the gunicorn master and the celery main process).",
-            f"That run: {_run_timings_line(which, res)}.",
-            ("Goals missed in the measured run: " + "; ".join(g["goal"] for g in missed)) if missed else "", ""]
+    text = [
+        f"py-spy profile of {what}: {when}, sampled at {rate} Hz",
+        "(py-spy record --subprocesses --nonblocking --idle on the gunicorn master and the celery main process).",
+        f"That run: {_run_timings_line(which, res)}.",
+        ("Goals missed in the measured run: " + "; ".join(g["goal"] for g in missed)) if missed else "",
+        "",
+    ]
     for role, raw in (res.pop("profile_raw", None) or {}).items():
         raw_path = Path(raw)
-        text += [f"=== {role} ({'gunicorn master + workers' if role == 'api' else 'celery main + pool children'})",
-                 summarize_folded(raw_path, rate) if raw_path.exists() else raw, ""]
+        text += [
+            f"=== {role} ({'gunicorn master + workers' if role == 'api' else 'celery main + pool children'})",
+            summarize_folded(raw_path, rate) if raw_path.exists() else raw,
+            "",
+        ]
     out = RESULTS / f"{name}-profile-{which}.txt"
     out.write_text("\n".join(text))
     entry: dict = {"file": str(out.relative_to(ROOT))}

@@ -3,6 +3,7 @@
 ``goals`` and ``markdown`` run in the harness (no third-party imports); the chart runs in
 the peers venv, where matplotlib is: ``python -m bench.report chart RESULTS.json OUT.png``.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,18 @@ def goals(r: dict) -> list[dict]:
 
     def add(goal: str, kind: str, value, limit: float, op: str, unit: str, detail: str = "") -> None:
         passed = None if value is None else (value <= limit if op == "<=" else value >= limit)
-        out.append({"goal": goal, "kind": kind, "value": value, "limit": limit, "op": op, "unit": unit,
-                    "detail": detail, "passed": passed})
+        out.append(
+            {
+                "goal": goal,
+                "kind": kind,
+                "value": value,
+                "limit": limit,
+                "op": op,
+                "unit": unit,
+                "detail": detail,
+                "passed": passed,
+            }
+        )
 
     ours, peers = r.get("ours", {}), r.get("peers", {})
     for label in ("big", "huge"):
@@ -44,33 +55,73 @@ def goals(r: dict) -> list[dict]:
         upload = o.get("upload_s") if o and o.get("upload_status") == 201 else None
         dlt = (p.get("dlt") or {}).get("seconds")
         duck = (p.get("duckdb") or {}).get("seconds")
-        add(f"{name}: upload start → synced ≤ dlt load", "time", _ratio(synced, dlt), 1.0, "<=", "×",
-            _pair(synced, dlt))
-        add(f"{name}: upload start → synced ≤ 3× DuckDB single pass", "time", _ratio(synced, duck), 3.0, "<=", "×",
-            _pair(synced, duck))
-        add(f"{name}: upload → 201 ≤ 1.5× DuckDB single pass", "time", _ratio(upload, duck), 1.5, "<=", "×",
-            _pair(upload, duck))
+        add(
+            f"{name}: upload start → synced ≤ dlt load", "time", _ratio(synced, dlt), 1.0, "<=", "×", _pair(synced, dlt)
+        )
+        add(
+            f"{name}: upload start → synced ≤ 3× DuckDB single pass",
+            "time",
+            _ratio(synced, duck),
+            3.0,
+            "<=",
+            "×",
+            _pair(synced, duck),
+        )
+        add(
+            f"{name}: upload → 201 ≤ 1.5× DuckDB single pass",
+            "time",
+            _ratio(upload, duck),
+            1.5,
+            "<=",
+            "×",
+            _pair(upload, duck),
+        )
     big, huge = ours.get("big"), ours.get("huge")
     if big:
         mem = big.get("memory", {})
-        add("big: worker peak RSS ≤ 1 GiB", "memory", mem.get("worker_peak_bytes", 0) / MiB or None, 1024, "<=",
-            "MiB")
+        add("big: worker peak RSS ≤ 1 GiB", "memory", mem.get("worker_peak_bytes", 0) / MiB or None, 1024, "<=", "MiB")
         add("big: API peak RSS ≤ 600 MiB", "memory", mem.get("api_peak_bytes", 0) / MiB or None, 600, "<=", "MiB")
     if big and huge:
         for role in ("worker", "api"):
             a, b = big.get("memory", {}).get(f"{role}_peak_bytes"), huge.get("memory", {}).get(f"{role}_peak_bytes")
-            add(f"4× file raises the {role} peak by ≤ 20%", "memory", _ratio(b, a), 1.2, "<=", "×",
-                f"{b / MiB:.0f} vs {a / MiB:.0f} MiB" if a and b else "")
+            add(
+                f"4× file raises the {role} peak by ≤ 20%",
+                "memory",
+                _ratio(b, a),
+                1.2,
+                "<=",
+                "×",
+                f"{b / MiB:.0f} vs {a / MiB:.0f} MiB" if a and b else "",
+            )
     small = ours.get("small")
     if small:
         lat = small.get("upload_latency_s", {})
         clients = small.get("clients")
-        add(f"small: upload p99 ≤ 250 ms ({clients} clients)", "latency",
-            lat.get("p99") * 1000 if lat.get("p99") is not None else None, 250, "<=", "ms")
-        add(f"small: upload p50 ≤ 50 ms ({clients} clients)", "latency",
-            lat.get("p50") * 1000 if lat.get("p50") is not None else None, 50, "<=", "ms")
-        add("small: ≥ 25 datasets synced/s sustained", "throughput", small.get("synced_per_s_sustained"), 25, ">=",
-            "/s", f"overall {small['synced_per_s_overall']:.1f}/s" if small.get("synced_per_s_overall") else "")
+        add(
+            f"small: upload p99 ≤ 250 ms ({clients} clients)",
+            "latency",
+            lat.get("p99") * 1000 if lat.get("p99") is not None else None,
+            250,
+            "<=",
+            "ms",
+        )
+        add(
+            f"small: upload p50 ≤ 50 ms ({clients} clients)",
+            "latency",
+            lat.get("p50") * 1000 if lat.get("p50") is not None else None,
+            50,
+            "<=",
+            "ms",
+        )
+        add(
+            "small: ≥ 25 datasets synced/s sustained",
+            "throughput",
+            small.get("synced_per_s_sustained"),
+            25,
+            ">=",
+            "/s",
+            f"overall {small['synced_per_s_overall']:.1f}/s" if small.get("synced_per_s_overall") else "",
+        )
     return out
 
 
@@ -126,12 +177,18 @@ def _header(r: dict) -> list[str]:
         touch = " / ".join(f"{p['touch_ms_per_gib']:,.0f}" for p in probes)
         write = " / ".join(f"{p['new_file_mb_per_s']:,.0f}" for p in probes)
         when = "the start and the end" if len(probes) > 1 else "the start"
-        lines += [f"New memory, at {when} of the run: first touch {touch} ms per GiB; a new file written "
-                  f"into the page cache at {write} MB/s (every upload and every step grows into new memory: "
-                  "see bench/README.md).", ""]
+        lines += [
+            f"New memory, at {when} of the run: first touch {touch} ms per GiB; a new file written "
+            f"into the page cache at {write} MB/s (every upload and every step grows into new memory: "
+            "see bench/README.md).",
+            "",
+        ]
     if not s.get("full"):
-        lines += ["**Not the full benchmark** (scaled down or partial): "
-                  f"rows={s.get('rows'):,}, skip_huge={s.get('skip_huge')}, only={s.get('only') or 'all'}.", ""]
+        lines += [
+            "**Not the full benchmark** (scaled down or partial): "
+            f"rows={s.get('rows'):,}, skip_huge={s.get('skip_huge')}, only={s.get('only') or 'all'}.",
+            "",
+        ]
     return lines
 
 
@@ -152,31 +209,44 @@ def _files_section(r: dict) -> list[str]:
     dlt_rows = [(k, (peers.get(k) or {}).get("dlt", {}).get("stages")) for k in file_labels]
     dlt_rows = [(k, st) for k, st in dlt_rows if st]
     if dlt_rows:
-        lines += ["dlt's own stages: " + "; ".join(
-            f"{FILE_TITLES[k]}: extract {st['extract']:.1f} s, normalize {st['normalize']:.1f} s, "
-            f"load {st['load']:.1f} s" for k, st in dlt_rows), ""]
+        lines += [
+            "dlt's own stages: "
+            + "; ".join(
+                f"{FILE_TITLES[k]}: extract {st['extract']:.1f} s, normalize {st['normalize']:.1f} s, "
+                f"load {st['load']:.1f} s"
+                for k, st in dlt_rows
+            ),
+            "",
+        ]
     return lines
 
 
 def _files_table(file_labels: list[str], ours: dict, peers: dict, data: dict) -> list[str]:
-    lines = ["## Files: lakesync vs single-pass peers", "",
-             "lakesync: from the start of the HTTP upload to `201` and to `synced` (bronze + silver + metadata); "
-             "peers: one process each, imports excluded. Peak RSS: max `VmHWM` of any one process of the role.",
-             "",
-             "| file | tool | upload → 201 | → synced / total | rows/s | peak RSS | lakesync ÷ tool |",
-             "| --- | --- | ---: | ---: | ---: | --- | ---: |"]
+    lines = [
+        "## Files: lakesync vs single-pass peers",
+        "",
+        "lakesync: from the start of the HTTP upload to `201` and to `synced` (bronze + silver + metadata); "
+        "peers: one process each, imports excluded. Peak RSS: max `VmHWM` of any one process of the role.",
+        "",
+        "| file | tool | upload → 201 | → synced / total | rows/s | peak RSS | lakesync ÷ tool |",
+        "| --- | --- | ---: | ---: | ---: | --- | ---: |",
+    ]
     for label in file_labels:
         d = data.get(label, {})
-        title = f"{FILE_TITLES[label]}: {d.get('rows', 0):,} rows × {d.get('columns', '?')} cols, " \
-                f"{d.get('bytes', 0) / 1e6:,.0f} MB"
+        title = (
+            f"{FILE_TITLES[label]}: {d.get('rows', 0):,} rows × {d.get('columns', '?')} cols, "
+            f"{d.get('bytes', 0) / 1e6:,.0f} MB"
+        )
         o = ours.get(label)
         synced = _synced_s(o)
         if o:
             mem = o.get("memory", {})
             status = "" if o.get("status") == "synced" else f" ({o.get('status') or o.get('upload_status')})"
-            lines.append(f"| {title} | **lakesync**{status} | {_s(o.get('upload_s'))} | {_s(synced)} | "
-                         f"{_n(o.get('rows_per_s_synced'))} | API {_mib(mem.get('api_peak_bytes'))}, worker "
-                         f"{_mib(mem.get('worker_peak_bytes'))} | |")
+            lines.append(
+                f"| {title} | **lakesync**{status} | {_s(o.get('upload_s'))} | {_s(synced)} | "
+                f"{_n(o.get('rows_per_s_synced'))} | API {_mib(mem.get('api_peak_bytes'))}, worker "
+                f"{_mib(mem.get('worker_peak_bytes'))} | |"
+            )
             title = ""
         for tool in ("duckdb", "pandas", "dlt"):
             p = (peers.get(label) or {}).get(tool)
@@ -186,9 +256,11 @@ def _files_table(file_labels: list[str], ours: dict, peers: dict, data: dict) ->
                 lines.append(f"| {title} | {PEER_TITLES[tool]} | | failed | | | |")
             else:
                 ratio = _ratio(synced, p["seconds"])
-                lines.append(f"| {title} | {PEER_TITLES[tool]} | | {_s(p['seconds'])} | "
-                             f"{_n(p['rows'] / p['seconds'])} | {_mib(p['peak_rss_bytes'])} | "
-                             f"{'–' if ratio is None else f'{ratio:.2f}×'} |")
+                lines.append(
+                    f"| {title} | {PEER_TITLES[tool]} | | {_s(p['seconds'])} | "
+                    f"{_n(p['rows'] / p['seconds'])} | {_mib(p['peak_rss_bytes'])} | "
+                    f"{'–' if ratio is None else f'{ratio:.2f}×'} |"
+                )
             title = ""
     lines.append("")
     return lines
@@ -210,31 +282,43 @@ def _repeats(file_labels: list[str], ours: dict, peers: dict, repeat) -> list[st
             spread.append(f"- {FILE_TITLES[label]}: " + "; ".join(parts))
     if not spread:
         return []
-    return [f"Each figure is the median of {repeat} runs, lakesync's and the peers' interleaved "
-            "(every run, in order):", ""] + spread + [""]
+    return (
+        [
+            f"Each figure is the median of {repeat} runs, lakesync's and the peers' interleaved (every run, in order):",
+            "",
+        ]
+        + spread
+        + [""]
+    )
 
 
 def _time_table(ours_files: list[str], ours: dict) -> list[str]:
     """lakesync's steps per file, from the sync run's timestamps."""
     if not ours_files:
         return []
-    lines = ["### Where lakesync's time goes", "",
-             "queue: `201` → bronze starts; gaps: one step's end → the next one's start "
-             "(server timestamps of the sync run). CPU: seconds used by each role's processes, start-up "
-             "included. Load: the machine's 1-minute load average when the scenario ended.", "",
-             "| file | upload → 201 | queue | bronze | gap | silver | gap | metadata | → synced | "
-             "API CPU | worker CPU | rows ok | load |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |"]
+    lines = [
+        "### Where lakesync's time goes",
+        "",
+        "queue: `201` → bronze starts; gaps: one step's end → the next one's start "
+        "(server timestamps of the sync run). CPU: seconds used by each role's processes, start-up "
+        "included. Load: the machine's 1-minute load average when the scenario ended.",
+        "",
+        "| file | upload → 201 | queue | bronze | gap | silver | gap | metadata | → synced | "
+        "API CPU | worker CPU | rows ok | load |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
+    ]
     for label in ours_files:
         o = ours[label]
         mem = o.get("memory", {})
         ok = (o.get("checks") or {}).get("ok")
-        lines.append(f"| {FILE_TITLES[label]} | {_s(o.get('upload_s'))} | {_s(o.get('queue_s'), 2)} | "
-                     f"{_s(o.get('bronze_s'))} | {_s(o.get('gap_bronze_silver_s'), 2)} | "
-                     f"{_s(o.get('silver_s'))} | {_s(o.get('gap_silver_metadata_s'), 2)} | "
-                     f"{_s(o.get('metadata_s'), 2)} | {_s(_synced_s(o))} | "
-                     f"{_s(mem.get('api_cpu_s'))} | {_s(mem.get('worker_cpu_s'))} | "
-                     f"{'yes' if ok else 'no' if ok is False else '–'} | {_load(o)} |")
+        lines.append(
+            f"| {FILE_TITLES[label]} | {_s(o.get('upload_s'))} | {_s(o.get('queue_s'), 2)} | "
+            f"{_s(o.get('bronze_s'))} | {_s(o.get('gap_bronze_silver_s'), 2)} | "
+            f"{_s(o.get('silver_s'))} | {_s(o.get('gap_silver_metadata_s'), 2)} | "
+            f"{_s(o.get('metadata_s'), 2)} | {_s(_synced_s(o))} | "
+            f"{_s(mem.get('api_cpu_s'))} | {_s(mem.get('worker_cpu_s'))} | "
+            f"{'yes' if ok else 'no' if ok is False else '–'} | {_load(o)} |"
+        )
     lines.append("")
     return lines
 
@@ -243,23 +327,41 @@ def _small_section(small: dict | None) -> list[str]:
     if not small:
         return []
     lat = small.get("upload_latency_s", {})
-    return [f"## Many small datasets: {small.get('accepted')} of {small.get('count')} uploads of "
-            f"{small.get('rows_per_file')} rows accepted, {small.get('clients')} concurrent clients", "",
-            "| upload p50 | p95 | p99 | max | uploads/s | all synced after | synced/s overall | "
-            "synced/s sustained | failed | API peak | worker peak | load |",
-            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-            f"| {_ms(lat.get('p50'))} | {_ms(lat.get('p95'))} | {_ms(lat.get('p99'))} | {_ms(lat.get('max'))} | "
-            f"{small.get('uploads_per_s', 0):.1f} | {_s(small.get('all_synced_s'))} | "
-            f"{small.get('synced_per_s_overall') or 0:.1f} | {small.get('synced_per_s_sustained') or 0:.1f} | "
-            f"{small.get('failed')} | {_mib(small.get('memory', {}).get('api_peak_bytes'))} | "
-            f"{_mib(small.get('memory', {}).get('worker_peak_bytes'))} | {_load(small)} |", "",
-            "Per dataset (p50 / p95 / max):", "",
-            "| queue (run created → bronze) | bronze → silver gap | silver → metadata gap | chain overhead | "
-            "bronze | silver | metadata | upload → synced |",
-            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-            "| " + " | ".join(_trio(small.get(k, {})) for k in (
-                "queue_from_run_created_s", "gap_bronze_silver_s", "gap_silver_metadata_s", "chain_overhead_s",
-                "bronze_s", "silver_s", "metadata_s", "upload_to_synced_s")) + " |", ""]
+    return [
+        f"## Many small datasets: {small.get('accepted')} of {small.get('count')} uploads of "
+        f"{small.get('rows_per_file')} rows accepted, {small.get('clients')} concurrent clients",
+        "",
+        "| upload p50 | p95 | p99 | max | uploads/s | all synced after | synced/s overall | "
+        "synced/s sustained | failed | API peak | worker peak | load |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| {_ms(lat.get('p50'))} | {_ms(lat.get('p95'))} | {_ms(lat.get('p99'))} | {_ms(lat.get('max'))} | "
+        f"{small.get('uploads_per_s', 0):.1f} | {_s(small.get('all_synced_s'))} | "
+        f"{small.get('synced_per_s_overall') or 0:.1f} | {small.get('synced_per_s_sustained') or 0:.1f} | "
+        f"{small.get('failed')} | {_mib(small.get('memory', {}).get('api_peak_bytes'))} | "
+        f"{_mib(small.get('memory', {}).get('worker_peak_bytes'))} | {_load(small)} |",
+        "",
+        "Per dataset (p50 / p95 / max):",
+        "",
+        "| queue (run created → bronze) | bronze → silver gap | silver → metadata gap | chain overhead | "
+        "bronze | silver | metadata | upload → synced |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| "
+        + " | ".join(
+            _trio(small.get(k, {}))
+            for k in (
+                "queue_from_run_created_s",
+                "gap_bronze_silver_s",
+                "gap_silver_metadata_s",
+                "chain_overhead_s",
+                "bronze_s",
+                "silver_s",
+                "metadata_s",
+                "upload_to_synced_s",
+            )
+        )
+        + " |",
+        "",
+    ]
 
 
 def _goals_section(r: dict) -> list[str]:
@@ -305,20 +407,32 @@ def chart(results_path: Path, out: Path) -> None:
     if not nrows:
         return
     fig, axes = plt.subplots(nrows, 2, figsize=(13, 3.2 * nrows + 0.6), squeeze=False)
-    stage_colors = {"upload → 201": "#1f77b4", "queue + gaps": "#c7c7c7", "bronze": "#ff7f0e", "silver": "#2ca02c",
-                    "metadata": "#9467bd"}
+    stage_colors = {
+        "upload → 201": "#1f77b4",
+        "queue + gaps": "#c7c7c7",
+        "bronze": "#ff7f0e",
+        "silver": "#2ca02c",
+        "metadata": "#9467bd",
+    }
     peer_colors = {"duckdb": "#8c564b", "pandas": "#e377c2", "dlt": "#17becf"}
     for row, label in enumerate(labels):
         d = data.get(label, {})
-        title = f"{FILE_TITLES[label]}: {d.get('rows', 0):,} rows × {d.get('columns')} cols, " \
-                f"{d.get('bytes', 0) / 1e6:,.0f} MB"
+        title = (
+            f"{FILE_TITLES[label]}: {d.get('rows', 0):,} rows × {d.get('columns')} cols, "
+            f"{d.get('bytes', 0) / 1e6:,.0f} MB"
+        )
         ax_t, ax_m = axes[row]
         names, o = [], ours.get(label)
         y = 0
         if o and o.get("status") == "synced":
             gaps = sum(v or 0 for v in (o.get("queue_s"), o.get("gap_bronze_silver_s"), o.get("gap_silver_metadata_s")))
-            parts = {"upload → 201": o.get("upload_s"), "queue + gaps": gaps, "bronze": o.get("bronze_s"),
-                     "silver": o.get("silver_s"), "metadata": o.get("metadata_s")}
+            parts = {
+                "upload → 201": o.get("upload_s"),
+                "queue + gaps": gaps,
+                "bronze": o.get("bronze_s"),
+                "silver": o.get("silver_s"),
+                "metadata": o.get("metadata_s"),
+            }
             left = 0.0
             for part, value in parts.items():
                 value = max(value or 0, 0)
@@ -332,9 +446,17 @@ def chart(results_path: Path, out: Path) -> None:
             reached = o.get("upload_to_synced_s") or o.get("synced_seen_s") or o.get("upload_s") or 0
             ax_t.barh(y, reached, color="#d62728", hatch="//", alpha=0.6)
             what = o.get("last_error") or o.get("error") or o.get("status") or "failed"
-            ax_t.text(0, y, f" {o.get('status') or 'failed'} after {reached:.1f} s: {str(what)[:45]}",
-                      va="center", ha="left", fontsize=7, color="black", clip_on=True,
-                      bbox={"facecolor": "white", "alpha": 0.8, "linewidth": 0})
+            ax_t.text(
+                0,
+                y,
+                f" {o.get('status') or 'failed'} after {reached:.1f} s: {str(what)[:45]}",
+                va="center",
+                ha="left",
+                fontsize=7,
+                color="black",
+                clip_on=True,
+                bbox={"facecolor": "white", "alpha": 0.8, "linewidth": 0},
+            )
             names.append("lakesync")
             y += 1
         for tool in ("duckdb", "pandas", "dlt"):
@@ -375,14 +497,15 @@ def chart(results_path: Path, out: Path) -> None:
         keys = ["p50", "p95", "p99", "max"]
         vals = [(lat.get(k) or 0) * 1000 for k in keys]
         ax_l.bar(keys, vals, color="#1f77b4")
-        for x, (k, v) in enumerate(zip(keys, vals)):
+        for x, v in enumerate(vals):
             ax_l.text(x, v, f"{v:,.0f}", ha="center", va="bottom", fontsize=8)
         ax_l.axhline(250, color="red", ls="--", lw=1, label="p99 goal 250 ms")
         ax_l.axhline(50, color="orange", ls="--", lw=1, label="p50 goal 50 ms")
         ax_l.set_ylabel("ms")
         ax_l.legend(fontsize=7)
-        ax_l.set_title(f"{small.get('accepted')} small uploads, {small.get('clients')} clients: upload latency",
-                       fontsize=9)
+        ax_l.set_title(
+            f"{small.get('accepted')} small uploads, {small.get('clients')} clients: upload latency", fontsize=9
+        )
         series = small.get("synced_series") or []
         if series:
             ax_s.plot([t for t, _, _ in series], [n for _, n, _ in series], color="#2ca02c")
@@ -394,8 +517,15 @@ def chart(results_path: Path, out: Path) -> None:
     top = 1 - 0.6 / fig.get_figheight()
     handles, names = axes[0][0].get_legend_handles_labels()
     if handles:
-        fig.legend(handles, names, loc="upper center", ncol=len(names), fontsize=8,
-                   bbox_to_anchor=(0.5, 1 - 0.3 / fig.get_figheight()), frameon=False)
+        fig.legend(
+            handles,
+            names,
+            loc="upper center",
+            ncol=len(names),
+            fontsize=8,
+            bbox_to_anchor=(0.5, 1 - 0.3 / fig.get_figheight()),
+            frameon=False,
+        )
     fig.tight_layout(rect=(0, 0, 1, top))
     fig.savefig(out, dpi=110)
 

@@ -19,6 +19,7 @@ Environment:
 
 Results go to bench/results/<NAME>.json, .md and .png; the table is printed at the end.
 """
+
 from __future__ import annotations
 
 import json
@@ -82,8 +83,9 @@ class BenchRun:
                 raise
             # One broken scenario must not cost the figures of the others.
             log(f"== {title} FAILED: {exc!r}")
-            self.results.setdefault("errors", []).append({"phase": title, "error": repr(exc),
-                                                          "traceback": traceback.format_exc()})
+            self.results.setdefault("errors", []).append(
+                {"phase": title, "error": repr(exc), "traceback": traceback.format_exc()}
+            )
             traceback.print_exc()
             return None
         finally:
@@ -175,14 +177,33 @@ class BenchRun:
         for rep in range(self.settings.repeat):
             for label in file_parts:
                 # The wide file's upload is sampled by py-spy in its first run only.
-                profile = {"profile_dir": wide_dir, "profile_rate": WIDE_PROFILE_RATE} \
-                    if label == "wide" and rep == 0 and wide_dir else {}
-                ours_runs[label].append(self.phase(f"ours {label} #{rep + 1}", ours_file, self.stack, label,
-                                                   self.files[label], self.metas[label], **profile))
+                profile = (
+                    {"profile_dir": wide_dir, "profile_rate": WIDE_PROFILE_RATE}
+                    if label == "wide" and rep == 0 and wide_dir
+                    else {}
+                )
+                ours_runs[label].append(
+                    self.phase(
+                        f"ours {label} #{rep + 1}",
+                        ours_file,
+                        self.stack,
+                        label,
+                        self.files[label],
+                        self.metas[label],
+                        **profile,
+                    )
+                )
                 if "peers" in self.settings.parts:
                     peer_runs.setdefault(label, {})
-                    self.phase(f"peers {label} #{rep + 1}", run_peers, self.peers_py, tmp, label, self.files[label],
-                               peer_runs[label])
+                    self.phase(
+                        f"peers {label} #{rep + 1}",
+                        run_peers,
+                        self.peers_py,
+                        tmp,
+                        label,
+                        self.files[label],
+                        peer_runs[label],
+                    )
         return ours_runs, peer_runs
 
     def keep_wide_profile(self, ours_runs: dict[str, list]) -> None:
@@ -190,8 +211,9 @@ class BenchRun:
         wide = self.results["ours"].get("wide")
         first_wide = (ours_runs.get("wide") or [None])[0]
         if first_wide and first_wide.get("profile_raw"):
-            write_profile(self.results, self.name, "wide", first_wide, "the wide file's upload and sync", [],
-                          separate=False)
+            write_profile(
+                self.results, self.name, "wide", first_wide, "the wide file's upload and sync", [], separate=False
+            )
         if wide is not None:
             wide.pop("profile_raw", None)
 
@@ -203,8 +225,15 @@ class BenchRun:
             return
         for rep in range(self.settings.repeat):
             for label in peer_only:
-                self.phase(f"peers {label} #{rep + 1}", run_peers, self.peers_py, tmp, label, self.files[label],
-                           peers.setdefault(label, {}))
+                self.phase(
+                    f"peers {label} #{rep + 1}",
+                    run_peers,
+                    self.peers_py,
+                    tmp,
+                    label,
+                    self.files[label],
+                    peers.setdefault(label, {}),
+                )
         for label in peer_only:
             peers[label] = peer_medians(peers[label])
 
@@ -218,16 +247,32 @@ class BenchRun:
         forced, auto = self.settings.profile == "1", self.settings.profile == "auto"
         stack, files, metas, clients = self.stack, self.files, self.metas, self.settings.small_clients
         if stack is not None and "big" in files and "big" in self.ours_parts and (forced or (auto and missed_big)):
-            self.phase("profile big", profile_scenario, stack, self.results, self.name, "big", missed_big,
-                       lambda out_dir: ours_file(stack, "profile-big", files["big"], metas["big"],
-                                                 profile_dir=out_dir),
-                       tmp / "profile-big", f"the {metas['big']['rows']:,}-row file's upload and sync")
+            self.phase(
+                "profile big",
+                profile_scenario,
+                stack,
+                self.results,
+                self.name,
+                "big",
+                missed_big,
+                lambda out_dir: ours_file(stack, "profile-big", files["big"], metas["big"], profile_dir=out_dir),
+                tmp / "profile-big",
+                f"the {metas['big']['rows']:,}-row file's upload and sync",
+            )
         if stack is not None and "small" in files and (forced or (auto and missed_small)):
             subset = sorted(files["small"].glob("*.csv"))[:PROFILED_SMALL_FILES]
-            self.phase("profile small", profile_scenario, stack, self.results, self.name, "small", missed_small,
-                       lambda out_dir: ours_small(stack, subset, clients, label="profile-small",
-                                                  profile_dir=out_dir),
-                       tmp / "profile-small", f"{len(subset)} small uploads from {clients} clients")
+            self.phase(
+                "profile small",
+                profile_scenario,
+                stack,
+                self.results,
+                self.name,
+                "small",
+                missed_small,
+                lambda out_dir: ours_small(stack, subset, clients, label="profile-small", profile_dir=out_dir),
+                tmp / "profile-small",
+                f"{len(subset)} small uploads from {clients} clients",
+            )
 
     # -- after measuring: the goals, the JSON, the Markdown table and the chart
 
@@ -241,9 +286,11 @@ class BenchRun:
         json_path.write_text(json.dumps(results, indent=2, default=str) + "\n")
         markdown = report.markdown(results)
         (RESULTS / f"{name}.md").write_text(markdown)
-        chart = subprocess.run([self.peers_py, "-m", "bench.report", "chart", str(json_path),
-                                str(RESULTS / f"{name}.png")],
-                               cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg"})
+        chart = subprocess.run(
+            [self.peers_py, "-m", "bench.report", "chart", str(json_path), str(RESULTS / f"{name}.png")],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg"},
+        )
         if chart.returncode != 0:
             log("chart failed (see above)")
         print()

@@ -1,5 +1,6 @@
 """lakesync's own scenarios: one big or wide file uploaded and followed until synced, and many
 small files uploaded by concurrent clients."""
+
 from __future__ import annotations
 
 import os
@@ -20,8 +21,16 @@ from bench.stack import BenchStack
 from bench.stats import dist, sustained_rate
 
 # Per-dataset figures of the small uploads summarized as distributions.
-SMALL_STEP_KEYS = ("queue_s", "queue_from_run_created_s", "gap_bronze_silver_s", "gap_silver_metadata_s", "bronze_s",
-                   "silver_s", "metadata_s", "upload_to_synced_s")
+SMALL_STEP_KEYS = (
+    "queue_s",
+    "queue_from_run_created_s",
+    "gap_bronze_silver_s",
+    "gap_silver_metadata_s",
+    "bronze_s",
+    "silver_s",
+    "metadata_s",
+    "upload_to_synced_s",
+)
 WARMUP_UPLOADS = 4
 FETCHERS = 8
 
@@ -42,7 +51,8 @@ def check_counts(body: dict, meta: dict) -> dict:
         "duplicates_removed": body.get("duplicates_removed"),
         "expected_rows": rows,
         "expected_silver": expected_silver,
-        "ok": body.get("status") == "synced" and body.get("row_count_bronze") == rows
+        "ok": body.get("status") == "synced"
+        and body.get("row_count_bronze") == rows
         and body.get("row_count_silver") == expected_silver,
     }
 
@@ -50,8 +60,15 @@ def check_counts(body: dict, meta: dict) -> dict:
 # --------------------------------------------------------------------------- one file
 
 
-def ours_file(stack: BenchStack, label: str, path: Path, meta: dict, *, profile_dir: Path | None = None,
-              profile_rate: int = PROFILE_RATE) -> dict:
+def ours_file(
+    stack: BenchStack,
+    label: str,
+    path: Path,
+    meta: dict,
+    *,
+    profile_dir: Path | None = None,
+    profile_rate: int = PROFILE_RATE,
+) -> dict:
     """Upload one file to a freshly started API + worker and follow it until synced."""
     stack.start_app(label)
     api = Api(stack.base, stack.key)
@@ -92,17 +109,24 @@ def _upload_and_follow(api: Api, label: str, path: Path, meta: dict, result: dic
         result["error"] = str(exc)
         log(f"{label}: {exc}")
         return
-    result.update(dataset_id=dataset["id"], status=body["status"], last_error=body.get("last_error"),
-                  synced_seen_s=seen - started, checks=check_counts(body, meta))
+    result.update(
+        dataset_id=dataset["id"],
+        status=body["status"],
+        last_error=body.get("last_error"),
+        synced_seen_s=seen - started,
+        checks=check_counts(body, meta),
+    )
     result.update(run_timings(body, started, answered))
     total = result.get("upload_to_synced_s") or result["synced_seen_s"]
     result["rows_per_s_upload"] = meta["rows"] / result["upload_s"]
     if body["status"] == "synced":
         result["rows_per_s_synced"] = meta["rows"] / total
-    log(f"{label}: {body['status']} after {total:.1f}s (201 {result['upload_s']:.1f}s, queue "
+    log(
+        f"{label}: {body['status']} after {total:.1f}s (201 {result['upload_s']:.1f}s, queue "
         f"{seconds(result.get('queue_s'))}, bronze {seconds(result.get('bronze_s'))}, silver "
         f"{seconds(result.get('silver_s'))}, metadata {seconds(result.get('metadata_s'))}); counts ok: "
-        f"{result['checks']['ok']}")
+        f"{result['checks']['ok']}"
+    )
     if body["status"] != "synced":
         log(f"{label}: last_error: {body.get('last_error')}")
 
@@ -111,8 +135,10 @@ def _stop_app(stack: BenchStack, label: str, result: dict) -> None:
     result["memory"] = stack.stop_app()
     result["loadavg_after"] = os.getloadavg()
     mem = result["memory"]
-    log(f"{label}: peak RSS api {mem.get('api_peak_bytes', 0) / 2**20:.0f} MiB, worker "
-        f"{mem.get('worker_peak_bytes', 0) / 2**20:.0f} MiB")
+    log(
+        f"{label}: peak RSS api {mem.get('api_peak_bytes', 0) / 2**20:.0f} MiB, worker "
+        f"{mem.get('worker_peak_bytes', 0) / 2**20:.0f} MiB"
+    )
 
 
 # --------------------------------------------------------------------------- many small files
@@ -172,8 +198,13 @@ class SyncedPoller:
     def _poll(self) -> None:
         while not self._stop.is_set():
             try:
-                self.series.append((time.time(), self.api.count("synced") - self.baseline,
-                                    self.api.count("failed") - self.baseline_failed))
+                self.series.append(
+                    (
+                        time.time(),
+                        self.api.count("synced") - self.baseline,
+                        self.api.count("failed") - self.baseline_failed,
+                    )
+                )
             except Exception:  # noqa: BLE001 - a missed sample is fine
                 pass
             self._stop.wait(0.5)
@@ -216,8 +247,17 @@ def _upload_all(stack: BenchStack, work: queue.Queue, clients: int) -> list[dict
                 status, dataset_id, err = 0, None, repr(exc)
             latency = time.perf_counter() - t0
             with lock:
-                uploads.append({"i": i, "status": status, "id": dataset_id, "latency_s": latency,
-                                "started": t_wall, "answered": t_wall + latency, "error": err})
+                uploads.append(
+                    {
+                        "i": i,
+                        "status": status,
+                        "id": dataset_id,
+                        "latency_s": latency,
+                        "started": t_wall,
+                        "answered": t_wall + latency,
+                        "error": err,
+                    }
+                )
 
         return upload
 
@@ -244,8 +284,9 @@ def _fetch_syncs(stack: BenchStack, ids: list[str]) -> dict[str, dict]:
     return details
 
 
-def ours_small(stack: BenchStack, files: list[Path], clients: int, *, label: str = "small",
-               profile_dir: Path | None = None) -> dict:
+def ours_small(
+    stack: BenchStack, files: list[Path], clients: int, *, label: str = "small", profile_dir: Path | None = None
+) -> dict:
     """Many small uploads from concurrent clients, then the time until every one is synced."""
     stack.start_app(label)
     spies: list = []
@@ -279,8 +320,13 @@ def ours_small(stack: BenchStack, files: list[Path], clients: int, *, label: str
             profile_raw = stop_profilers(spies)
         memory_final = stack.stop_app()
 
-    per = [{"status": details.get(u["id"], {}).get("status"),
-            **run_timings(details.get(u["id"], {}), u["started"], u["answered"])} for u in accepted]
+    per = [
+        {
+            "status": details.get(u["id"], {}).get("status"),
+            **run_timings(details.get(u["id"], {}), u["started"], u["answered"]),
+        }
+        for u in accepted
+    ]
     result: dict = {
         "count": len(contents),
         "clients": clients,
@@ -312,10 +358,12 @@ def _completion_rates(per: list[dict], started: float, all_seen: float | None) -
     last = finished[-1]
     overall = len(finished) / (last - started)
     sustained = sustained_rate(finished)
-    return {"all_synced_s": last - started,
-            "all_synced_seen_s": (all_seen - started) if all_seen else None,
-            "synced_per_s_overall": overall,
-            "synced_per_s_sustained": overall if sustained is None else sustained}
+    return {
+        "all_synced_s": last - started,
+        "all_synced_seen_s": (all_seen - started) if all_seen else None,
+        "synced_per_s_overall": overall,
+        "synced_per_s_sustained": overall if sustained is None else sustained,
+    }
 
 
 def _step_spreads(per: list[dict]) -> dict:
@@ -323,14 +371,19 @@ def _step_spreads(per: list[dict]) -> dict:
     (queue and the gaps between steps)."""
     synced = [p for p in per if p.get("status") == "synced"]
     out = {key: dist([p.get(key) for p in synced]) for key in SMALL_STEP_KEYS}
-    overhead = [p["queue_from_run_created_s"] + p.get("gap_bronze_silver_s", 0) + p.get("gap_silver_metadata_s", 0)
-                for p in synced if p.get("queue_from_run_created_s") is not None]
+    overhead = [
+        p["queue_from_run_created_s"] + p.get("gap_bronze_silver_s", 0) + p.get("gap_silver_metadata_s", 0)
+        for p in synced
+        if p.get("queue_from_run_created_s") is not None
+    ]
     out["chain_overhead_s"] = dist(overhead)
     return out
 
 
 def _log_small(label: str, result: dict) -> None:
     lat = result["upload_latency_s"]
-    log(f"{label}: upload p50 {lat.get('p50', 0) * 1000:.0f} ms, p95 {lat.get('p95', 0) * 1000:.0f} ms, p99 "
+    log(
+        f"{label}: upload p50 {lat.get('p50', 0) * 1000:.0f} ms, p95 {lat.get('p95', 0) * 1000:.0f} ms, p99 "
         f"{lat.get('p99', 0) * 1000:.0f} ms; all synced after {result.get('all_synced_s', float('nan')):.1f}s; "
-        f"{result.get('synced_per_s_sustained', 0):.1f} synced/s sustained; {result['failed']} failed")
+        f"{result.get('synced_per_s_sustained', 0):.1f} synced/s sustained; {result['failed']} failed"
+    )

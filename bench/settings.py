@@ -1,4 +1,5 @@
 """Where the benchmark's files live, and what the environment asks it to run."""
+
 from __future__ import annotations
 
 import os
@@ -41,9 +42,16 @@ class Settings:
         self.storage = os.environ.get("BENCH_STORAGE", "local").strip() or "local"
         if self.storage not in ("local", "s3"):
             raise SystemExit(f"BENCH_STORAGE: {self.storage!r}; use local or s3")
-        self.full = (self.rows == DEFAULT_ROWS and not self.skip_huge and not only and self.small_count == 1000
-                     and self.wide_rows == 100_000 and self.small_clients == 16 and self.repeat >= 3
-                     and self.storage == "local")
+        self.full = (
+            self.rows == DEFAULT_ROWS
+            and not self.skip_huge
+            and not only
+            and self.small_count == 1000
+            and self.wide_rows == 100_000
+            and self.small_clients == 16
+            and self.repeat >= 3
+            and self.storage == "local"
+        )
 
     def out_name(self) -> str:
         if os.environ.get("BENCH_OUT"):

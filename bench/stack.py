@@ -5,6 +5,7 @@ PostgreSQL and Redis stay up for the whole benchmark; the API and the worker are
 fresh for every scenario (:meth:`BenchStack.start_app`), so the peak memory read from
 ``VmHWM`` belongs to that scenario alone.
 """
+
 from __future__ import annotations
 
 import os
@@ -48,7 +49,7 @@ def _cpu_s(pid: int) -> float:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return 0.0
-    fields = stat[stat.rindex(")") + 2:].split()
+    fields = stat[stat.rindex(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
@@ -85,7 +86,7 @@ def process_tree(root: int) -> list[int]:
         except OSError:
             continue
         # The command name is in parentheses and may itself hold spaces or parentheses.
-        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
         children.setdefault(ppid, []).append(int(entry))
     tree, todo = [], [root]
     while todo:
@@ -109,7 +110,7 @@ class MemoryWatch:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="memory-watch", daemon=True)
 
-    def start(self) -> "MemoryWatch":
+    def start(self) -> MemoryWatch:
         self._thread.start()
         return self
 
@@ -119,8 +120,10 @@ class MemoryWatch:
                 kb = _status_kb(pid)
                 if not kb:
                     continue
-                entry = self.seen.setdefault(pid, {"role": role, "pid": pid, "cmd": _cmdline(pid)[:160],
-                                                   "hwm_kb": 0, "rss_max_kb": 0, "cpu_s": 0.0})
+                entry = self.seen.setdefault(
+                    pid,
+                    {"role": role, "pid": pid, "cmd": _cmdline(pid)[:160], "hwm_kb": 0, "rss_max_kb": 0, "cpu_s": 0.0},
+                )
                 entry["cpu_s"] = max(entry["cpu_s"], _cpu_s(pid))
                 entry["hwm_kb"] = max(entry["hwm_kb"], kb.get("VmHWM", 0))
                 entry["rss_max_kb"] = max(entry["rss_max_kb"], kb.get("VmRSS", 0))
@@ -150,12 +153,18 @@ class Proc:
         self.name, self.command, self.env, self.log_path = name, command, env, log_path
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "Proc":
+    def start(self) -> Proc:
         with open(self.log_path, "ab") as log:
             # Through sh like honcho does, so ${VAR:-default} in the Procfile expands; exec env
             # takes a line's leading VAR=value words and keeps the pid that of gunicorn / celery.
-            self.proc = subprocess.Popen(["sh", "-c", f"exec env {self.command}"], cwd=ROOT, env=self.env,
-                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(
+                ["sh", "-c", f"exec env {self.command}"],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         return self
 
     @property
@@ -219,10 +228,21 @@ class BenchStack:
             **storage_env,
             **self.extra_env,
         }
-        subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], cwd=ROOT, env=self.env, check=True,
-                       capture_output=True)
-        out = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "tenant", "create", "bench"],
-                             cwd=ROOT, env=self.env, check=True, capture_output=True, text=True)
+        subprocess.run(
+            [sys.executable, "-m", "alembic", "upgrade", "head"],
+            cwd=ROOT,
+            env=self.env,
+            check=True,
+            capture_output=True,
+        )
+        out = subprocess.run(
+            [sys.executable, "-m", "flask", "--app", "wsgi", "tenant", "create", "bench"],
+            cwd=ROOT,
+            env=self.env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         self.key = out.stdout.strip().splitlines()[-1]
 
     # -- API and worker: fresh per scenario
@@ -262,8 +282,10 @@ class BenchStack:
             if api_ok and worker_ok:
                 return
             time.sleep(0.3)
-        raise RuntimeError(f"stack not ready in {timeout}s (api={api_ok}, worker={worker_ok})\n"
-                           f"api:\n{self.procs['api'].tail()}\nworker:\n{self.procs['worker'].tail()}")
+        raise RuntimeError(
+            f"stack not ready in {timeout}s (api={api_ok}, worker={worker_ok})\n"
+            f"api:\n{self.procs['api'].tail()}\nworker:\n{self.procs['worker'].tail()}"
+        )
 
     def pids(self) -> dict[str, list[int]]:
         return {role: process_tree(p.pid) for role, p in self.procs.items() if p.alive()}

@@ -1,4 +1,5 @@
 """Summaries of measured figures: percentiles, spreads, the median of repeated runs, rates."""
+
 from __future__ import annotations
 
 import math
@@ -23,8 +24,15 @@ def dist(values: list[float | None]) -> dict:
     present = [v for v in values if v is not None]
     if not present:
         return {"n": 0}
-    return {"n": len(present), "mean": sum(present) / len(present), "p50": percentile(present, 50),
-            "p95": percentile(present, 95), "p99": percentile(present, 99), "max": max(present), "min": min(present)}
+    return {
+        "n": len(present),
+        "mean": sum(present) / len(present),
+        "p50": percentile(present, 50),
+        "p95": percentile(present, 95),
+        "p99": percentile(present, 99),
+        "max": max(present),
+        "min": min(present),
+    }
 
 
 def median_run(runs: list[dict | None], key: Callable[[dict], float | None]) -> dict | None:

@@ -1,4 +1,5 @@
 """``python -m devstack run|exec|env|stop``."""
+
 from __future__ import annotations
 
 import sys

@@ -1,4 +1,5 @@
 """``python -m devstack run|exec|env|stop``: the commands behind ``make``."""
+
 from __future__ import annotations
 
 import argparse
@@ -67,10 +68,12 @@ def _banner(env: dict[str, str], data_dir: Path, tenant: str, key: str | None) -
 
 def _storage_lines(env: dict[str, str], data_dir: Path) -> list[str]:
     if env.get("STORAGE_URL", "").startswith("s3://"):
-        return [f"  files     {env['STORAGE_URL']}",
-                f"  lakehouse {env.get('LAKEHOUSE_URL', '')}",
-                f"  S3        {env.get('AWS_ENDPOINT_URL', '')} (embedded SeaweedFS; key and secret in "
-                f"{data_dir / 's3'}/s3.access-key, s3.secret-key)"]
+        return [
+            f"  files     {env['STORAGE_URL']}",
+            f"  lakehouse {env.get('LAKEHOUSE_URL', '')}",
+            f"  S3        {env.get('AWS_ENDPOINT_URL', '')} (embedded SeaweedFS; key and secret in "
+            f"{data_dir / 's3'}/s3.access-key, s3.secret-key)",
+        ]
     return [f"  files     {env.get('STORAGE_URL') or data_dir / 'datasets'} (local; make run STORAGE=s3 for S3)"]
 
 
@@ -94,9 +97,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 servers.callback(s3.stop)
                 env.update(s3.start().env())
             log("alembic upgrade head")
-            migrate = subprocess.run(
-                [sys.executable, "-m", "alembic", "upgrade", "head"], cwd=ROOT, env=env
-            )
+            migrate = subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], cwd=ROOT, env=env)
             if migrate.returncode != 0:
                 log(f"migrations failed (rc={migrate.returncode})")
                 return migrate.returncode
@@ -148,8 +149,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     p_run = sub.add_parser("run", help="migrate, create the dev tenant, run every Procfile process")
-    p_run.add_argument("--storage", choices=("local", "s3"), default=os.environ.get("STORAGE") or "local",
-                       help="s3: files and Delta tables on an embedded S3 server under DATA_DIR/s3")
+    p_run.add_argument(
+        "--storage",
+        choices=("local", "s3"),
+        default=os.environ.get("STORAGE") or "local",
+        help="s3: files and Delta tables on an embedded S3 server under DATA_DIR/s3",
+    )
     p_exec = sub.add_parser("exec", help="run a command with DATABASE_URL/REDIS_URL set")
     p_exec.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]")
     p_env = sub.add_parser("env", help="print DATABASE_URL/REDIS_URL (servers stay up)")
@@ -164,4 +169,3 @@ def main(argv: list[str] | None = None) -> int:
     except BadSetting as exc:
         log(str(exc))
         return 2
-

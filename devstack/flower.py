@@ -1,4 +1,5 @@
 """Credentials of the Flower dashboard started by ``make run`` / ``make flower``."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """The launcher's own messages."""
+
 from __future__ import annotations
 
 import sys

@@ -1,4 +1,5 @@
 """Generated passwords of the local servers, each kept in a file only its owner can read."""
+
 from __future__ import annotations
 
 import contextlib

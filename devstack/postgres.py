@@ -1,4 +1,5 @@
 """An embedded PostgreSQL server (pgserver's binaries) for local runs and tests."""
+
 from __future__ import annotations
 
 import os
@@ -84,18 +85,14 @@ class EmbeddedPostgres:
         self._ensure_database()
         # Unencoded host path: alembic's ConfigParser would choke on %2F escapes.
         host = quote(self._socket_dir, safe="/._-~")
-        self.url = (
-            f"postgresql+psycopg2://postgres@/{DATABASE_NAME}?host={host}&port={self._port}"
-        )
+        self.url = f"postgresql+psycopg2://postgres@/{DATABASE_NAME}?host={host}&port={self._port}"
         return self.url
 
     def _ensure_database(self) -> None:
         import psycopg2
         from psycopg2 import errors
 
-        conn = psycopg2.connect(
-            host=self._socket_dir, port=self._port, user="postgres", dbname="postgres"
-        )
+        conn = psycopg2.connect(host=self._socket_dir, port=self._port, user="postgres", dbname="postgres")
         try:
             conn.autocommit = True
             with conn.cursor() as cur:

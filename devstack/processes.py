@@ -1,4 +1,5 @@
 """Child processes of the launcher: waiting for them, signalling them, running them in the foreground."""
+
 from __future__ import annotations
 
 import contextlib
@@ -8,8 +9,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from devstack.log import log
 from service.processes import pid_alive

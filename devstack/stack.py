@@ -1,11 +1,12 @@
 """The stack a launcher runs against: URLs from the environment, or embedded servers under DATA_DIR."""
+
 from __future__ import annotations
 
 import contextlib
 import os
 import sys
-from pathlib import Path
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 
 from devstack.flower import flower_basic_auth
 from devstack.log import log
@@ -18,8 +19,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @contextlib.contextmanager
-def resolve_stack(data_dir: Path, *, keep_running: bool = False,
-                  environ: Mapping[str, str] | None = None) -> Iterator[dict[str, str]]:
+def resolve_stack(
+    data_dir: Path, *, keep_running: bool = False, environ: Mapping[str, str] | None = None
+) -> Iterator[dict[str, str]]:
     """Yield ``{"DATABASE_URL": ..., "REDIS_URL": ...}``.
 
     A URL set in the environment is used as is; otherwise an embedded server is started
@@ -32,8 +34,7 @@ def resolve_stack(data_dir: Path, *, keep_running: bool = False,
     launched: list[EmbeddedPostgres | EmbeddedRedis] = []
     urls: dict[str, str] = {}
     try:
-        servers = {"DATABASE_URL": EmbeddedPostgres(data_dir / "pg"),
-                   "REDIS_URL": EmbeddedRedis(data_dir / "redis")}
+        servers = {"DATABASE_URL": EmbeddedPostgres(data_dir / "pg"), "REDIS_URL": EmbeddedRedis(data_dir / "redis")}
         for name, server in servers.items():
             if environ.get(name):
                 urls[name] = environ[name]
@@ -75,4 +76,3 @@ def child_env(urls: dict[str, str], data_dir: Path, environ: Mapping[str, str] |
     path = [p for p in env.get("PATH", "").split(os.pathsep) if p and p not in bins]
     env["PATH"] = os.pathsep.join(dict.fromkeys(bins)) + os.pathsep + os.pathsep.join(path)
     return env
-

@@ -1,4 +1,5 @@
 """Alembic environment: migrates the database named by DATABASE_URL."""
+
 from __future__ import annotations
 
 import os

@@ -45,9 +45,12 @@ class HintsField(fields.Field):
         return _checked_hints(value)
 
 
-_HINTS_DOC = {"description": "column (source or silver name) -> string, integer, double, boolean, date, timestamp "
-                             "or decimal(p,s); values that do not fit become NULL in silver, their raw text kept "
-                             "in _rescued_data", "example": {"amount": "decimal(12,2)"}}
+_HINTS_DOC = {
+    "description": "column (source or silver name) -> string, integer, double, boolean, date, timestamp "
+    "or decimal(p,s); values that do not fit become NULL in silver, their raw text kept "
+    "in _rescued_data",
+    "example": {"amount": "decimal(12,2)"},
+}
 
 
 class DatasetUploadRequestSchema(Schema):
@@ -65,13 +68,17 @@ class DatasetUploadRequestSchema(Schema):
     bad_rows = fields.String(
         load_default="reject",
         validate=validate.OneOf(BAD_ROW_MODES),
-        metadata={"description": "reject (default): a row that cannot be read refuses the file (400); "
-                                 "quarantine: such rows are set aside (GET .../bad-rows), up to MAX_BAD_ROWS"},
+        metadata={
+            "description": "reject (default): a row that cannot be read refuses the file (400); "
+            "quarantine: such rows are set aside (GET .../bad-rows), up to MAX_BAD_ROWS"
+        },
     )
     records_path = fields.String(
         validate=[validate.Length(min=1, max=1000), storable_text],
-        metadata={"description": "dotted path of the array of records inside a JSON object, e.g. data.items "
-                                 "(default: the object's one member that is an array of objects)"},
+        metadata={
+            "description": "dotted path of the array of records inside a JSON object, e.g. data.items "
+            "(default: the object's one member that is an array of objects)"
+        },
     )
 
 
@@ -104,8 +111,9 @@ class DatasetRecordsRequestSchema(Schema):
     """application/json upload of records."""
 
     name = fields.String(required=True, validate=[validate.Length(min=1, max=255), storable_text])
-    description = fields.String(load_default=None, allow_none=True,
-                                validate=[validate.Length(max=10_000), storable_text])
+    description = fields.String(
+        load_default=None, allow_none=True, validate=[validate.Length(max=10_000), storable_text]
+    )
     records = fields.List(fields.Dict(), required=True, validate=validate.Length(min=1))
     schema_hints = HintsField(metadata={**_HINTS_DOC, "type": "object"})
     sync = _sync_choice()

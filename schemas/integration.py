@@ -4,10 +4,14 @@ from marshmallow import Schema, fields
 class CatalogInitializeResponseSchema(Schema):
     target = fields.String(required=True, metadata={"example": "databricks"})
     catalog = fields.String(required=True, metadata={"example": "tenant_acme"})
-    schemas = fields.List(fields.String(), required=True,
-                          metadata={"example": ["tenant_acme.bronze", "tenant_acme.silver", "tenant_acme.staging"]})
-    volumes = fields.List(fields.String(), load_default=list, dump_default=list,
-                          metadata={"example": ["tenant_acme.staging.staging"]})
+    schemas = fields.List(
+        fields.String(),
+        required=True,
+        metadata={"example": ["tenant_acme.bronze", "tenant_acme.silver", "tenant_acme.staging"]},
+    )
+    volumes = fields.List(
+        fields.String(), load_default=list, dump_default=list, metadata={"example": ["tenant_acme.staging.staging"]}
+    )
     details = fields.Dict(keys=fields.String(), metadata={"description": "Anything else the target reports"})
 
 
@@ -26,6 +30,8 @@ class IntegrationStatusResponseSchema(Schema):
     syncing = fields.Integer(required=True)
     sync_percentage = fields.Float(
         required=True,
-        metadata={"description": "synced / (total − local_only) × 100, one decimal: the share of the datasets "
-                  "asked to sync that are synced"},
+        metadata={
+            "description": "synced / (total − local_only) × 100, one decimal: the share of the datasets "
+            "asked to sync that are synced"
+        },
     )

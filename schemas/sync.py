@@ -17,8 +17,12 @@ class SyncStepResponseSchema(Schema):
 class SyncRunResponseSchema(Schema):
     id = fields.UUID(required=True)
     trigger = fields.String(required=True)
-    request_id = fields.String(allow_none=True, metadata={
-        "description": "id of the request that started the run (X-Request-ID), or generated; its task log lines carry it"})
+    request_id = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "id of the request that started the run (X-Request-ID), or generated; its task log lines carry it"
+        },
+    )
     status = fields.String(required=True)
     step = fields.String(allow_none=True)
     error = fields.String(allow_none=True)
@@ -47,9 +51,11 @@ class SyncStatusResponseSchema(Schema):
     bad_row_count = fields.Integer(metadata={"description": "rows set aside at upload"})
     values_rescued = fields.Integer(
         allow_none=True,
-        metadata={"description": "values of hinted columns that did not fit their type: NULL in silver, their "
-                                 "raw text in _rescued_data (null without hints, or on a target that does not "
-                                 "count them)"},
+        metadata={
+            "description": "values of hinted columns that did not fit their type: NULL in silver, their "
+            "raw text in _rescued_data (null without hints, or on a target that does not "
+            "count them)"
+        },
     )
     bronze_location = fields.String(allow_none=True)
     silver_location = fields.String(allow_none=True)

@@ -3,6 +3,7 @@
 ``create_app(config)`` builds the Flask app and, beside it, ``celery_init_app(app)`` its
 Celery app (``app.extensions["celery"]``); the worker entry is ``tasks/celery_app.py``.
 """
+
 from __future__ import annotations
 
 from celery import Celery, Task

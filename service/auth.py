@@ -1,4 +1,5 @@
 """API keys: issued once, stored as SHA-256 digests, checked in constant time."""
+
 from __future__ import annotations
 
 import hashlib

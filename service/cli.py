@@ -1,4 +1,5 @@
 """Operations commands: ``flask --app wsgi tenant ...`` (wrapped by make targets)."""
+
 from __future__ import annotations
 
 import click
@@ -64,7 +65,7 @@ def resync(dataset_id) -> None:
         try:
             run = request_resync(session, dataset, trigger="cli")
         except APIError as exc:
-            raise click.ClickException(exc.message)
+            raise click.ClickException(exc.message) from exc
         run_id = run.id
     click.echo(f"sync run {run_id} of dataset {dataset_id} requested")
 
@@ -79,7 +80,7 @@ def resync_failed() -> None:
         with session_scope() as session:
             ids = resync_where(session, tenant_id=None, status="failed", trigger="cli")
     except APIError as exc:
-        raise click.ClickException(exc.message)
+        raise click.ClickException(exc.message) from exc
     click.echo(f"{len(ids)} failed dataset(s) requested for resync")
 
 

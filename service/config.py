@@ -1,4 +1,5 @@
 """Configuration, read from the environment in one place."""
+
 from __future__ import annotations
 
 import os
@@ -13,8 +14,15 @@ DEFAULT_NULL_TOKENS = ("", "NULL", "null", "N/A", "NA", "None")
 # benchmark file fits (bench/README.md, "Why the settings are what they are"); larger files spill.
 DEFAULT_SYNC_MEMORY_LIMIT = "704MB"
 # Read for s3:// URLs (service.storage.s3); empty ones are left to the library's defaults.
-S3_SETTINGS = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION",
-               "AWS_ALLOW_HTTP", "AWS_CONDITIONAL_PUT")
+S3_SETTINGS = (
+    "AWS_ENDPOINT_URL",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_REGION",
+    "AWS_ALLOW_HTTP",
+    "AWS_CONDITIONAL_PUT",
+)
 
 
 def sync_duckdb(config: dict) -> tuple[str, int, str | None]:
@@ -43,8 +51,17 @@ def data_directories(config: dict) -> list[str]:
     data_dir = config.get("DATA_DIR")
     # Object-store URLs are read through local copies, which live under DATA_DIR.
     urls = [u for u in (storage_url(config), lakehouse_url(config)) if "://" not in u] if data_dir else []
-    return [d for d in (data_dir, config.get("STORAGE_DIR"), config.get("LAKEHOUSE_DIR"), *urls,
-                        str(Path(data_dir) / "tmp") if data_dir else None) if d]
+    return [
+        d
+        for d in (
+            data_dir,
+            config.get("STORAGE_DIR"),
+            config.get("LAKEHOUSE_DIR"),
+            *urls,
+            str(Path(data_dir) / "tmp") if data_dir else None,
+        )
+        if d
+    ]
 
 
 def as_bool(value: object, name: str) -> bool:

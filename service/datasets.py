@@ -1,4 +1,5 @@
 """Datasets: accepting an upload, finding a tenant's datasets, previewing rows."""
+
 from __future__ import annotations
 
 import base64
@@ -81,8 +82,9 @@ def _hints_for(hints: dict | None, columns: list[dict]) -> dict[str, str]:
     try:
         return resolve_hints(hints, columns)
     except HintError as exc:
-        raise IngestError(str(exc), code="validation_error", status=422,
-                          details={"schema_hints": exc.problems}) from None
+        raise IngestError(
+            str(exc), code="validation_error", status=422, details={"schema_hints": exc.problems}
+        ) from None
 
 
 def _detected(result: ConvertResult) -> dict | None:
@@ -95,9 +97,7 @@ def _detected(result: ConvertResult) -> dict | None:
     return {k: v for k, v in found.items() if v is not None} or None
 
 
-def _store_new(
-    store: FileStore, tenant: Tenant, convert: Callable[[Path], tuple[dict, ConvertResult]]
-) -> Dataset:
+def _store_new(store: FileStore, tenant: Tenant, convert: Callable[[Path], tuple[dict, ConvertResult]]) -> Dataset:
     """Convert into the store, then commit the dataset and, when it is to sync, its first run
     together; otherwise it is committed ``local_only``, with no run.
 
@@ -119,7 +119,7 @@ def _store_new(
         except UnicodeEncodeError as exc:
             # JSON escapes can spell lone surrogates (e.g. "\\ud800"), which are not text.
             raise IngestError(
-                f"the data contains an unpaired Unicode surrogate ({exc.object[exc.start:exc.end]!r}); "
+                f"the data contains an unpaired Unicode surrogate ({exc.object[exc.start : exc.end]!r}); "
                 "text must be valid Unicode",
                 code="invalid_text",
             ) from exc
@@ -157,8 +157,10 @@ def _store_new(
                 session.flush()  # after the dataset and its run: bad rows reference it
                 session.execute(
                     insert(BadRow),
-                    [{"dataset_id": dataset_id, "line": r.line, "reason": r.reason, "raw": r.raw}
-                     for r in result.bad_rows],
+                    [
+                        {"dataset_id": dataset_id, "line": r.line, "reason": r.reason, "raw": r.raw}
+                        for r in result.bad_rows
+                    ],
                 )
     except BaseException:
         store.discard(file_name)
@@ -209,21 +211,24 @@ def create_from_file(
         tenant,
         lambda dest: (
             labels,
-            convert_file(src, dest, file_name=hint, settings=settings, sheet=sheet, records_path=records_path,
-                         bad_rows=bad_rows),
+            convert_file(
+                src, dest, file_name=hint, settings=settings, sheet=sheet, records_path=records_path, bad_rows=bad_rows
+            ),
         ),
     )
 
 
-def remove_upload_leftovers(store: FileStore, scratch_dir: str | os.PathLike | None, *,
-                            older_than: float = LEFTOVER_SECONDS) -> int:
+def remove_upload_leftovers(
+    store: FileStore, scratch_dir: str | os.PathLike | None, *, older_than: float = LEFTOVER_SECONDS
+) -> int:
     """Delete the work files of uploads cut short (spooled bodies, half-written Parquet
     files, scratch copies) not modified for ``older_than`` seconds; the number deleted."""
     places = store.leftover_places()
     if scratch_dir is not None:
-        places.append((scratch_dir, SCRATCH_PREFIX, ""))
-    removed = sum(remove_stale(directory, prefix, suffix, older_than=older_than)
-                  for directory, prefix, suffix in places)
+        places.append((Path(scratch_dir), SCRATCH_PREFIX, ""))
+    removed = sum(
+        remove_stale(directory, prefix, suffix, older_than=older_than) for directory, prefix, suffix in places
+    )
     if removed:
         log.warning("removed %d work files of uploads cut short", removed)
     return removed
@@ -241,6 +246,7 @@ def create_from_body(
     ``src``, parsed as a stream. ``validate`` checks the members other than the records,
     raising for bad ones, and returns the dataset's labels (``sync`` included)."""
     return _store_new(store, tenant, lambda dest: convert_body(src, dest, validate=validate, settings=settings))
+
 
 def bad_rows_page(session: Session, dataset: Dataset, *, limit: int, offset: int) -> list[BadRow]:
     """The dataset's set-aside rows in line order."""
@@ -320,7 +326,7 @@ def sync_status(session: Session, dataset: Dataset) -> dict:
         "status": dataset.sync_status,
         "step": dataset.sync_step,
         "attempts": attempts,
-        "target": (bronze or silver).target if (bronze or silver) else None,
+        "target": bronze.target if bronze else silver.target if silver else None,
         "bronze_table": bronze.full_name if bronze else None,
         "silver_table": silver.full_name if silver else None,
         "quarantine_table": quarantine.full_name if quarantine else None,
@@ -401,7 +407,9 @@ def request_resync(session: Session, dataset: Dataset, *, trigger: str = "manual
     return request_run(session, dataset, trigger=trigger)
 
 
-def resync_where(session: Session, *, tenant_id: uuid.UUID | None, status: str, trigger: str = "bulk") -> list[uuid.UUID]:
+def resync_where(
+    session: Session, *, tenant_id: uuid.UUID | None, status: str, trigger: str = "bulk"
+) -> list[uuid.UUID]:
     """Start new runs for every dataset (of one tenant, or all) in ``status``."""
     _require_sync_enabled()
     if status in ACTIVE_STATUSES:
@@ -430,7 +438,7 @@ def delete_dataset(tenant_id: uuid.UUID, dataset_id: uuid.UUID) -> None:
     with dataset_lock(dataset_id, wait=60.0):
         with session_scope() as session:
             dataset = get_for_tenant(session, tenant_id, dataset_id)
-            tenant = session.get(Tenant, dataset.tenant_id)
+            tenant = session.get_one(Tenant, dataset.tenant_id)
             ctx = context_for(dataset, tenant, run_id=dataset.current_run_id, ingested_at=utcnow())
             # A dataset that never had a run has no tables: the target need not be reachable.
             tables = dataset_tables(ctx, dataset, tenant) if dataset.current_run_id or dataset.tables else []
@@ -439,6 +447,6 @@ def delete_dataset(tenant_id: uuid.UUID, dataset_id: uuid.UUID) -> None:
             rt.target().drop_tables(ctx, tables)
         rt.store.remove(file_name)
         with session_scope() as session:
-            dataset = session.get(Dataset, dataset_id)
-            if dataset is not None:
-                session.delete(dataset)
+            gone = session.get(Dataset, dataset_id)
+            if gone is not None:
+                session.delete(gone)

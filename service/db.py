@@ -1,9 +1,10 @@
 """SQLAlchemy engine and session handling shared by the API, the worker and the CLI."""
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Iterator
 
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Connection, Engine

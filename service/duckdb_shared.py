@@ -7,6 +7,7 @@ temporary files without regard to other processes using the same directory. The 
 goes when the process exits; one left by a killed process is removed by the next process
 that opens a database there.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -18,7 +19,7 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
-from typing import Iterator
+from collections.abc import Iterator
 
 import duckdb
 
@@ -40,8 +41,9 @@ _SPILL_DIRS: list[str] = []
 _LOCK = threading.Lock()
 
 
-def remove_stale(directory: str | os.PathLike, prefix: str, suffix: str = "", *,
-                 older_than: float = STALE_SECONDS) -> int:
+def remove_stale(
+    directory: str | os.PathLike, prefix: str, suffix: str = "", *, older_than: float = STALE_SECONDS
+) -> int:
     """Delete ``prefix*suffix`` entries of ``directory`` not modified for ``older_than``
     seconds; the number deleted."""
     cutoff = time.time() - older_than
@@ -86,7 +88,7 @@ def remove_orphans(base: str | os.PathLike, prefix: str) -> None:
     for entry in entries:
         if not entry.name.startswith(host_prefix):
             continue
-        pid = entry.name[len(host_prefix):].split("-", 1)[0]
+        pid = entry.name[len(host_prefix) :].split("-", 1)[0]
         if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
             with contextlib.suppress(FileNotFoundError):
                 _remove(entry)
@@ -145,8 +147,12 @@ def database(config: dict, temp_base: str | os.PathLike | None = None) -> duckdb
         for stale in [k for k in _DATABASES if k[0] != os.getpid()]:
             del _DATABASES[stale]  # inherited across fork: never used here
         # Everything needed is built in; never reach the network or the disk for an extension.
-        full = {"autoinstall_known_extensions": False, "autoload_known_extensions": False,
-                "allow_community_extensions": False, **config}
+        full = {
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+            "allow_community_extensions": False,
+            **config,
+        }
         if base is not None:
             full["temp_directory"] = _spill_directory(base)
         # Options of built-in extensions (TimeZone: icu) are known only once the database runs.

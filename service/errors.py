@@ -1,5 +1,6 @@
 """Error types that carry an HTTP status and a JSON body of the form
 ``{"error": {"code": ..., "message": ..., "details": ...}}``."""
+
 from __future__ import annotations
 
 

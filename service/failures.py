@@ -3,6 +3,7 @@
 Raw error texts (DuckDB's, a lakehouse server's, a driver's) name hosts, paths, settings
 and sometimes values from the data; they go to the log, never into ``last_error``.
 """
+
 from __future__ import annotations
 
 import errno
@@ -52,18 +53,31 @@ def _rules():
     # The first rule any error of the chain matches wins: the root causes (memory, disk)
     # before the wrappers a target puts around them.
     return (
-        ("out_of_memory", lambda e: isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryException"
-         or "Out of Memory" in str(e)),
+        (
+            "out_of_memory",
+            lambda e: (
+                isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryException" or "Out of Memory" in str(e)
+            ),
+        ),
         ("disk_full", lambda e: isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)),
-        ("storage_not_writable", lambda e: isinstance(e, OSError) and e.errno in (errno.EROFS, errno.EACCES,
-                                                                                   errno.EPERM)),
+        (
+            "storage_not_writable",
+            lambda e: isinstance(e, OSError) and e.errno in (errno.EROFS, errno.EACCES, errno.EPERM),
+        ),
         ("database_unavailable", lambda e: isinstance(e, sqlalchemy.exc.OperationalError)),
-        ("broker_unavailable", lambda e: type(e).__module__.startswith(("redis", "kombu"))
-         and type(e).__name__ in ("ConnectionError", "TimeoutError", "OperationalError")),
+        (
+            "broker_unavailable",
+            lambda e: (
+                type(e).__module__.startswith(("redis", "kombu"))
+                and type(e).__name__ in ("ConnectionError", "TimeoutError", "OperationalError")
+            ),
+        ),
         ("local_file_missing", lambda e: isinstance(e, PermanentSyncError) and "missing" in str(e)),
         ("row_count_mismatch", lambda e: isinstance(e, PermanentSyncError) and "rows" in str(e)),
-        ("target_unavailable", lambda e: isinstance(e, (TransientTargetError, requests.ConnectionError,
-                                                         requests.Timeout))),
+        (
+            "target_unavailable",
+            lambda e: isinstance(e, (TransientTargetError, requests.ConnectionError, requests.Timeout)),
+        ),
         ("target_rejected", lambda e: isinstance(e, PermanentTargetError)),
         ("invalid_data", named("ConversionException", "InvalidInputException", "ArrowInvalid", "ArrowTypeError")),
     )

@@ -4,13 +4,14 @@ The lock lives on its own connection for the length of a step's work; if the wor
 dies, PostgreSQL drops the connection and the lock with it, so a crash never leaves a
 dataset locked.
 """
+
 from __future__ import annotations
 
 import logging
 import time
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError

@@ -1,8 +1,9 @@
 """ORM models: tenants and their keys, datasets, sync runs and lakehouse tables."""
+
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import (
     BigInteger,
@@ -27,7 +28,7 @@ LAYERS = ("bronze", "silver")
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Tenant(Base):
@@ -96,7 +97,7 @@ class Dataset(Base):
     current_run_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
 
     tenant: Mapped[Tenant] = relationship()
-    tables: Mapped[list["LakehouseTable"]] = relationship(
+    tables: Mapped[list[LakehouseTable]] = relationship(
         back_populates="dataset", cascade="all, delete-orphan", order_by="LakehouseTable.layer"
     )
 
@@ -146,7 +147,7 @@ class SyncRun(Base):
     # Times the sweeper re-sent this run because it had stopped moving.
     deliveries: Mapped[int] = mapped_column(Integer, default=0)
 
-    steps: Mapped[list["SyncStepRun"]] = relationship(
+    steps: Mapped[list[SyncStepRun]] = relationship(
         back_populates="run", cascade="all, delete-orphan", order_by="SyncStepRun.started_at"
     )
 
@@ -183,9 +184,7 @@ class BadRow(Base):
 
     __tablename__ = "bad_rows"
 
-    dataset_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True
-    )
+    dataset_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True)
     line: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     reason: Mapped[str] = mapped_column(Text)
     raw: Mapped[str] = mapped_column(Text)
@@ -207,8 +206,6 @@ class LakehouseTable(Base):
     full_name: Mapped[str] = mapped_column(String(400))
     location: Mapped[str] = mapped_column(Text)
     row_count: Mapped[int | None] = mapped_column(BigInteger)
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now(), onupdate=utcnow
-    )
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(), onupdate=utcnow)
 
     dataset: Mapped[Dataset] = relationship(back_populates="tables")

@@ -1,4 +1,5 @@
 """Names of tenants' catalogs and of datasets' tables."""
+
 from __future__ import annotations
 
 import re

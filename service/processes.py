@@ -1,4 +1,5 @@
 """Process helpers shared by the dev stack and the DuckDB spill-directory cleanup."""
+
 from __future__ import annotations
 
 import os

@@ -2,6 +2,7 @@
 
 Only the error types named here are retried; everything else fails the step at once.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -70,7 +71,7 @@ class StepRetryPolicy:
         return min(wait(state), self.max_wait)
 
     @classmethod
-    def from_config(cls, config: dict) -> "StepRetryPolicy":
+    def from_config(cls, config: dict) -> StepRetryPolicy:
         visibility = float(config.get("BROKER_VISIBILITY_TIMEOUT", 7200))
         return cls(
             attempts=max(1, int(config["SYNC_RETRY_ATTEMPTS"])),

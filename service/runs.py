@@ -4,6 +4,7 @@ The run row is written in the same transaction as the dataset, so the intent to 
 never lost; the chain is published only after that transaction commits. A run that could
 not be published (broker away) keeps ``published_at`` empty for the relay to send later.
 """
+
 from __future__ import annotations
 
 import logging
@@ -57,8 +58,9 @@ def _publish_after_commit(session: Session) -> None:
         except Exception:
             # The run is committed: whatever fails here, the relay publishes it later. An
             # error raised from a commit hook would reach the caller as a failed commit.
-            log.exception("publishing sync run %s of dataset %s after commit failed; the relay will", run_id,
-                          dataset_id)
+            log.exception(
+                "publishing sync run %s of dataset %s after commit failed; the relay will", run_id, dataset_id
+            )
 
 
 @event.listens_for(Session, "after_rollback")
@@ -71,7 +73,7 @@ def publish(dataset_id: str, run_id: str, from_step: str = "bronze", request_id:
     request id; False, logged, when the broker cannot take it now."""
     celery_app = current_app.extensions["celery"]
     args = (dataset_id, run_id)
-    steps = STEP_ORDER[STEP_ORDER.index(from_step):]
+    steps = STEP_ORDER[STEP_ORDER.index(from_step) :]
     # By task name: the API publishes tasks it never imports.
     try:
         with context.bound(request_id=request_id, dataset_id=dataset_id, run_id=run_id):
@@ -135,9 +137,14 @@ def sweep_stuck() -> dict:
         with session_scope() as session:
             run = session.get(SyncRun, run_id, with_for_update=True)
             dataset = session.get(Dataset, dataset_id)
-            if run is None or dataset is None or dataset.current_run_id != run.id or run.status not in ("pending", "syncing"):
+            if (
+                run is None
+                or dataset is None
+                or dataset.current_run_id != run.id
+                or run.status not in ("pending", "syncing")
+            ):
                 continue
-            wait = min(timeout * 2 ** run.deliveries, MAX_SWEEP_SPACING)
+            wait = min(timeout * 2**run.deliveries, MAX_SWEEP_SPACING)
             move = run.heartbeat_at or run.published_at
             if move is None or move >= utcnow() - timedelta(seconds=wait):
                 continue  # moved meanwhile, or re-sent recently

@@ -4,6 +4,7 @@ settings of conversions and of sync steps, and the lakehouse target.
 ``create_app`` stores it as ``app.extensions["lakesync"]``; code running in an app
 context reaches it through ``runtime()``.
 """
+
 from __future__ import annotations
 
 import threading
@@ -36,8 +37,7 @@ class Runtime:
         )
         # The worker's steps: the same database as the Delta target's (inference and writes).
         memory_limit, threads, temp_dir = sync_duckdb(config)
-        self.sync_settings = IngestSettings(duckdb_memory_limit=memory_limit, duckdb_threads=threads,
-                                            temp_dir=temp_dir)
+        self.sync_settings = IngestSettings(duckdb_memory_limit=memory_limit, duckdb_threads=threads, temp_dir=temp_dir)
         self._target: LakehouseTarget | None = None
         self._target_lock = threading.Lock()
 

@@ -6,6 +6,7 @@ internal bearer key, which opens every tenant's files. The key is
 INTERNAL_URL_SIGNING_KEY, or else derived from INTERNAL_API_KEY (so a deployment that
 sets only that gets signed URLs too); without either, nothing is signed or accepted.
 """
+
 from __future__ import annotations
 
 import hashlib

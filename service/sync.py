@@ -5,15 +5,16 @@ the lakehouse target outside any transaction, then records its result in one tra
 Steps are idempotent: tables are replaced, never appended to, so a step delivered twice
 leaves the same table. A run that is no longer the dataset's current run does nothing.
 """
+
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 import logging
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from collections.abc import Iterator
 
 from flask import current_app
 from sqlalchemy import and_, select
@@ -122,8 +123,14 @@ def begin_step(step: str, dataset_id: uuid.UUID, run_id: uuid.UUID) -> StepStart
             limit = int(current_app.config["SYNC_MAX_DELIVERIES"])
             if row.attempts >= limit:
                 # Started that often without an outcome: the step kills its worker. Stop here.
-                _fail(dataset, run, row, f"{step}: started {row.attempts} times without finishing "
-                      f"(the worker was lost each time); giving up after SYNC_MAX_DELIVERIES={limit}", now)
+                _fail(
+                    dataset,
+                    run,
+                    row,
+                    f"{step}: started {row.attempts} times without finishing "
+                    f"(the worker was lost each time); giving up after SYNC_MAX_DELIVERIES={limit}",
+                    now,
+                )
                 return None
             row.status = "running"
             row.attempts += 1
@@ -160,11 +167,19 @@ def _finish_step(step: str, ctx: SyncContext, rows: int | None, apply) -> bool:
     raise AssertionError("unreachable")
 
 
-def _record_table(session: Session, dataset: Dataset, layer: str, table: TableRef, location: str,
-                  rows: int | None) -> None:
+def _record_table(
+    session: Session, dataset: Dataset, layer: str, table: TableRef, location: str, rows: int | None
+) -> None:
     """Record where a layer's table is: one INSERT ... ON CONFLICT, not a read and a write."""
-    values = {"target": runtime().target().name, "catalog": table.catalog, "schema": table.schema,
-              "table": table.table, "full_name": table.full_name, "location": location, "row_count": rows}
+    values = {
+        "target": runtime().target().name,
+        "catalog": table.catalog,
+        "schema": table.schema,
+        "table": table.table,
+        "full_name": table.full_name,
+        "location": location,
+        "row_count": rows,
+    }
     session.execute(
         pg_insert(LakehouseTable)
         .values(dataset_id=dataset.id, layer=layer, **values)
@@ -180,8 +195,9 @@ def _with_source(ctx: SyncContext) -> Iterator[SyncContext]:
         try:
             path = stack.enter_context(runtime().store.local_copy(ctx.source_file))
         except StoredFileMissing:
-            raise PermanentSyncError(f"the stored file {ctx.source_file} of dataset {ctx.dataset_id} is missing") \
-                from None
+            raise PermanentSyncError(
+                f"the stored file {ctx.source_file} of dataset {ctx.dataset_id} is missing"
+            ) from None
         yield dataclasses.replace(ctx, source_path=path)
 
 
@@ -217,8 +233,7 @@ def run_bronze(dataset_id: uuid.UUID, run_id: uuid.UUID) -> dict:
         dataset.row_count_bronze = result.row_count
         _record_table(session, dataset, "bronze", result.table, result.location, result.row_count)
         if quarantine is not None:
-            _record_table(session, dataset, "quarantine", quarantine.table, quarantine.location,
-                          quarantine.row_count)
+            _record_table(session, dataset, "quarantine", quarantine.table, quarantine.location, quarantine.row_count)
 
     _finish_step("bronze", ctx, result.row_count, apply)
     return {"dataset_id": str(dataset_id), "bronze_table": result.table.full_name, "rows": result.row_count}
@@ -231,8 +246,13 @@ def _write_silver(ctx: SyncContext) -> tuple[TableResult, list]:
     assert local is not None, "silver is written inside _with_source"
 
     def infer(sampled: bool):
-        return infer_plan(local, null_tokens=current_app.config["NULL_TOKENS"], settings=rt.sync_settings,
-                          sampled=sampled, hints=dict(ctx.schema_hints))
+        return infer_plan(
+            local,
+            null_tokens=current_app.config["NULL_TOKENS"],
+            settings=rt.sync_settings,
+            sampled=sampled,
+            hints=dict(ctx.schema_hints),
+        )
 
     # A target that checks each value as it writes gets types from a sample, which saves
     # a whole pass over the file; a value that proves the sample wrong costs that pass back.
@@ -240,8 +260,9 @@ def _write_silver(ctx: SyncContext) -> tuple[TableResult, list]:
     try:
         result = tgt.write_silver(ctx, plan)
     except SampledPlanRejected as exc:
-        log.info("silver of dataset %s: the sampled types do not hold (%s); inferring from every value",
-                 ctx.dataset_id, exc)
+        log.info(
+            "silver of dataset %s: the sampled types do not hold (%s); inferring from every value", ctx.dataset_id, exc
+        )
         plan = infer(sampled=False)
         result = tgt.write_silver(ctx, plan)
     return result, plan.columns
@@ -261,7 +282,11 @@ def run_silver(dataset_id: uuid.UUID, run_id: uuid.UUID) -> dict:
         for col in dataset.columns:
             silver = planned.get(col["source_name"])
             if silver is not None:
-                col = {**col, "name": silver.name, "type": silver.source_type if silver.type == "source" else silver.type}
+                col = {
+                    **col,
+                    "name": silver.name,
+                    "type": silver.source_type if silver.type == "source" else silver.type,
+                }
             columns.append(col)
         dataset.columns = columns
         dataset.row_count_silver = result.row_count
@@ -289,8 +314,9 @@ def run_metadata(dataset_id: uuid.UUID, run_id: uuid.UUID) -> dict:
         if rows[layer] is None:
             raise PermanentSyncError(f"no row count of the {layer} table {state.table.full_name} was recorded")
     if rows["bronze"] != ctx.row_count:
-        raise PermanentSyncError(f"bronze table {states.bronze.table.full_name} has {rows['bronze']} rows, "
-                                 f"expected {ctx.row_count}")
+        raise PermanentSyncError(
+            f"bronze table {states.bronze.table.full_name} has {rows['bronze']} rows, expected {ctx.row_count}"
+        )
 
     def apply(session, dataset, run):
         now = utcnow()
@@ -308,8 +334,12 @@ def run_metadata(dataset_id: uuid.UUID, run_id: uuid.UUID) -> dict:
         run.finished_at = now
 
     _finish_step("metadata", ctx, rows["silver"], apply)
-    return {"dataset_id": str(dataset_id), "status": "synced", "bronze_rows": rows["bronze"],
-            "silver_rows": rows["silver"]}
+    return {
+        "dataset_id": str(dataset_id),
+        "status": "synced",
+        "bronze_rows": rows["bronze"],
+        "silver_rows": rows["silver"],
+    }
 
 
 def _locked(step_fn):

@@ -4,6 +4,7 @@ type a source column is stored as, and the cast of its values to that type.
 The Delta and Databricks targets, the MCP plan and the silver naming all take them from
 here, so bronze and silver tables look the same on every target.
 """
+
 from __future__ import annotations
 
 import pyarrow as pa

@@ -4,6 +4,7 @@ Each task takes ids, calls the step in ``service.sync`` and returns JSON-safe da
 Transient errors are retried through the broker with a backoff countdown; anything else,
 or a transient error that outlives its attempts, fails the run with a readable reason.
 """
+
 from __future__ import annotations
 
 import logging
@@ -36,9 +37,11 @@ def _run_step(task: Task, step: str, dataset_id: str, run_id: str) -> dict:
         if policy.should_retry(exc, attempt):
             # A server that said when to come back (Retry-After) is not asked sooner.
             countdown = min(max(policy.countdown(attempt), float(getattr(exc, "retry_after", 0) or 0)), policy.max_wait)
-            log.warning("%s of dataset %s failed (attempt %d), retrying in %.1fs: %s", step, dataset_id, attempt, countdown, exc)
+            log.warning(
+                "%s of dataset %s failed (attempt %d), retrying in %.1fs: %s", step, dataset_id, attempt, countdown, exc
+            )
             _record(step, ds_id, r_id, exc, final=False, retry_in=countdown)
-            raise task.retry(exc=exc, countdown=countdown)
+            raise task.retry(exc=exc, countdown=countdown) from exc
         log.error("%s of dataset %s failed for good (attempt %d): %s", step, dataset_id, attempt, exc)
         _record(step, ds_id, r_id, exc, final=True)
         raise

@@ -1,4 +1,5 @@
 """Upload housekeeping, run by Celery beat."""
+
 from __future__ import annotations
 
 from celery import shared_task

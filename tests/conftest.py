@@ -1,5 +1,6 @@
 """Test stack: one PostgreSQL and one Redis per session (embedded unless TEST_DATABASE_URL /
 TEST_REDIS_URL are set), migrated once with Alembic, and a real Celery worker process."""
+
 from __future__ import annotations
 
 import logging
@@ -174,9 +175,25 @@ def worker(app, app_env, stack_dir):
     env = {**os.environ, **app_env, "PYTHONPATH": str(ROOT)}
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "tasks.celery_app", "worker", "--loglevel=INFO",
-             "--concurrency=2", "-E", "--without-mingle", "--without-gossip", "-n", f"test-{uuid.uuid4().hex[:6]}@%h"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "tasks.celery_app",
+                "worker",
+                "--loglevel=INFO",
+                "--concurrency=2",
+                "-E",
+                "--without-mingle",
+                "--without-gossip",
+                "-n",
+                f"test-{uuid.uuid4().hex[:6]}@%h",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     celery = app.extensions["celery"]
     deadline = time.monotonic() + 60

@@ -1,4 +1,5 @@
 """Helpers shared by end-to-end tests."""
+
 from __future__ import annotations
 
 import io

@@ -1,4 +1,5 @@
 """HTTP API: blueprints, OpenAPI and error handling."""
+
 from __future__ import annotations
 
 import io
@@ -67,8 +68,9 @@ class UploadRequest(Request):
 
     def _get_file_stream(self, total_content_length, content_type, filename=None, content_length=None):
         incoming = runtime().store.incoming_dir
-        spool = tempfile.NamedTemporaryFile("wb+", dir=incoming, prefix=UPLOAD_PREFIX, suffix=UPLOAD_SUFFIX,
-                                            delete=False)
+        spool = tempfile.NamedTemporaryFile(
+            "wb+", dir=incoming, prefix=UPLOAD_PREFIX, suffix=UPLOAD_SUFFIX, delete=False
+        )
         self.spooled.append(spool.name)
         return spool
 
@@ -95,7 +97,8 @@ class UploadRequest(Request):
 
 
 def _remove_spooled_after(response: Response) -> Response:
-    return request.remove_spooled_after(response)
+    upload_request: UploadRequest = request  # type: ignore[assignment]  # app.request_class
+    return upload_request.remove_spooled_after(response)
 
 
 def _remove_files(paths: list[str]) -> None:

@@ -1,4 +1,5 @@
 """Datasets: upload, list, get, sync status, row preview."""
+
 from __future__ import annotations
 
 import uuid
@@ -71,7 +72,8 @@ def _raw_upload_parameters() -> list:
 
 
 def _validation_error(err: ValidationError, location: str) -> APIError:
-    fields = "; ".join(f"{k}: {' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in err.messages.items())
+    messages = err.messages if isinstance(err.messages, dict) else {"_schema": err.messages}
+    fields = "; ".join(f"{k}: {' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in messages.items())
     return APIError(f"invalid request: {fields}", code="validation_error", status=422, details={location: err.messages})
 
 
@@ -94,7 +96,7 @@ def upload_from_form(tenant: Tenant, *, handled_fields: Collection[str] = ()):
             except ValidationError as err:
                 raise ValidationError({"file": [f"the file name {m}" for m in err.messages]}) from None
     except ValidationError as err:
-        raise _validation_error(err, "form")
+        raise _validation_error(err, "form") from None
     stream = upload.stream
     stream.flush()
     path = Path(stream.name) if isinstance(getattr(stream, "name", None), str) else None
@@ -132,8 +134,9 @@ def _upload_from_raw(extension: str):
             raise _validation_error(ValidationError(messages), "headers") from None
     store = runtime().store
     limit = int(current_app.config["MAX_UPLOAD_MB"]) * MB
-    path = spool_body(request, store.incoming_dir, limit, empty=IngestError("the request body is empty",
-                                                                             code="empty_file"))
+    path = spool_body(
+        request, store.incoming_dir, limit, empty=IngestError("the request body is empty", code="empty_file")
+    )
     return service.create_from_file(
         store,
         runtime().ingest_settings,
@@ -157,9 +160,13 @@ def _body_labels(fields: dict) -> dict:
     try:
         data = DatasetRecordsRequestSchema().load(fields)
     except ValidationError as err:
-        raise _validation_error(err, "json")
-    return {"name": data["name"], "description": data["description"],
-            "sync": service.upload_syncs(current_app.config, data["sync"]), "schema_hints": data.get("schema_hints")}
+        raise _validation_error(err, "json") from None
+    return {
+        "name": data["name"],
+        "description": data["description"],
+        "sync": service.upload_syncs(current_app.config, data["sync"]),
+        "schema_hints": data.get("schema_hints"),
+    }
 
 
 def _upload_from_json():
@@ -302,10 +309,19 @@ class DatasetRows(MethodView):
         try:
             source = runtime().store.open(dataset.file_name)
         except StoredFileMissing:
-            raise APIError(f"the stored file of dataset {dataset_id} is missing", code="file_missing", status=404)
+            raise APIError(
+                f"the stored file of dataset {dataset_id} is missing", code="file_missing", status=404
+            ) from None
         with source:
             columns, rows, total = service.preview_rows(source, limit=args["limit"], offset=args["offset"])
-        return {"dataset_id": dataset_id, "columns": columns, "rows": rows, "limit": args["limit"], "offset": args["offset"], "total": total}
+        return {
+            "dataset_id": dataset_id,
+            "columns": columns,
+            "rows": rows,
+            "limit": args["limit"],
+            "offset": args["offset"],
+            "total": total,
+        }
 
 
 sync_blp = Blueprint("sync", __name__, url_prefix="/api/v1/sync", description="Bulk sync operations")

@@ -1,4 +1,5 @@
 """Every error answers ``{"error": {"code", "message", "details"}}`` with the right status."""
+
 from __future__ import annotations
 
 import logging
@@ -30,13 +31,16 @@ def _too_large():
     if request.mimetype == "application/json" and raw_extension(request) is None:
         limit = min(config["MAX_JSON_BODY_MB"], config["MAX_UPLOAD_MB"])
         return error_response(
-            413, "payload_too_large",
+            413,
+            "payload_too_large",
             f"the JSON body exceeds the limit of {limit} MB (the smaller of MAX_JSON_BODY_MB and MAX_UPLOAD_MB)",
-            {"limit_mb": limit})
+            {"limit_mb": limit},
+        )
     if raw_extension(request) is not None:
         limit = config["MAX_UPLOAD_MB"]
-        return error_response(413, "payload_too_large", f"the upload exceeds the limit of {limit} MB (MAX_UPLOAD_MB)",
-                              {"limit_mb": limit})
+        return error_response(
+            413, "payload_too_large", f"the upload exceeds the limit of {limit} MB (MAX_UPLOAD_MB)", {"limit_mb": limit}
+        )
     limits = {
         "limit_mb": config["MAX_UPLOAD_MB"],
         "max_form_parts": config["MAX_FORM_PARTS"],
@@ -68,7 +72,7 @@ def http_error(exc: HTTPException):
     else:
         message = exc.description or exc.name
     response = error_response(exc.code or 500, _code(exc), message, details)
-    for header, value in (getattr(exc, "get_headers", lambda: [])() or []):
+    for header, value in getattr(exc, "get_headers", lambda: [])() or []:
         if header.lower() not in ("content-type", "content-length"):
             response.headers[header] = value
     return response

@@ -1,4 +1,5 @@
 """The lakehouse target as a tenant sees it: catalog set-up and integration status."""
+
 from __future__ import annotations
 
 import logging
@@ -28,10 +29,15 @@ def _authenticate():
 def _target_error(exc: Exception, name: str, action: str) -> APIError:
     """503 when the target cannot be reached (may pass), 502 when it refused."""
     if isinstance(exc, PermanentTargetError):
-        return APIError(f"the {name} target refused {action}: {exc}", code="target_error", status=502,
-                        details={"target": name})
-    return APIError(f"the {name} target is unavailable for {action}: {exc}", code="target_unavailable", status=503,
-                    details={"target": name})
+        return APIError(
+            f"the {name} target refused {action}: {exc}", code="target_error", status=502, details={"target": name}
+        )
+    return APIError(
+        f"the {name} target is unavailable for {action}: {exc}",
+        code="target_unavailable",
+        status=503,
+        details={"target": name},
+    )
 
 
 @blp.route("/catalog/initialize")
@@ -52,7 +58,7 @@ class CatalogInitialize(MethodView):
             result = dict(target.initialize_catalog(catalog))
         except TARGET_ERRORS as exc:
             log.warning("initializing catalog %s failed: %s", catalog, exc)
-            raise _target_error(exc, name, f"initializing catalog {catalog}")
+            raise _target_error(exc, name, f"initializing catalog {catalog}") from exc
         known = {"catalog", "schemas", "volumes"}
         return {
             "target": target.name,

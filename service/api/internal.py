@@ -1,4 +1,5 @@
 """Endpoints for trusted services (e.g. a Databricks-side loader fetching Parquet files)."""
+
 from __future__ import annotations
 
 import hmac
@@ -22,10 +23,18 @@ blp = Blueprint("internal", __name__, url_prefix="/internal", description="Trust
 @blp.doc(
     security=[{"bearerAuth": []}, {}],
     parameters=[
-        {"name": "expires", "in": "query", "schema": {"type": "integer"},
-         "description": "expiry (Unix seconds) of a signed URL"},
-        {"name": "signature", "in": "query", "schema": {"type": "string"},
-         "description": "HMAC-SHA256 of the file name and the expiry (see service/signing.py)"},
+        {
+            "name": "expires",
+            "in": "query",
+            "schema": {"type": "integer"},
+            "description": "expiry (Unix seconds) of a signed URL",
+        },
+        {
+            "name": "signature",
+            "in": "query",
+            "schema": {"type": "string"},
+            "description": "HMAC-SHA256 of the file name and the expiry (see service/signing.py)",
+        },
     ],
     responses={"200": {"description": "The Parquet file", "content": {"application/vnd.apache.parquet": {}}}},
 )
@@ -49,8 +58,12 @@ def download(file_name: str):
         size, chunks = store.iter_bytes(file_name)
     except StoredFileMissing:
         raise NotFound(f"no stored file {file_name}") from None
-    return Response(chunks, mimetype="application/vnd.apache.parquet", direct_passthrough=True,
-                    headers={"Content-Length": str(size), "Content-Disposition": f"attachment; filename={file_name}"})
+    return Response(
+        chunks,
+        mimetype="application/vnd.apache.parquet",
+        direct_passthrough=True,
+        headers={"Content-Length": str(size), "Content-Disposition": f"attachment; filename={file_name}"},
+    )
 
 
 def _authorized(config, file_name: str) -> bool:

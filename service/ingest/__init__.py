@@ -10,8 +10,9 @@ Public interface (used by the upload endpoint and the benchmarks):
 
 Both raise ``service.errors.IngestError`` for bad input and leave no file at ``dest``.
 """
-from service.ingest.model import ConvertResult, IngestSettings, SourceColumn, SUPPORTED_FORMATS
+
 from service.ingest.convert import convert_body, convert_file, convert_records
+from service.ingest.model import SUPPORTED_FORMATS, ConvertResult, IngestSettings, SourceColumn
 
 __all__ = [
     "ConvertResult",

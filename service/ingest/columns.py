@@ -1,4 +1,5 @@
 """Column naming shared by every format, and the cap on the number of columns."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable

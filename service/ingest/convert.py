@@ -1,4 +1,5 @@
 """Entry points: an uploaded file or a list of API records to the dataset's local Parquet file."""
+
 from __future__ import annotations
 
 import contextlib
@@ -56,8 +57,13 @@ def convert_file(
         compression = unwrap.compression_of(_head(path))
         if compression is not None:
             expanded = scratch.enter_context(scratch_file(work_dir, ".expanded"))
-            unwrap.decompress(path, expanded, compression, max_bytes=settings.max_uncompressed_bytes,
-                              max_ratio=settings.max_compression_ratio)
+            unwrap.decompress(
+                path,
+                expanded,
+                compression,
+                max_bytes=settings.max_uncompressed_bytes,
+                max_ratio=settings.max_compression_ratio,
+            )
             path, hint = expanded, unwrap.inner_file_name(hint, compression)
         text_encoding = unwrap.utf16_encoding(_head(path))
         if text_encoding is not None:
@@ -69,23 +75,44 @@ def convert_file(
         if compression is not None and kind in (PARQUET, EXCEL):
             raise unsupported_format(f"a compressed {kind} file (upload it as it is)")
         if sheet is not None and kind != EXCEL:
-            raise IngestError("sheet applies to Excel workbooks only", code="validation_error", status=422,
-                              details={"form": {"sheet": ["only for .xlsx uploads"]}})
+            raise IngestError(
+                "sheet applies to Excel workbooks only",
+                code="validation_error",
+                status=422,
+                details={"form": {"sheet": ["only for .xlsx uploads"]}},
+            )
         if records_path is not None and kind not in (JSON_ARRAY, NDJSON):
-            raise IngestError("records_path applies to JSON files only", code="validation_error", status=422,
-                              details={"form": {"records_path": ["only for JSON uploads"]}})
+            raise IngestError(
+                "records_path applies to JSON files only",
+                code="validation_error",
+                status=422,
+                details={"form": {"records_path": ["only for JSON uploads"]}},
+            )
         with atomic_output(dest) as tmp:
             if kind == PARQUET:
                 result = convert_parquet(path, tmp, settings=settings)
             elif kind == EXCEL:
                 result = convert_workbook(path, tmp, settings=settings, sheet=sheet)
             elif kind == DELIMITED:
-                result = convert_delimited(path, tmp, extension=extension, settings=settings, work_dir=work_dir,
-                                           encoding_label=text_encoding, quarantine=quarantine)
+                result = convert_delimited(
+                    path,
+                    tmp,
+                    extension=extension,
+                    settings=settings,
+                    work_dir=work_dir,
+                    encoding_label=text_encoding,
+                    quarantine=quarantine,
+                )
             else:
-                result = convert_json_file(path, tmp, ndjson=kind == NDJSON, extension=extension,
-                                           max_columns=settings.max_columns, records_path=records_path,
-                                           quarantine=quarantine)
+                result = convert_json_file(
+                    path,
+                    tmp,
+                    ndjson=kind == NDJSON,
+                    extension=extension,
+                    max_columns=settings.max_columns,
+                    records_path=records_path,
+                    quarantine=quarantine,
+                )
             size = tmp.stat().st_size
     found = quarantine.rows if quarantine is not None else []
     return dataclasses.replace(result, size_bytes=size, compression=compression, bad_rows=found)

@@ -12,6 +12,7 @@ rows are stored.
 Quotes are data in many exports (TSV above all): a file that cannot be read with quoting but
 whose every record has the header's field count without it is read without quoting.
 """
+
 from __future__ import annotations
 
 import csv
@@ -138,9 +139,7 @@ class NotUtf8(Exception):
 
 
 def malformed(line: int, message: str, **details) -> IngestError:
-    return IngestError(
-        f"line {line}: {message}", code="malformed_csv", status=400, details={"line": line, **details}
-    )
+    return IngestError(f"line {line}: {message}", code="malformed_csv", status=400, details={"line": line, **details})
 
 
 # --------------------------------------------------------------------------- sniffing
@@ -179,7 +178,8 @@ def _field_counts(text: str, dialect: Dialect, complete: bool) -> list[int]:
 def _best_delimiter(
     text: str, quote: str | None, escape: str | None, complete: bool, prefer_tab: bool
 ) -> tuple[str, float]:
-    best, best_key = None, None
+    best: str | None = None
+    best_key: tuple[float, bool, int] | None = None
     single_column = None
     for order, delimiter in enumerate(DELIMITERS):
         counts = _field_counts(text, Dialect(delimiter, quote, escape), complete)
@@ -198,6 +198,7 @@ def _best_delimiter(
         if prefer_tab and single_column is not None:
             single_column = "\t" if "\t" not in text else single_column
         return single_column or ("\t" if prefer_tab else ","), 0.0
+    assert best_key is not None  # set together with best
     return best, best_key[0]
 
 
@@ -381,8 +382,9 @@ def _arrow_copy(normalized: Path, out: Path, names: list[str]) -> int:
         normalized,
         read_options=pacsv.ReadOptions(column_names=names, block_size=block),
         parse_options=pacsv.ParseOptions(newlines_in_values=True),
-        convert_options=pacsv.ConvertOptions(column_types=schema, strings_can_be_null=False,
-                                             quoted_strings_can_be_null=False),
+        convert_options=pacsv.ConvertOptions(
+            column_types=schema, strings_can_be_null=False, quoted_strings_can_be_null=False
+        ),
     )
     rows = 0
     with pq.ParquetWriter(out, schema, compression=LOCAL_PARQUET_CODEC) as writer:
@@ -484,8 +486,8 @@ def _reference_pass(
     try:
         writer = csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\n") if out else None
         with open_text(path, UTF8) as fh:
-            lines = LineRecorder(fh) if quarantine is not None else fh
-            reader = csv.reader(lines, **layout.dialect.reader_options())
+            recorder = LineRecorder(fh) if quarantine is not None else None
+            reader = csv.reader(recorder if recorder is not None else fh, **layout.dialect.reader_options())
             while True:
                 start = reader.line_num + 1
                 try:
@@ -495,10 +497,10 @@ def _reference_pass(
                 except csv.Error as exc:
                     if quarantine is None or not header_seen:
                         raise _parse_error(path, layout.dialect, start, reader.line_num, exc) from None
-                    quarantine.add(start, f"cannot be parsed: {exc}", lines.take())
+                    quarantine.add(start, f"cannot be parsed: {exc}", recorder.take() if recorder else "")
                     continue
                 records += 1
-                raw = lines.take() if quarantine is not None else ""
+                raw = recorder.take() if recorder is not None else ""
                 if row:
                     if not header_seen:
                         header_seen = True
@@ -682,21 +684,26 @@ def convert_delimited(
     prefer_tab = extension in (".tsv", ".tab")
     head, complete = _read_head(src, SNIFF_BYTES)
     encoding = UTF8 if is_utf8_prefix(head, complete=complete) else CP1252
-    options = {"prefer_tab": prefer_tab, "settings": settings, "work_dir": work_dir, "quarantine": quarantine}
+
+    def convert(path: Path):
+        return _convert_utf8(
+            path, out, prefer_tab=prefer_tab, settings=settings, work_dir=work_dir, quarantine=quarantine
+        )
+
     with scratch_file(work_dir, ".utf8.csv") as utf8_copy:
         if encoding == CP1252:
             transcode_cp1252_to_utf8(src, utf8_copy)
-            layout, rows = _convert_utf8(utf8_copy, out, **options)
+            layout, rows = convert(utf8_copy)
         else:
             try:
-                layout, rows = _convert_utf8(src, out, **options)
+                layout, rows = convert(src)
             except NotUtf8:
                 remove_quietly(out)
                 if quarantine is not None:
                     quarantine.rows.clear()  # found again in the transcoded copy
                 encoding = CP1252
                 transcode_cp1252_to_utf8(src, utf8_copy)
-                layout, rows = _convert_utf8(utf8_copy, out, **options)
+                layout, rows = convert(utf8_copy)
     # A one-column file has no delimiter to speak of: the file name decides its label.
     tab = layout.dialect.delimiter == "\t" if len(layout.names) > 1 else prefer_tab
     if encoding_label is None:

@@ -1,4 +1,5 @@
 """Which reader an upload needs, from its first bytes and (as a hint only) its file name."""
+
 from __future__ import annotations
 
 from pathlib import Path, PurePosixPath

@@ -5,6 +5,7 @@ exports on Windows produce and a superset of the printable Latin-1 range. The fi
 bytes that cp1252 leaves undefined (0x81, 0x8D, 0x8F, 0x90, 0x9D) are taken as
 Latin-1 so that no byte is ever rejected or lost.
 """
+
 from __future__ import annotations
 
 import codecs
@@ -23,7 +24,7 @@ _ERRORS = "lakesync-cp1252-latin1"
 def _latin1_fallback(err: UnicodeError):
     if not isinstance(err, UnicodeDecodeError):
         raise err
-    return err.object[err.start:err.end].decode("latin-1"), err.end
+    return err.object[err.start : err.end].decode("latin-1"), err.end
 
 
 codecs.register_error(_ERRORS, _latin1_fallback)
@@ -34,7 +35,7 @@ def decode_cp1252(data: bytes) -> str:
 
 
 def strip_bom(data: bytes) -> bytes:
-    return data[len(UTF8_BOM):] if data.startswith(UTF8_BOM) else data
+    return data[len(UTF8_BOM) :] if data.startswith(UTF8_BOM) else data
 
 
 def is_utf8_prefix(data: bytes, *, complete: bool) -> bool:
@@ -81,7 +82,7 @@ def transcode_cp1252_to_utf8(src: Path, dst: Path) -> None:
 def open_text(path: Path, encoding: str) -> io.TextIOBase:
     """Open for streaming text reads with line endings untranslated (``newline=""``), BOM skipped."""
     if encoding == UTF8:
-        return open(path, "r", encoding="utf-8-sig", newline="")
+        return open(path, encoding="utf-8-sig", newline="")
     raw = open(path, "rb")
     try:
         if raw.read(len(UTF8_BOM)) != UTF8_BOM:

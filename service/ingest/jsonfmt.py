@@ -9,6 +9,7 @@ bool, strings -> string (never parsed further), objects/arrays -> their JSON tex
 "json"). A column mixing other JSON types keeps the JSON text of every value as a string,
 so no value is lost or coerced.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -157,7 +158,7 @@ class _ArrayReader:
                 self.col_base = self.pos - self.buf.rfind("\n", 0, self.pos)
             else:
                 self.col_base += self.pos
-            self.buf = self.buf[self.pos:]
+            self.buf = self.buf[self.pos :]
             self.slow_until = max(0, self.slow_until - self.pos)
             self.pos = 0
         self.buf += data
@@ -175,7 +176,8 @@ class _ArrayReader:
 
     def _peek(self) -> str:
         while True:
-            self.pos = _WHITESPACE.match(self.buf, self.pos).end()
+            # The pattern matches the empty string too, so there is always a match.
+            self.pos = _WHITESPACE.match(self.buf, self.pos).end()  # type: ignore[union-attr]
             if self.pos < len(self.buf):
                 return self.buf[self.pos]
             if not self._fill():
@@ -520,8 +522,7 @@ class _Schema:
         for t in types:
             kinds.add(_KIND_OF_TYPE.get(t) or (_NESTED if issubclass(t, (dict, list)) else _STR))
         if int in types:
-            ints = filter(None, values) if types <= _INT_ONLY else (v for v in values if type(v) is int)
-            ints = list(ints)
+            ints = list(filter(None, values) if types <= _INT_ONLY else (v for v in values if type(v) is int))
             if ints and (max(ints) > _INT64_MAX or min(ints) < _INT64_MIN):
                 kinds.add(_BIGINT)
 
@@ -651,8 +652,9 @@ def convert_json_file(
         quarantine.check_good_rows(schema.rows)
     column_types = schema.column_types()
     _check_shape(schema, column_types, "The file")
-    written = _write(batches(encoding, Quarantine(limit=len(quarantine.rows)) if quarantine else None), out,
-                     column_types)
+    written = _write(
+        batches(encoding, Quarantine(limit=len(quarantine.rows)) if quarantine else None), out, column_types
+    )
     source_format = "ndjson" if ndjson and path is None else "json"
     return dataclasses.replace(_result(source_format, written, column_types), records_path=path)
 

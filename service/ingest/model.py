@@ -1,4 +1,5 @@
 """Data types of the ingest interface."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -1,4 +1,5 @@
 """Atomic output: write next to the destination, rename only on success."""
+
 from __future__ import annotations
 
 import contextlib

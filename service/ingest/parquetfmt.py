@@ -8,6 +8,7 @@ chunk) must fit the budget; then the pages are decoded with string columns kept 
 dictionaries, and the bytes each row group would take once its values are materialized
 (as the sync steps and the row preview read them) must fit it too.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -31,9 +32,7 @@ _OFFSET_BYTES = 4  # an offset per value of a variable-width column
 
 
 def invalid_parquet(reason: str) -> IngestError:
-    return IngestError(
-        f"The file is not a readable Parquet file: {reason}", code="invalid_parquet", status=400
-    )
+    return IngestError(f"The file is not a readable Parquet file: {reason}", code="invalid_parquet", status=400)
 
 
 def over_budget(row_group: int, decoded: int, budget: int) -> IngestError:

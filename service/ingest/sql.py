@@ -1,4 +1,5 @@
 """DuckDB connections configured from the ingest settings."""
+
 from __future__ import annotations
 
 import contextlib

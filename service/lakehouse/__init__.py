@@ -3,6 +3,7 @@
 A target implements ``service.lakehouse.base.LakehouseTarget``; ``get_target(config)``
 returns the one named by ``SYNC_TARGET``.
 """
+
 from service.lakehouse.base import (
     LakehouseTarget,
     PermanentTargetError,

@@ -3,6 +3,7 @@
 A target is handed one ``SyncContext`` per call: everything it needs to know about the
 dataset, the run and the tables, so it never looks anything up behind the caller's back.
 """
+
 from __future__ import annotations
 
 import abc
@@ -133,7 +134,7 @@ class LakehouseTarget(abc.ABC):
     def drop_tables(self, ctx: SyncContext, tables: list[TableRef]) -> None:
         """Remove the dataset's tables; no error for one that does not exist."""
 
-    def ping(self) -> None:
+    def ping(self) -> None:  # noqa: B027 - optional: a target with nothing to reach keeps this
         """Raise when the target cannot be reached."""
 
     def initialize_catalog(self, catalog: str) -> dict:

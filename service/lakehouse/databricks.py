@@ -21,6 +21,7 @@ Silver
     ``CREATE OR REPLACE TABLE ... AS SELECT DISTINCT ...`` built from the SilverPlan by
     ``service.lakehouse.spark_sql``, which follows the local target's rules exactly.
 """
+
 from __future__ import annotations
 
 import base64
@@ -28,10 +29,10 @@ import logging
 import os
 import tempfile
 import threading
-from contextlib import contextmanager
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
@@ -60,15 +61,20 @@ FILES_API_MAX_UPLOAD = 5 * 1024**3
 BATCH_ROWS = 64 * 1024
 TERMINAL_STATES = ("SUCCEEDED", "FAILED", "CANCELED", "CLOSED")
 # Error classes of statements that may pass when tried again.
-TRANSIENT_SQL_ERRORS = ("TEMPORARILY_UNAVAILABLE", "DELTA_CONCURRENT", "CONCURRENT_APPEND",
-                        "CONCURRENT_DELETE", "METADATA_CHANGED", "PROTOCOL_CHANGED")
+TRANSIENT_SQL_ERRORS = (
+    "TEMPORARILY_UNAVAILABLE",
+    "DELTA_CONCURRENT",
+    "CONCURRENT_APPEND",
+    "CONCURRENT_DELETE",
+    "METADATA_CHANGED",
+    "PROTOCOL_CHANGED",
+)
 # What Databricks says when a catalog or schema is missing.
 MISSING_CATALOG_ERRORS = ("NO_SUCH_CATALOG", "CATALOG_NOT_FOUND")
 MISSING_ERRORS = MISSING_CATALOG_ERRORS + ("SCHEMA_NOT_FOUND", "NO_SUCH_SCHEMA")
 # Column mapping keeps source names with spaces or brackets; timestamps without a time
 # zone (TIMESTAMP_NTZ) need their table feature.
-TABLE_PROPERTIES = ("TBLPROPERTIES ('delta.columnMapping.mode' = 'name', "
-                    "'delta.feature.timestampNtz' = 'supported')")
+TABLE_PROPERTIES = "TBLPROPERTIES ('delta.columnMapping.mode' = 'name', 'delta.feature.timestampNtz' = 'supported')"
 
 
 class StatementFailed(RemotePermanentError):
@@ -113,7 +119,10 @@ class OAuthTokens:
 
     def _fetch(self) -> str:
         response = self.http.request(
-            "POST", "/oidc/v1/token", what="the OAuth token request", expected=(200,),
+            "POST",
+            "/oidc/v1/token",
+            what="the OAuth token request",
+            expected=(200,),
             data={"grant_type": "client_credentials", "scope": "all-apis"},
             headers={"Authorization": _basic(self.client_id, self.client_secret), "Accept": "application/json"},
         )
@@ -194,15 +203,17 @@ class DatabricksTarget(LakehouseTarget):
             auth, refresh = (lambda: {"Authorization": f"Bearer {oauth.token()}"}), oauth.invalidate
         else:
             raise PermanentTargetError(
-                "no Databricks credentials: set DATABRICKS_TOKEN, or DATABRICKS_CLIENT_ID and DATABRICKS_CLIENT_SECRET")
-        self.http = HttpClient("Databricks", self.host, timeout=http_timeout, auth=auth,
-                               on_unauthorized=refresh, attempts=attempts)
+                "no Databricks credentials: set DATABRICKS_TOKEN, or DATABRICKS_CLIENT_ID and DATABRICKS_CLIENT_SECRET"
+            )
+        self.http = HttpClient(
+            "Databricks", self.host, timeout=http_timeout, auth=auth, on_unauthorized=refresh, attempts=attempts
+        )
         self._ready: set[tuple[str, str]] = set()  # (catalog, schema) known to exist
         self._ready_lock = threading.Lock()
         self.warehouse_state: str | None = None  # as last seen by ping()
 
     @classmethod
-    def from_config(cls, config: dict) -> "DatabricksTarget":
+    def from_config(cls, config: dict) -> DatabricksTarget:
         return cls(
             config.get("DATABRICKS_HOST", ""),
             warehouse_id=config.get("DATABRICKS_WAREHOUSE_ID", ""),
@@ -240,11 +251,13 @@ class DatabricksTarget(LakehouseTarget):
                 self._cancel(statement_id)
                 raise TransientTargetError(
                     f"Databricks statement {statement_id} ({what}) did not finish within "
-                    f"{self.statement_timeout:g}s (DATABRICKS_STATEMENT_TIMEOUT) and was cancelled")
+                    f"{self.statement_timeout:g}s (DATABRICKS_STATEMENT_TIMEOUT) and was cancelled"
+                )
             sleep_until(deadline, interval)
             interval = min(max_interval, interval * 1.5)
-            data = self.http.request("GET", f"/api/2.0/sql/statements/{quote(statement_id)}", what=what,
-                                     expected=(200,)).json()
+            data = self.http.request(
+                "GET", f"/api/2.0/sql/statements/{quote(statement_id)}", what=what, expected=(200,)
+            ).json()
         return self._outcome(statement_id, what, data)
 
     def _outcome(self, statement_id: str, what: str, data: dict) -> StatementResult:
@@ -264,8 +277,12 @@ class DatabricksTarget(LakehouseTarget):
 
     def _cancel(self, statement_id: str) -> None:
         try:
-            self.http.request("POST", f"/api/2.0/sql/statements/{quote(statement_id)}/cancel",
-                              what="cancelling a statement", expected=(200,))
+            self.http.request(
+                "POST",
+                f"/api/2.0/sql/statements/{quote(statement_id)}/cancel",
+                what="cancelling a statement",
+                expected=(200,),
+            )
         except (TransientTargetError, PermanentTargetError) as exc:
             log.warning("could not cancel Databricks statement %s: %s", statement_id, exc)
 
@@ -314,8 +331,13 @@ class DatabricksTarget(LakehouseTarget):
             self._ready = {k for k in self._ready if k[0] != catalog}
 
     def _volume_name(self, catalog: str) -> str:
-        return ".".join((sql.quote_identifier(catalog, "catalog name"), sql.quote_identifier(self.staging_schema),
-                         sql.quote_identifier(self.staging_volume)))
+        return ".".join(
+            (
+                sql.quote_identifier(catalog, "catalog name"),
+                sql.quote_identifier(self.staging_schema),
+                sql.quote_identifier(self.staging_volume),
+            )
+        )
 
     def initialize_catalog(self, catalog: str) -> dict:
         sql.identifier(catalog, "catalog name")
@@ -344,10 +366,15 @@ class DatabricksTarget(LakehouseTarget):
         size = local.stat().st_size
         if size > FILES_API_MAX_UPLOAD:
             raise PermanentTargetError(
-                f"the bronze file is {size} bytes; the Databricks Files API takes at most 5 GiB per upload")
+                f"the bronze file is {size} bytes; the Databricks Files API takes at most 5 GiB per upload"
+            )
         self.http.request(
-            "PUT", self._files_url("files", remote), what=f"uploading {remote}", expected=(200, 201, 204),
-            params={"overwrite": "true"}, data=lambda: open(local, "rb"),
+            "PUT",
+            self._files_url("files", remote),
+            what=f"uploading {remote}",
+            expected=(200, 201, 204),
+            params={"overwrite": "true"},
+            data=lambda: open(local, "rb"),
             headers={"Content-Type": "application/octet-stream"},
         )
 
@@ -356,8 +383,14 @@ class DatabricksTarget(LakehouseTarget):
         token = None
         while True:
             params = {"page_token": token} if token else None
-            response = self.http.request("GET", self._files_url("directories", remote), what=f"listing {remote}",
-                                         expected=(200,), allow=(404,), params=params)
+            response = self.http.request(
+                "GET",
+                self._files_url("directories", remote),
+                what=f"listing {remote}",
+                expected=(200,),
+                allow=(404,),
+                params=params,
+            )
             if response.status_code == 404:
                 return []
             body = response.json()
@@ -367,8 +400,9 @@ class DatabricksTarget(LakehouseTarget):
                 return entries
 
     def _delete_file(self, remote: str) -> None:
-        self.http.request("DELETE", self._files_url("files", remote), what=f"deleting {remote}",
-                          expected=(200, 204), allow=(404,))
+        self.http.request(
+            "DELETE", self._files_url("files", remote), what=f"deleting {remote}", expected=(200, 204), allow=(404,)
+        )
 
     def _remove_staged(self, ref: TableRef, keep: str | None = None) -> None:
         directory = self._staging_dir(ref)
@@ -377,8 +411,13 @@ class DatabricksTarget(LakehouseTarget):
             if path != keep and not entry.get("is_directory"):
                 self._delete_file(path)
         if keep is None:
-            self.http.request("DELETE", self._files_url("directories", directory), what=f"deleting {directory}",
-                              expected=(200, 204), allow=(404, 409))
+            self.http.request(
+                "DELETE",
+                self._files_url("directories", directory),
+                what=f"deleting {directory}",
+                expected=(200, 204),
+                allow=(404, 409),
+            )
 
     # --- the target interface ---------------------------------------------------------
 
@@ -390,7 +429,7 @@ class DatabricksTarget(LakehouseTarget):
         ref = ctx.bronze
         table = sql.table_name(ref)
         self._ensure_schemas(ref.catalog, (ref.schema,), volume=True)
-        ingested_at = ctx.ingested_at.astimezone(timezone.utc)
+        ingested_at = ctx.ingested_at.astimezone(UTC)
         remote = f"{self._staging_dir(ref)}/{ingested_at.strftime('%Y%m%dT%H%M%S%fZ')}.parquet"
         local = self._bronze_file(ctx, ingested_at)
         try:
@@ -403,8 +442,10 @@ class DatabricksTarget(LakehouseTarget):
             "FORMAT_OPTIONS ('mergeSchema' = 'true') COPY_OPTIONS ('mergeSchema' = 'true')"
         )
         # Rows of earlier runs; none on a retry of the same run.
-        self.execute(f"DELETE FROM {table} WHERE `{INGESTED_AT}` IS NULL OR "
-                     f"`{INGESTED_AT}` <> {sql.timestamp_literal(ingested_at)}")
+        self.execute(
+            f"DELETE FROM {table} WHERE `{INGESTED_AT}` IS NULL OR "
+            f"`{INGESTED_AT}` <> {sql.timestamp_literal(ingested_at)}"
+        )
         rows = self.count_rows(ref)
         try:
             self._remove_staged(ref, keep=remote)
@@ -452,16 +493,19 @@ class DatabricksTarget(LakehouseTarget):
         self._ensure_schemas(silver.catalog, (silver.schema,))
         self.execute(statement, what=f"CREATE OR REPLACE TABLE {silver.full_name}")
         rescued = int(self.execute(sql.rescued_count(silver, plan)).scalar()) if plan.rescues else None
-        return TableResult(table=silver, location=self.location(silver), row_count=self.count_rows(silver),
-                           values_rescued=rescued)
+        return TableResult(
+            table=silver, location=self.location(silver), row_count=self.count_rows(silver), values_rescued=rescued
+        )
 
     def count_rows(self, ref: TableRef) -> int:
         return int(self.execute(f"SELECT COUNT(*) FROM {sql.table_name(ref)}").scalar())
 
     def read_back(self, ctx: SyncContext) -> TableStates:
         # One statement for both counts; a missing table fails it, which the step reports.
-        counts = self.execute(f"SELECT (SELECT COUNT(*) FROM {sql.table_name(ctx.bronze)}), "
-                              f"(SELECT COUNT(*) FROM {sql.table_name(ctx.silver)})")
+        counts = self.execute(
+            f"SELECT (SELECT COUNT(*) FROM {sql.table_name(ctx.bronze)}), "
+            f"(SELECT COUNT(*) FROM {sql.table_name(ctx.silver)})"
+        )
         return TableStates(
             bronze=TableState(ctx.bronze, True, self.location(ctx.bronze), int(counts.scalar(0, 0))),
             silver=TableState(ctx.silver, True, self.location(ctx.silver), int(counts.scalar(0, 1))),
@@ -482,8 +526,12 @@ class DatabricksTarget(LakehouseTarget):
                 self._remove_staged(ref)
 
     def ping(self) -> None:
-        response = self.http.request("GET", f"/api/2.0/sql/warehouses/{quote(self.warehouse_id)}",
-                                     what="reading the SQL warehouse", expected=(200,))
+        response = self.http.request(
+            "GET",
+            f"/api/2.0/sql/warehouses/{quote(self.warehouse_id)}",
+            what="reading the SQL warehouse",
+            expected=(200,),
+        )
         self.warehouse_state = response.json().get("state")
 
     def describe(self) -> dict:

@@ -1,6 +1,7 @@
 """The silver plan applied in DuckDB SQL, for the Delta target (``spark_sql`` is the same
 for Databricks): trim, null tokens, casts (checked per value for a sampled plan), names,
 and the de-duplicated write."""
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,7 @@ from service.transform.plan import SilverPlan, decimal_parts, is_silver_type
 # encoding is kept only for columns with few distinct values per row group: building a
 # dictionary for a high-cardinality column only to abandon it is costly (bench/README.md).
 # The writer buffers a whole row group, so wide tables get row groups capped in bytes.
-SILVER_PARQUET_OPTIONS = ("FORMAT parquet, COMPRESSION snappy, DICTIONARY_SIZE_LIMIT 4096, "
-                          "ROW_GROUP_SIZE_BYTES '32MB'")
+SILVER_PARQUET_OPTIONS = "FORMAT parquet, COMPRESSION snappy, DICTIONARY_SIZE_LIMIT 4096, ROW_GROUP_SIZE_BYTES '32MB'"
 
 
 @dataclass
@@ -40,8 +40,7 @@ def validate_plan(plan: SilverPlan) -> None:
     seen: set[str] = set()
     for column in plan.columns:
         if not is_silver_type(column.type) and column.type != "source":
-            raise PermanentTargetError(
-                f"silver plan: column {column.source_name!r} has unknown type {column.type!r}")
+            raise PermanentTargetError(f"silver plan: column {column.source_name!r} has unknown type {column.type!r}")
         if not column.name or column.name in RESERVED_NAMES:
             raise PermanentTargetError(f"silver plan: invalid column name {column.name!r}")
         key = column.name.lower()
@@ -57,8 +56,7 @@ def _bronze_column(source_name: str, fields: dict[str, pa.Field]) -> pa.Field:
             return field
     field = fields.get(source_name)
     if field is None or (source_name in BRONZE_META and not field.metadata):
-        raise PermanentTargetError(
-            f"silver plan: column {source_name!r} is not in the bronze table")
+        raise PermanentTargetError(f"silver plan: column {source_name!r} is not in the bronze table")
     return field
 
 
@@ -69,19 +67,19 @@ def _is_string_type(t: pa.DataType) -> bool:
 def _tokens_castable(tokens: list[str]) -> set[str]:
     """Planned types to which some null token casts; values of those columns are compared
     with the tokens before casting."""
-    checks = tuple((name, f"TRY_CAST(t AS {q.DUCKDB_TYPES[name]}) IS NOT NULL")
-                   for name in q.DUCKDB_TYPES if name != "string")
+    checks = tuple(
+        (name, f"TRY_CAST(t AS {q.DUCKDB_TYPES[name]}) IS NOT NULL") for name in q.DUCKDB_TYPES if name != "string"
+    )
     return set(q.tokens_passing(tuple(tokens), checks))
 
 
-def silver_sql(con: duckdb.DuckDBPyConnection, plan: SilverPlan, scan: BronzeScan) -> "SilverSQL":
+def silver_sql(con: duckdb.DuckDBPyConnection, plan: SilverPlan, scan: BronzeScan) -> SilverSQL:
     """The plan applied to the bronze rows, in SQL."""
     tokens = list(plan.null_tokens)
     # Verified plans cast leniently first (TRY_CAST), so a token that casts must be
     # compared first; sampled plans check each value's grammar first, so only a token
     # that fits a grammar must (none of the default tokens does).
-    token_first = _tokens_castable(tokens) if plan.verified else \
-        q.tokens_fitting(tokens, q.TYPE_CODES)
+    token_first = _tokens_castable(tokens) if plan.verified else q.tokens_fitting(tokens, q.TYPE_CODES)
     inner, outer = [], []
     rescued: list[tuple[str, str]] = []  # (column name, SQL of its raw text when it did not fit)
     for i, column in enumerate(plan.columns):
@@ -101,8 +99,9 @@ def silver_sql(con: duckdb.DuckDBPyConnection, plan: SilverPlan, scan: BronzeSca
             inner.append(f"{src} AS {alias}")
         elif column.type == "string":
             # Only padded values pay for trim(), which copies every string it touches.
-            inner.append(f"CASE WHEN {src} LIKE ' %' OR {src} LIKE '% ' THEN {q.trim_spaces(src)} "
-                         f"ELSE {src} END AS {alias}")
+            inner.append(
+                f"CASE WHEN {src} LIKE ' %' OR {src} LIKE '% ' THEN {q.trim_spaces(src)} ELSE {src} END AS {alias}"
+            )
             expr = f"if({q.is_token(alias, tokens)}, NULL, {alias})" if tokens else alias
         elif not is_string:
             inner.append(f"{src} AS {alias}")
@@ -114,8 +113,7 @@ def silver_sql(con: duckdb.DuckDBPyConnection, plan: SilverPlan, scan: BronzeSca
             else:
                 # The type comes from a sample: every value is checked against the grammar,
                 # and the first one that does not fit stops the write (SampledPlanRejected).
-                expr = q.silver_typed_expr(alias, column.type, tokens, column.type in token_first,
-                                           column.name)
+                expr = q.silver_typed_expr(alias, column.type, tokens, column.type in token_first, column.name)
         outer.append(f"{expr} AS {out}")
 
     names = [q.quote_ident(c.name) for c in plan.columns]
@@ -124,11 +122,9 @@ def silver_sql(con: duckdb.DuckDBPyConnection, plan: SilverPlan, scan: BronzeSca
         names.append(q.quote_ident(RESCUED_DATA))
     constant = {m: scan.constants[m] for m in SILVER_META if m in scan.constants}
     carried = [q.quote_ident(m) for m in SILVER_META if m not in constant]
-    select = (f"SELECT {', '.join(outer + carried)} "
-              f"FROM (SELECT {', '.join(inner + carried)} FROM {scan.sql})")
+    select = f"SELECT {', '.join(outer + carried)} FROM (SELECT {', '.join(inner + carried)} FROM {scan.sql})"
     order = ", ".join(names)
-    meta = ", ".join(f"{constant[m]} AS {q.quote_ident(m)}" if m in constant else q.quote_ident(m)
-                     for m in SILVER_META)
+    meta = ", ".join(f"{constant[m]} AS {q.quote_ident(m)}" if m in constant else q.quote_ident(m) for m in SILVER_META)
     return SilverSQL(select=select, columns=f"{order}, {meta}")
 
 
@@ -153,8 +149,9 @@ def _copy(con: duckdb.DuckDBPyConnection, query: str, out_file: str) -> None:
     con.execute(f"COPY ({query}) TO {q.quote_literal(out_file)} ({SILVER_PARQUET_OPTIONS})").fetchall()
 
 
-def write_distinct(con: duckdb.DuckDBPyConnection, silver_sql: SilverSQL, column_count: int,
-                    staging: str, out_file: str) -> None:
+def write_distinct(
+    con: duckdb.DuckDBPyConnection, silver_sql: SilverSQL, column_count: int, staging: str, out_file: str
+) -> None:
     """Write the distinct silver rows to ``out_file``.
 
     A plain DISTINCT is one pass and the fastest, but its hash table holds whole rows, and
@@ -169,17 +166,23 @@ def write_distinct(con: duckdb.DuckDBPyConnection, silver_sql: SilverSQL, column
     every_row = os.path.join(staging, "rows.parquet")
     _copy(con, silver_sql.over(silver_sql.select), every_row)
     rows = f"read_parquet({q.quote_literal(every_row)})"
-    con.execute("CREATE OR REPLACE TEMP TABLE shared_hashes AS SELECT h FROM "
-                f"(SELECT hash(*COLUMNS(*)) AS h FROM {rows}) GROUP BY h HAVING count(*) > 1").fetchall()
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE shared_hashes AS SELECT h FROM "
+        f"(SELECT hash(*COLUMNS(*)) AS h FROM {rows}) GROUP BY h HAVING count(*) > 1"
+    ).fetchall()
     if con.execute("SELECT count(*) FROM shared_hashes").fetchall()[0][0] == 0:
         os.rename(every_row, out_file)
         return
     hashed = f"SELECT *, hash(*COLUMNS(*)) AS {_ROW_HASH} FROM {rows}"
-    _copy(con, f"SELECT * EXCLUDE ({_ROW_HASH}) FROM ({hashed}) "
-               f"WHERE {_ROW_HASH} NOT IN (SELECT h FROM shared_hashes) "
-               f"UNION ALL "
-               f"SELECT DISTINCT * EXCLUDE ({_ROW_HASH}) FROM ({hashed}) "
-               f"WHERE {_ROW_HASH} IN (SELECT h FROM shared_hashes)", out_file)
+    _copy(
+        con,
+        f"SELECT * EXCLUDE ({_ROW_HASH}) FROM ({hashed}) "
+        f"WHERE {_ROW_HASH} NOT IN (SELECT h FROM shared_hashes) "
+        f"UNION ALL "
+        f"SELECT DISTINCT * EXCLUDE ({_ROW_HASH}) FROM ({hashed}) "
+        f"WHERE {_ROW_HASH} IN (SELECT h FROM shared_hashes)",
+        out_file,
+    )
 
 
 def duckdb_type(type_name: str) -> str:
@@ -191,8 +194,11 @@ def _hinted(col: str, type_name: str, tokens: list[str]) -> tuple[str, str]:
     """A hinted column's value cast leniently (NULL when it does not fit), and the raw text
     of a value that did not fit (NULL otherwise)."""
     trimmed = q.trim_spaces(col)
-    clean = f"CASE WHEN {col} IS NULL OR {q.is_token(trimmed, tokens)} THEN NULL ELSE {trimmed} END" \
-        if tokens else f"NULLIF({trimmed}, '')"
+    clean = (
+        f"CASE WHEN {col} IS NULL OR {q.is_token(trimmed, tokens)} THEN NULL ELSE {trimmed} END"
+        if tokens
+        else f"NULLIF({trimmed}, '')"
+    )
     if type_name == "boolean":  # the grammar of inferred booleans, not DuckDB's wider one (yes, t, 1)
         typed = f"CASE lower({clean}) WHEN 'true' THEN true WHEN 'false' THEN false END"
     else:
@@ -203,15 +209,19 @@ def _hinted(col: str, type_name: str, tokens: list[str]) -> tuple[str, str]:
 def rescued_json(rescued: list[tuple[str, str]]) -> str:
     """A JSON object of the columns whose raw text is not NULL, or NULL when none is: the
     same text on every target (Spark's builds it alike, see spark_sql.rescued_json)."""
-    members = [f"CASE WHEN ({misfit}) IS NOT NULL THEN concat({q.quote_literal(json.dumps(name))}, ':', "
-               f"to_json({misfit})) END" for name, misfit in rescued]
+    members = [
+        f"CASE WHEN ({misfit}) IS NOT NULL THEN concat({q.quote_literal(json.dumps(name))}, ':', to_json({misfit})) END"
+        for name, misfit in rescued
+    ]
     return f"NULLIF(concat('{{', concat_ws(',', {', '.join(members)}), '}}'), '{{}}')"
 
 
 def count_rescued(con: duckdb.DuckDBPyConnection, parquet_file: str) -> int:
     """Values set aside in the written silver file's _rescued_data column."""
-    row = con.execute(f"SELECT coalesce(sum(json_array_length(json_keys({q.quote_ident(RESCUED_DATA)}))), 0) "
-                      f"FROM read_parquet({q.quote_literal(parquet_file)})").fetchone()
+    row = con.execute(
+        f"SELECT coalesce(sum(json_array_length(json_keys({q.quote_ident(RESCUED_DATA)}))), 0) "
+        f"FROM read_parquet({q.quote_literal(parquet_file)})"
+    ).fetchone()
     return int(row[0]) if row else 0
 
 
@@ -223,8 +233,9 @@ def _typed_from_string(col: str, type_name: str, tokens: list[str], token_first:
     trimmed = q.trim_spaces(col)
     is_token = q.is_token(trimmed, tokens)
     if type_name == "boolean":
-        exact = f"CASE lower({trimmed}) WHEN 'true' THEN true WHEN 'false' THEN false " \
-                f"ELSE CAST({trimmed} AS BOOLEAN) END"
+        exact = (
+            f"CASE lower({trimmed}) WHEN 'true' THEN true WHEN 'false' THEN false ELSE CAST({trimmed} AS BOOLEAN) END"
+        )
     else:
         exact = f"CAST({trimmed} AS {duck})"
     slow = f"CASE WHEN {col} IS NULL OR {is_token} THEN NULL ELSE {exact} END"

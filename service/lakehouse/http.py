@@ -10,13 +10,14 @@ A response is sorted into the target errors the sync chain understands:
   missing permission), 400 and 404. The remote service's own message is kept, because it
   ends up as the dataset's ``last_error``.
 """
+
 from __future__ import annotations
 
 import email.utils
 import logging
 import time
 from collections.abc import Callable, Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import requests
@@ -32,8 +33,9 @@ MAX_MESSAGE = 1000
 
 
 class RemoteTransientError(TransientTargetError):
-    def __init__(self, message: str, *, status: int | None = None, code: str | None = None,
-                 retry_after: float | None = None):
+    def __init__(
+        self, message: str, *, status: int | None = None, code: str | None = None, retry_after: float | None = None
+    ):
         super().__init__(message)
         self.status = status
         self.code = code
@@ -64,8 +66,8 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
         if when is None:
             return None
         if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
-        seconds = (when - (now or datetime.now(timezone.utc))).total_seconds()
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
     if seconds != seconds:  # NaN
         return None
     return max(0.0, seconds)
@@ -101,7 +103,9 @@ def classify(service: str, response: requests.Response, what: str) -> Exception:
     if status in TRANSIENT_STATUSES or (code or "").upper() in TRANSIENT_CODES:
         return RemoteTransientError(
             f"{service} is unavailable ({status}) during {what}: {label}",
-            status=status, code=code, retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            status=status,
+            code=code,
+            retry_after=parse_retry_after(response.headers.get("Retry-After")),
         )
     if status == 401:
         text = f"{service} rejected the credentials (401) during {what}: {label}"
@@ -178,8 +182,12 @@ class HttpClient:
             wait=self._wait,
             retry=retry_if_exception(self._should_retry),
             reraise=True,
-            before_sleep=lambda s: log.info("%s call failed (attempt %d), retrying: %s",
-                                            self.service, s.attempt_number, s.outcome and s.outcome.exception()),
+            before_sleep=lambda s: log.info(
+                "%s call failed (attempt %d), retrying: %s",
+                self.service,
+                s.attempt_number,
+                s.outcome and s.outcome.exception(),
+            ),
         )
 
     def request(
@@ -215,11 +223,18 @@ class HttpClient:
             body = data() if callable(data) else data
             try:
                 response = self.session.request(
-                    method, url, json=json, params=params, data=body, headers=all_headers,
+                    method,
+                    url,
+                    json=json,
+                    params=params,
+                    data=body,
+                    headers=all_headers,
                     timeout=timeout or self.timeout,
                 )
             except (requests.ConnectionError, requests.Timeout) as exc:
-                raise RemoteTransientError(f"cannot reach {self.service} at {self.base_url} during {what}: {_short(exc)}") from exc
+                raise RemoteTransientError(
+                    f"cannot reach {self.service} at {self.base_url} during {what}: {_short(exc)}"
+                ) from exc
             finally:
                 if body is not None and hasattr(body, "close") and callable(data):
                     body.close()

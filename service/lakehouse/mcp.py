@@ -23,11 +23,12 @@ Errors are sorted as for Databricks (``service.lakehouse.http``): a server that 
 or answers 429/5xx is transient, so the dataset stays local and its sync is retried, then
 failed with the reason; any other 4xx is permanent.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import logging
-from datetime import timezone
+from datetime import UTC
 from urllib.parse import quote, urlsplit
 
 from service.lakehouse.base import (
@@ -49,8 +50,16 @@ log = logging.getLogger(__name__)
 class McpTarget(LakehouseTarget):
     name = "mcp"
 
-    def __init__(self, server_url: str, *, api_key: str, public_internal_url: str, http_timeout: float = 60.0,
-                 attempts: int = 3, url_signing: dict | None = None):
+    def __init__(
+        self,
+        server_url: str,
+        *,
+        api_key: str,
+        public_internal_url: str,
+        http_timeout: float = 60.0,
+        attempts: int = 3,
+        url_signing: dict | None = None,
+    ):
         if not server_url:
             raise PermanentTargetError("MCP_SERVER_URL is not set")
         if not public_internal_url:
@@ -59,8 +68,9 @@ class McpTarget(LakehouseTarget):
         self.public_internal_url = public_internal_url.rstrip("/")
         self.url_signing = url_signing or {}  # without a key, URLs go unsigned (the bearer opens them)
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.http = HttpClient("the MCP server", self.server_url, timeout=http_timeout,
-                               auth=lambda: dict(headers), attempts=attempts)
+        self.http = HttpClient(
+            "the MCP server", self.server_url, timeout=http_timeout, auth=lambda: dict(headers), attempts=attempts
+        )
 
     @classmethod
     def from_config(cls, config: dict) -> McpTarget:
@@ -88,7 +98,7 @@ class McpTarget(LakehouseTarget):
             "table": ctx.bronze.table,
             "bronze_table": ctx.bronze.full_name,
             "source_file": ctx.source_file,
-            "ingested_at": ctx.ingested_at.astimezone(timezone.utc).isoformat(),
+            "ingested_at": ctx.ingested_at.astimezone(UTC).isoformat(),
         }
         data = self._json("POST", "/databricks/datasets", body, f"loading the bronze table of dataset {ctx.dataset_id}")
         return self._result(data, "bronze_table", default=ctx.bronze)
@@ -102,13 +112,18 @@ class McpTarget(LakehouseTarget):
             "silver_table": ctx.silver.full_name,
             "plan": plan_json(plan),
         }
-        data = self._json("POST", "/databricks/transformations/silver", body,
-                          f"building the silver table of dataset {ctx.dataset_id}")
+        data = self._json(
+            "POST", "/databricks/transformations/silver", body, f"building the silver table of dataset {ctx.dataset_id}"
+        )
         return self._result(data, "silver_table", default=ctx.silver)
 
     def read_back(self, ctx: SyncContext) -> TableStates:
-        status = self._json("GET", f"/databricks/datasets/{quote(ctx.dataset_id)}/status", None,
-                            f"reading the status of dataset {ctx.dataset_id}")
+        status = self._json(
+            "GET",
+            f"/databricks/datasets/{quote(ctx.dataset_id)}/status",
+            None,
+            f"reading the status of dataset {ctx.dataset_id}",
+        )
 
         def state(ref: TableRef, key: str) -> TableState:
             exists = status.get(key)
@@ -126,8 +141,14 @@ class McpTarget(LakehouseTarget):
 
     def drop_tables(self, ctx: SyncContext, tables: list[TableRef]) -> None:
         # The server removes a dataset's tables together; a second call finds nothing.
-        self.http.request("DELETE", f"/databricks/datasets/{quote(ctx.dataset_id)}", json={"tenant_id": ctx.tenant_id},
-                          what=f"deleting dataset {ctx.dataset_id}", expected=(200, 202, 204), allow=(404,))
+        self.http.request(
+            "DELETE",
+            f"/databricks/datasets/{quote(ctx.dataset_id)}",
+            json={"tenant_id": ctx.tenant_id},
+            what=f"deleting dataset {ctx.dataset_id}",
+            expected=(200, 202, 204),
+            allow=(404,),
+        )
 
     def ping(self) -> None:
         self.http.request("GET", "/health", what="the health check", expected=(200,))
@@ -144,8 +165,11 @@ class McpTarget(LakehouseTarget):
         name = data.get(key)
         if not isinstance(name, str) or not name:
             raise PermanentTargetError(f"the MCP server's answer has no {key}")
-        return TableResult(table=TableRef.parse(name, default=default), location=self._location(name),
-                           row_count=_int(data, "row_count"))
+        return TableResult(
+            table=TableRef.parse(name, default=default),
+            location=self._location(name),
+            row_count=_int(data, "row_count"),
+        )
 
     def _json(self, method: str, path: str, body, what: str) -> dict:
         response = self.http.request(method, path, json=body, what=what, expected=(200, 201))
@@ -163,7 +187,9 @@ def plan_json(plan: SilverPlan) -> dict:
 
 
 def plan_from_json(data: dict) -> SilverPlan:
-    return SilverPlan(columns=[SilverColumn(**c) for c in data["columns"]], null_tokens=list(data.get("null_tokens", [])))
+    return SilverPlan(
+        columns=[SilverColumn(**c) for c in data["columns"]], null_tokens=list(data.get("null_tokens", []))
+    )
 
 
 def _int(data: dict, key: str) -> int:

@@ -3,6 +3,7 @@
 A built-in name (``delta``), or ``package.module:ClassName`` for a target that lives
 elsewhere; either way the class is built with ``from_config(config)``.
 """
+
 from __future__ import annotations
 
 import importlib

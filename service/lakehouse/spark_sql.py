@@ -9,16 +9,17 @@ columns are checked against the same strict grammars and cast, and exact duplica
 removed. A value that fits neither the grammar nor a token fails the statement instead of
 being lost, as it does locally.
 """
+
 from __future__ import annotations
 
 import json
 import re
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from service.lakehouse.base import PermanentTargetError, TableRef
-from service.transform import sql as rules
 from service.table_rules import RESCUED_DATA
+from service.transform import sql as rules
 from service.transform.plan import SILVER_TYPES, SilverPlan, decimal_parts
 
 # Catalog, schema, table and silver column names: lowercase, no quoting tricks needed
@@ -52,8 +53,10 @@ class InvalidIdentifier(PermanentTargetError, ValueError):
 def identifier(name: str, what: str = "identifier") -> str:
     """``name`` itself when it is a safe identifier; InvalidIdentifier otherwise."""
     if not isinstance(name, str) or len(name) > MAX_IDENTIFIER_LENGTH or not IDENTIFIER_RE.fullmatch(name):
-        raise InvalidIdentifier(f"invalid {what} {name!r}: expected lowercase letters, digits and underscores, "
-                                f"not starting with a digit, at most {MAX_IDENTIFIER_LENGTH} characters")
+        raise InvalidIdentifier(
+            f"invalid {what} {name!r}: expected lowercase letters, digits and underscores, "
+            f"not starting with a digit, at most {MAX_IDENTIFIER_LENGTH} characters"
+        )
     return name
 
 
@@ -70,11 +73,13 @@ def quote_column(name: str) -> str:
 
 def table_name(ref: TableRef) -> str:
     """The three-part, quoted name of a table."""
-    return ".".join((
-        quote_identifier(ref.catalog, "catalog name"),
-        quote_identifier(ref.schema, "schema name"),
-        quote_identifier(ref.table, "table name"),
-    ))
+    return ".".join(
+        (
+            quote_identifier(ref.catalog, "catalog name"),
+            quote_identifier(ref.schema, "schema name"),
+            quote_identifier(ref.table, "table name"),
+        )
+    )
 
 
 def schema_name(catalog: str, schema: str) -> str:
@@ -100,7 +105,7 @@ def timestamp_literal(value: datetime) -> str:
     """A TIMESTAMP value for an aware datetime, exact to the microsecond."""
     if value.tzinfo is None:
         raise ValueError("timestamp_literal needs an aware datetime")
-    text = value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    text = value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     return f"CAST({string_literal(text)} AS TIMESTAMP)"
 
 
@@ -121,19 +126,21 @@ def type_check(value_sql: str, type_name: str) -> str:
     (the grammars of ``service.transform.sql.type_check``)."""
     v = value_sql
     if type_name == "integer":
-        return (f"({_full_match(v, rules.INTEGER_RE)} AND "
-                f"(length({v}) < 19 OR try_cast({v} AS BIGINT) IS NOT NULL))")
+        return f"({_full_match(v, rules.INTEGER_RE)} AND (length({v}) < 19 OR try_cast({v} AS BIGINT) IS NOT NULL))"
     if type_name == "double":
-        return (f"({_full_match(v, rules.DOUBLE_RE)} AND "
-                f"abs(try_cast({v} AS DOUBLE)) <= {_MAX_DOUBLE})")
+        return f"({_full_match(v, rules.DOUBLE_RE)} AND abs(try_cast({v} AS DOUBLE)) <= {_MAX_DOUBLE})"
     if type_name == "boolean":
         return f"(lower({v}) IN ('true', 'false'))"
     if type_name == "date":
-        return (f"(length({v}) = 10 AND {_full_match(v, rules.DATE_RE)} AND "
-                f"substr({v}, 1, 4) <> '0000' AND try_cast({v} AS DATE) IS NOT NULL)")
+        return (
+            f"(length({v}) = 10 AND {_full_match(v, rules.DATE_RE)} AND "
+            f"substr({v}, 1, 4) <> '0000' AND try_cast({v} AS DATE) IS NOT NULL)"
+        )
     if type_name == "timestamp":
-        return (f"(length({v}) BETWEEN 19 AND 32 AND {_full_match(v, rules.TIMESTAMP_RE)} AND "
-                f"substr({v}, 1, 4) <> '0000' AND try_cast({_zoned(v)} AS TIMESTAMP) IS NOT NULL)")
+        return (
+            f"(length({v}) BETWEEN 19 AND 32 AND {_full_match(v, rules.TIMESTAMP_RE)} AND "
+            f"substr({v}, 1, 4) <> '0000' AND try_cast({_zoned(v)} AS TIMESTAMP) IS NOT NULL)"
+        )
     raise ValueError(f"no grammar for type {type_name!r}")
 
 
@@ -166,8 +173,10 @@ def typed_expr(col_sql: str, type_name: str, tokens: Sequence[str], label: str) 
     if tokens:
         branches.append(f"WHEN {trimmed} IN {_tokens(tokens)} THEN NULL")
     branches.append(f"WHEN {type_check(trimmed, type_name)} THEN {cast_value(trimmed, type_name)}")
-    message = (f"concat({string_literal(f'column {label}: value ' + chr(39))}, {col_sql}, "
-               f"{string_literal(chr(39) + f' is not a valid {type_name}')})")
+    message = (
+        f"concat({string_literal(f'column {label}: value ' + chr(39))}, {col_sql}, "
+        f"{string_literal(chr(39) + f' is not a valid {type_name}')})"
+    )
     return "CASE " + " ".join(branches) + f" ELSE raise_error({message}) END"
 
 
@@ -197,15 +206,21 @@ def rescued_json(rescued: list[tuple[str, str]]) -> str:
     members = []
     for name, misfit in rescued:
         quoted = f"to_json(array({misfit}))"
-        members.append(f"CASE WHEN ({misfit}) IS NOT NULL THEN concat({string_literal(json.dumps(name) + ':')}, "
-                       f"substr({quoted}, 2, length({quoted}) - 2)) END")
+        members.append(
+            f"CASE WHEN ({misfit}) IS NOT NULL THEN concat({string_literal(json.dumps(name) + ':')}, "
+            f"substr({quoted}, 2, length({quoted}) - 2)) END"
+        )
     return f"nullif(concat('{{', concat_ws(',', {', '.join(members)}), '}}'), '{{}}')"
 
 
 def rescued_count(silver: TableRef, plan: SilverPlan) -> str:
     """Values in the silver table's _rescued_data: one per hinted column present in a row."""
-    terms = [f"CASE WHEN get_json_object({quote_identifier(RESCUED_DATA)}, {string_literal('$.' + c.name)}) "
-             "IS NOT NULL THEN 1 ELSE 0 END" for c in plan.columns if c.hinted and c.type != "string"]
+    terms = [
+        f"CASE WHEN get_json_object({quote_identifier(RESCUED_DATA)}, {string_literal('$.' + c.name)}) "
+        "IS NOT NULL THEN 1 ELSE 0 END"
+        for c in plan.columns
+        if c.hinted and c.type != "string"
+    ]
     return f"SELECT coalesce(sum({' + '.join(terms)}), 0) FROM {table_name(silver)}"
 
 
@@ -259,10 +274,14 @@ def silver_select(bronze: TableRef, plan: SilverPlan) -> str:
     if clash:
         raise PermanentTargetError(f"the silver plan reuses metadata column names: {sorted(clash)}")
     bronze_names = bronze_column_names([c.source_name for c in plan.columns])
-    items = [f"{column_expr(c, tokens, b)} AS {quote_identifier(n)}"
-             for c, b, n in zip(plan.columns, bronze_names, names)]
-    rescued = [(n, hinted_exprs(c, tokens, b)[1]) for c, b, n in zip(plan.columns, bronze_names, names)
-               if c.hinted and c.type != "string"]
+    items = [
+        f"{column_expr(c, tokens, b)} AS {quote_identifier(n)}" for c, b, n in zip(plan.columns, bronze_names, names)
+    ]
+    rescued = [
+        (n, hinted_exprs(c, tokens, b)[1])
+        for c, b, n in zip(plan.columns, bronze_names, names)
+        if c.hinted and c.type != "string"
+    ]
     if rescued:
         items.append(f"{rescued_json(rescued)} AS {quote_identifier(RESCUED_DATA)}")
     items += [quote_identifier(c) for c in CARRIED_COLUMNS]

@@ -9,8 +9,9 @@ Public interface:
   marked unverified, for a writer that checks every value as it applies the plan.
 - ``SilverPlan`` / ``SilverColumn``: the plan every lakehouse target applies.
 """
-from service.transform.naming import snake_case_names
+
 from service.transform.inference import infer_plan
+from service.transform.naming import snake_case_names
 from service.transform.plan import SampledPlanRejected, SilverColumn, SilverPlan
 
 __all__ = ["SampledPlanRejected", "SilverColumn", "SilverPlan", "infer_plan", "snake_case_names"]

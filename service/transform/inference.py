@@ -9,6 +9,7 @@ rules out the others (an integer rules out boolean, date and timestamp; a decima
 out integer). One aggregate query then checks every row of the file, only for the
 columns and types still possible; columns already known to be strings are not read.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -91,11 +92,12 @@ def _run_all(con, statements: list[str], workers: int) -> list[list[tuple]]:
 
 def _chunks(items: list, size: int = 0) -> list[list]:
     size = size or COLUMNS_PER_QUERY
-    return [items[start:start + size] for start in range(0, len(items), size)]
+    return [items[start : start + size] for start in range(0, len(items), size)]
 
 
-def _sample_codes(con, source_sql: str, positions: list[int], tokens: list[str],
-                  token_first: set[str], workers: int) -> dict[int, tuple]:
+def _sample_codes(
+    con, source_sql: str, positions: list[int], tokens: list[str], token_first: set[str], workers: int
+) -> dict[int, tuple]:
     """(min code, max code) of each string column over its first SAMPLE_ROWS values.
 
     The sample is unpivoted into (column, value) rows and classified by a single
@@ -107,14 +109,18 @@ def _sample_codes(con, source_sql: str, positions: list[int], tokens: list[str],
     def unpivoted(chunk: list[int]) -> str:
         values = ", ".join(f"c{i}" for i in chunk)
         numbers = ", ".join(str(i) for i in chunk)
-        return (f"SELECT unnest([{numbers}]) AS col, unnest([{values}]) AS v "
-                f"FROM (SELECT {values} FROM {source_sql} LIMIT {SAMPLE_ROWS})")
+        return (
+            f"SELECT unnest([{numbers}]) AS col, unnest([{values}]) AS v "
+            f"FROM (SELECT {values} FROM {source_sql} LIMIT {SAMPLE_ROWS})"
+        )
 
     def classified(relation: str) -> str:
         # Each distinct value is classified once: codes, flags, dates and labels repeat, and
         # the expression costs far more per value than the hashing that removes repeats.
-        return (f"SELECT col, min(k), max(k) FROM (SELECT col, {expr} AS k FROM "
-                f"(SELECT DISTINCT col, v FROM ({relation}))) GROUP BY col")
+        return (
+            f"SELECT col, min(k), max(k) FROM (SELECT col, {expr} AS k FROM "
+            f"(SELECT DISTINCT col, v FROM ({relation}))) GROUP BY col"
+        )
 
     chunks = _chunks(positions)
     if len(chunks) == 1:
@@ -133,8 +139,14 @@ def _sample_codes(con, source_sql: str, positions: list[int], tokens: list[str],
     return {i: codes.get(i, (None, None)) for i in positions}
 
 
-def _classify(con, source_sql: str, columns: list[tuple[str, frozenset[str]]],
-              tokens: list[str], token_first: set[str], workers: int) -> list[tuple]:
+def _classify(
+    con,
+    source_sql: str,
+    columns: list[tuple[str, frozenset[str]]],
+    tokens: list[str],
+    token_first: set[str],
+    workers: int,
+) -> list[tuple]:
     """(min code, max code) per column (an alias of ``source_sql``) over all its rows.
 
     Wide files are done COLUMNS_PER_QUERY columns at a time, each query reading only its
@@ -145,9 +157,9 @@ def _classify(con, source_sql: str, columns: list[tuple[str, frozenset[str]]],
     for chunk in _chunks(columns):
         selected = f"SELECT {', '.join(alias for alias, _ in chunk)} FROM {source_sql}"
         inner = ", ".join(
-            q.classify_expr(alias, sorted(cands), tokens, bool(cands & token_first))
-            + f" AS k{i}"
-            for i, (alias, cands) in enumerate(chunk))
+            q.classify_expr(alias, sorted(cands), tokens, bool(cands & token_first)) + f" AS k{i}"
+            for i, (alias, cands) in enumerate(chunk)
+        )
         outer = ", ".join(f"min(k{i}), max(k{i})" for i in range(len(chunk)))
         statements.append(f"SELECT {outer} FROM (SELECT {inner} FROM ({selected}))")
     codes: list[tuple] = []
@@ -157,8 +169,14 @@ def _classify(con, source_sql: str, columns: list[tuple[str, frozenset[str]]],
     return codes
 
 
-def infer_plan(parquet_path: Path | str, *, null_tokens: list[str] | None = None,
-               settings=None, sampled: bool = False, hints: dict[str, str] | None = None) -> SilverPlan:
+def infer_plan(
+    parquet_path: Path | str,
+    *,
+    null_tokens: list[str] | None = None,
+    settings=None,
+    sampled: bool = False,
+    hints: dict[str, str] | None = None,
+) -> SilverPlan:
     """The silver plan of the file; ``hints`` (source name -> type) set those columns' types."""
     hints = hints or {}
     path = Path(parquet_path)
@@ -170,8 +188,7 @@ def infer_plan(parquet_path: Path | str, *, null_tokens: list[str] | None = None
     types: dict[int, str] = {}
     verified = True
     if string_positions:
-        types, verified = _infer_string_types(path, len(schema), string_positions, tokens, settings,
-                                              sampled=sampled)
+        types, verified = _infer_string_types(path, len(schema), string_positions, tokens, settings, sampled=sampled)
 
     columns = []
     for i, ((source_name, kind), name) in enumerate(zip(schema, names)):
@@ -184,13 +201,15 @@ def infer_plan(parquet_path: Path | str, *, null_tokens: list[str] | None = None
         hinted = source_name in hints
         if hinted:
             silver_type = hints[source_name]
-        columns.append(SilverColumn(source_name=source_name, name=name, type=silver_type,
-                                    source_type=kind, hinted=hinted))
+        columns.append(
+            SilverColumn(source_name=source_name, name=name, type=silver_type, source_type=kind, hinted=hinted)
+        )
     return SilverPlan(columns=columns, null_tokens=tokens, verified=verified)
 
 
-def _infer_string_types(path: Path, column_count: int, positions: list[int], tokens: list[str],
-                        settings, *, sampled: bool) -> tuple[dict[int, str], bool]:
+def _infer_string_types(
+    path: Path, column_count: int, positions: list[int], tokens: list[str], settings, *, sampled: bool
+) -> tuple[dict[int, str], bool]:
     """Silver type of each string column, by position in the file, and whether every value
     was checked. With ``sampled``, a column the sample gives a typed type keeps it
     unchecked; the plan's writer checks it (a sample that saw only nulls decides nothing,
@@ -217,11 +236,9 @@ def _infer_string_types(path: Path, column_count: int, positions: list[int], tok
             candidates = {i: c for i, c in candidates.items() if sampled_codes[i][0] is None}
         pending = [(i, cands) for i, cands in candidates.items() if cands]
         if pending:
-            codes = _classify(con, source, [(f"c{i}", cands) for i, cands in pending], tokens,
-                              token_first, threads)
+            codes = _classify(con, source, [(f"c{i}", cands) for i, cands in pending], tokens, token_first, threads)
             for (i, _), (lo, hi) in zip(pending, codes):
                 result[i] = q.type_from_codes(lo, hi)
         log.debug("inferred types for %s: %s", path.name, result)
-        verified = not (sampled and any(result[i] != "string" and sampled_codes[i][0] is not None
-                                        for i in positions))
+        verified = not (sampled and any(result[i] != "string" and sampled_codes[i][0] is not None for i in positions))
         return result, verified

@@ -1,4 +1,5 @@
 """Silver column names: snake_case, unique, safe as identifiers in any SQL engine."""
+
 from __future__ import annotations
 
 import re
@@ -12,11 +13,29 @@ MAX_NAME_LENGTH = 128
 RESERVED_NAMES = META_NAMES | {RESCUED_DATA}
 
 # Latin letters that NFKD does not decompose into an ASCII base letter.
-_TRANSLITERATIONS = str.maketrans({
-    "ß": "ss", "ẞ": "SS", "æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE", "ø": "o", "Ø": "O",
-    "đ": "d", "Đ": "D", "ð": "d", "Ð": "D", "þ": "th", "Þ": "TH", "ł": "l", "Ł": "L",
-    "ı": "i", "ħ": "h", "Ħ": "H",
-})
+_TRANSLITERATIONS = str.maketrans(
+    {
+        "ß": "ss",
+        "ẞ": "SS",
+        "æ": "ae",
+        "Æ": "AE",
+        "œ": "oe",
+        "Œ": "OE",
+        "ø": "o",
+        "Ø": "O",
+        "đ": "d",
+        "Đ": "D",
+        "ð": "d",
+        "Ð": "D",
+        "þ": "th",
+        "Þ": "TH",
+        "ł": "l",
+        "Ł": "L",
+        "ı": "i",
+        "ħ": "h",
+        "Ħ": "H",
+    }
+)
 
 # Word boundaries inside identifiers: "customerId" -> customer|Id, "HTTPStatus" -> HTTP|Status.
 _LOWER_UPPER = re.compile(r"([a-z0-9])([A-Z])")

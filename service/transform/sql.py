@@ -4,6 +4,7 @@ The value grammars live here once: ``infer_plan`` types a column only when every
 fits one, so applying the plan casts without loss. ``silver_typed_expr`` is the strict
 per-value conversion other targets are checked against.
 """
+
 from __future__ import annotations
 
 import functools
@@ -58,16 +59,19 @@ def settings_values(settings) -> tuple[str, int, str | None]:
     if isinstance(settings, dict):
         get = settings.get
     else:
+
         def get(key, default=None):
             return getattr(settings, key, default)
+
     memory = get("duckdb_memory_limit") or DEFAULT_MEMORY_LIMIT
     threads = int(get("duckdb_threads") or DEFAULT_THREADS)
     temp_dir = get("temp_dir") or None
     return str(memory), max(1, threads), temp_dir
 
 
-def connect(memory_limit: str = DEFAULT_MEMORY_LIMIT, threads: int = DEFAULT_THREADS,
-            temp_dir: str | os.PathLike | None = None) -> duckdb.DuckDBPyConnection:
+def connect(
+    memory_limit: str = DEFAULT_MEMORY_LIMIT, threads: int = DEFAULT_THREADS, temp_dir: str | os.PathLike | None = None
+) -> duckdb.DuckDBPyConnection:
     """A cursor on the process's transform database: bounded memory, spilling under temp_dir.
 
     Close it after use; the database itself stays open for the next step (see
@@ -113,17 +117,18 @@ def type_check(value_sql: str, type_name: str) -> str:
         return f"(CAST(TRY_CAST({v} AS BIGINT) AS VARCHAR) = {v} OR {v} = '-0')"
     if type_name == "double":
         # isfinite rejects values that only overflow to inf (1e999).
-        return (f"(regexp_full_match({v}, {quote_literal(DOUBLE_RE)}) AND "
-                f"isfinite(TRY_CAST({v} AS DOUBLE)))")
+        return f"(regexp_full_match({v}, {quote_literal(DOUBLE_RE)}) AND isfinite(TRY_CAST({v} AS DOUBLE)))"
     if type_name == "boolean":
         return f"(CAST(TRY_CAST({v} AS BOOLEAN) AS VARCHAR) = lower({v}))"
     if type_name == "date":
         # Impossible dates (2024-02-30) do not cast; year 0 prints as "0001-01-01 (BC)".
         return f"(strlen({v}) = 10 AND CAST(TRY_CAST({v} AS DATE) AS VARCHAR) = {v})"
     if type_name == "timestamp":
-        return (f"(strlen({v}) BETWEEN 19 AND 32 AND "
-                f"regexp_full_match({v}, {quote_literal(TIMESTAMP_RE)}) AND "
-                f"NOT starts_with({v}, '0000') AND TRY_CAST({v} AS TIMESTAMPTZ) IS NOT NULL)")
+        return (
+            f"(strlen({v}) BETWEEN 19 AND 32 AND "
+            f"regexp_full_match({v}, {quote_literal(TIMESTAMP_RE)}) AND "
+            f"NOT starts_with({v}, '0000') AND TRY_CAST({v} AS TIMESTAMPTZ) IS NOT NULL)"
+        )
     raise ValueError(f"no grammar for type {type_name!r}")
 
 
@@ -166,8 +171,7 @@ def tokens_passing(tokens: tuple[str, ...], checks: tuple[tuple[str, str], ...])
     return frozenset(name for (name, _), hit in zip(checks, row) if hit)
 
 
-def classify_expr(col_sql: str, candidates: Sequence[str], tokens: Sequence[str],
-                  token_first: bool) -> str:
+def classify_expr(col_sql: str, candidates: Sequence[str], tokens: Sequence[str], token_first: bool) -> str:
     """SQL giving each value its type code: NULL for a null or a null token, the code
     of the first candidate type (in precedence order) whose grammar the trimmed value
     fits, else NO_TYPE."""
@@ -180,8 +184,7 @@ def classify_expr(col_sql: str, candidates: Sequence[str], tokens: Sequence[str]
         return f"CASE WHEN {col_sql} IS NULL THEN NULL ELSE ({slow_case}) END"
     # A value that fits a grammar as it is has no surrounding spaces and is not a token.
     fast = [f"WHEN {type_check(col_sql, t)} THEN {TYPE_CODES[t]}" for t in ordered]
-    return (f"CASE WHEN {col_sql} IS NULL THEN NULL " + " ".join(fast)
-            + f" ELSE ({slow_case}) END")
+    return f"CASE WHEN {col_sql} IS NULL THEN NULL " + " ".join(fast) + f" ELSE ({slow_case}) END"
 
 
 def type_from_codes(min_code, max_code) -> str:
@@ -205,20 +208,25 @@ def silver_string_expr(trimmed_sql: str, tokens: Sequence[str]) -> str:
     return f"CASE WHEN {is_token(trimmed_sql, tokens)} THEN NULL ELSE {trimmed_sql} END"
 
 
-def silver_typed_expr(col_sql: str, type_name: str, tokens: Sequence[str], token_first: bool,
-                      column_label: str) -> str:
+def silver_typed_expr(col_sql: str, type_name: str, tokens: Sequence[str], token_first: bool, column_label: str) -> str:
     """A raw string value trimmed, nulled and cast to ``type_name``.
 
     A value that fits neither the grammar nor the null tokens raises an error rather
     than being lost.
     """
     trimmed = trim_spaces(col_sql)
-    message = (f"'column {column_label.replace(chr(39), chr(39) * 2)}: value ''' || "
-               f"{col_sql} || ''' is not a valid {type_name}'")
-    slow = (f"CASE WHEN {is_token(trimmed, tokens)} THEN NULL "
-            f"WHEN {type_check(trimmed, type_name)} THEN {cast_value(trimmed, type_name)} "
-            f"ELSE error({message}) END")
+    message = (
+        f"'column {column_label.replace(chr(39), chr(39) * 2)}: value ''' || "
+        f"{col_sql} || ''' is not a valid {type_name}'"
+    )
+    slow = (
+        f"CASE WHEN {is_token(trimmed, tokens)} THEN NULL "
+        f"WHEN {type_check(trimmed, type_name)} THEN {cast_value(trimmed, type_name)} "
+        f"ELSE error({message}) END"
+    )
     if token_first:
         return f"CASE WHEN {col_sql} IS NULL THEN NULL ELSE ({slow}) END"
-    return (f"CASE WHEN {type_check(col_sql, type_name)} THEN {cast_value(col_sql, type_name)} "
-            f"WHEN {col_sql} IS NULL THEN NULL ELSE ({slow}) END")
+    return (
+        f"CASE WHEN {type_check(col_sql, type_name)} THEN {cast_value(col_sql, type_name)} "
+        f"WHEN {col_sql} IS NULL THEN NULL ELSE ({slow}) END"
+    )

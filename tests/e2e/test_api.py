@@ -1,4 +1,5 @@
 """API behaviour: bad input, auth and tenant isolation, listing, preview, internal files, health."""
+
 from __future__ import annotations
 
 import io
@@ -27,7 +28,9 @@ from tests.helpers import assert_error, upload, wait_for_sync
         (b"[1, 2, 3]", "numbers.json", 400, "invalid_json", "array of objects"),
     ],
 )
-def test_bad_uploads_answer_clear_errors_and_leave_nothing(client, auth, leftovers, content, file_name, status, code, needle):
+def test_bad_uploads_answer_clear_errors_and_leave_nothing(
+    client, auth, leftovers, content, file_name, status, code, needle
+):
     before = leftovers()
     error = assert_error(upload(client, auth, content, file_name), status, code)
     assert needle in error["message"].lower()
@@ -81,8 +84,11 @@ def test_spooled_upload_is_removed_once_the_response_is_sent(client, auth, lefto
     """Removing a large body takes time the client should not wait for: it goes after the 201."""
     before_incoming = leftovers()[2]
     response = client.post(
-        "/api/v1/datasets", headers=auth, content_type="multipart/form-data",
-        data={"file": (io.BytesIO(b"a,b\n1,2\n"), "late.csv")}, buffered=False,
+        "/api/v1/datasets",
+        headers=auth,
+        content_type="multipart/form-data",
+        data={"file": (io.BytesIO(b"a,b\n1,2\n"), "late.csv")},
+        buffered=False,
     )
     assert response.status_code == 201, response.get_data(as_text=True)
     spooled = [name for name in leftovers()[2] if name not in before_incoming]
@@ -102,10 +108,14 @@ def test_json_records_validation(client, auth, leftovers):
     error = assert_error(client.post("/api/v1/datasets", headers=auth, json={"records": []}), 422, "validation_error")
     assert "name" in error["details"]["json"] and "records" in error["details"]["json"]
     error = assert_error(
-        client.post("/api/v1/datasets", headers=auth, json={"name": "x", "records": [{"a": 1}, 5]}), 422, "validation_error"
+        client.post("/api/v1/datasets", headers=auth, json={"name": "x", "records": [{"a": 1}, 5]}),
+        422,
+        "validation_error",
     )
     response = client.post(
-        "/api/v1/datasets", headers={**auth, "Content-Type": "application/json"}, data='{"name": "x", "records": [{"a": 1}'
+        "/api/v1/datasets",
+        headers={**auth, "Content-Type": "application/json"},
+        data='{"name": "x", "records": [{"a": 1}',
     )
     assert_error(response, 400, "invalid_json")
     assert leftovers() == before
@@ -119,7 +129,8 @@ def test_sync_choice_other_than_true_false_1_0_is_422(client, auth, leftovers, v
     assert "sync" in error["details"]["form"]
     error = assert_error(
         client.post("/api/v1/datasets", headers=auth, json={"name": "x", "records": [{"a": 1}], "sync": value}),
-        422, "validation_error",
+        422,
+        "validation_error",
     )
     assert "sync" in error["details"]["json"]
     assert leftovers() == before
@@ -201,13 +212,26 @@ def test_openapi_is_generated_from_the_schemas(client):
     spec = client.get("/api/openapi.json").get_json()
     assert spec["info"]["title"] == "lakesync"
     paths = spec["paths"]
-    for path in ("/api/v1/datasets", "/api/v1/datasets/{dataset_id}", "/api/v1/datasets/{dataset_id}/sync",
-                 "/api/v1/datasets/{dataset_id}/rows", "/internal/storage/datasets/{file_name}", "/healthz", "/readyz"):
+    for path in (
+        "/api/v1/datasets",
+        "/api/v1/datasets/{dataset_id}",
+        "/api/v1/datasets/{dataset_id}/sync",
+        "/api/v1/datasets/{dataset_id}/rows",
+        "/internal/storage/datasets/{file_name}",
+        "/healthz",
+        "/readyz",
+    ):
         assert path in paths, path
     post = paths["/api/v1/datasets"]["post"]
     assert set(post["requestBody"]["content"]) == {
-        "multipart/form-data", "application/json", "text/csv", "text/tab-separated-values", "application/x-ndjson",
-        "application/vnd.apache.parquet", "application/x-parquet"}
+        "multipart/form-data",
+        "application/json",
+        "text/csv",
+        "text/tab-separated-values",
+        "application/x-ndjson",
+        "application/vnd.apache.parquet",
+        "application/x-parquet",
+    }
     assert {p["name"] for p in post["parameters"] if p["in"] == "query"} == {"name", "description", "sync"}
     assert "SyncStatusResponse" in json.dumps(spec["components"]["schemas"])
     schemas = spec["components"]["schemas"]
@@ -223,7 +247,11 @@ def test_openapi_is_generated_from_the_schemas(client):
 
 @pytest.mark.parametrize(
     ("records", "code"),
-    [([{"k": "x\udaf2y"}], "invalid_text"), ([{"\udaf2": 1}], "invalid_text"), ([{"a\u0000b": 1}], "invalid_column_name")],
+    [
+        ([{"k": "x\udaf2y"}], "invalid_text"),
+        ([{"\udaf2": 1}], "invalid_text"),
+        ([{"a\u0000b": 1}], "invalid_column_name"),
+    ],
 )
 def test_records_that_are_not_storable_text_are_400(client, auth, leftovers, records, code):
     before = leftovers()
@@ -234,8 +262,11 @@ def test_records_that_are_not_storable_text_are_400(client, auth, leftovers, rec
 @pytest.mark.parametrize("name", ["a\u0000b", "x\udaf2"])
 def test_names_and_descriptions_postgresql_cannot_store_are_422(client, auth, leftovers, name):
     before = leftovers()
-    error = assert_error(client.post("/api/v1/datasets", headers=auth, json={"name": name, "records": [{"a": 1}]}),
-                         422, "validation_error")
+    error = assert_error(
+        client.post("/api/v1/datasets", headers=auth, json={"name": name, "records": [{"a": 1}]}),
+        422,
+        "validation_error",
+    )
     assert "name" in error["details"]["json"]
     if "\x00" in name:  # a multipart body is bytes: it cannot spell a lone surrogate
         error = assert_error(upload(client, auth, "a\n1\n", description=name), 422, "validation_error")
@@ -248,8 +279,11 @@ def test_names_and_descriptions_postgresql_cannot_store_are_422(client, auth, le
 def test_json_body_over_its_limit_is_413(client, auth, leftovers):
     before = leftovers()
     records = [{"payload": "x" * 1000}] * 3000  # about 3 MB; the test limit is 2 MB
-    assert_error(client.post("/api/v1/datasets", headers=auth, json={"name": "big", "records": records}),
-                 413, "payload_too_large")
+    assert_error(
+        client.post("/api/v1/datasets", headers=auth, json={"name": "big", "records": records}),
+        413,
+        "payload_too_large",
+    )
     assert leftovers() == before
 
 
@@ -270,8 +304,9 @@ def test_internal_files_open_with_a_signed_url_for_that_file_only(app, client, a
     url = f"/internal/storage/datasets/{created['file_name']}"
     query = sign(app.config, created["file_name"])
     assert client.get(url, query_string=query).status_code == 200
-    assert_error(client.get(f"/internal/storage/datasets/{other['file_name']}", query_string=query), 401,
-                 "unauthorized")
+    assert_error(
+        client.get(f"/internal/storage/datasets/{other['file_name']}", query_string=query), 401, "unauthorized"
+    )
     expired = sign(app.config, created["file_name"], now=time.time() - 2 * int(app.config["INTERNAL_URL_TTL"]))
     assert_error(client.get(url, query_string=expired), 401, "unauthorized")
     # A trailing newline is not part of a stored name.

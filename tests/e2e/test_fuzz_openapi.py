@@ -1,5 +1,6 @@
 """Property-based fuzzing of the API from its own OpenAPI spec: no 500s, every response
 conforms to the documented schema."""
+
 from __future__ import annotations
 
 import pytest

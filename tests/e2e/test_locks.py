@@ -1,4 +1,5 @@
 """Dataset locks: held on one PostgreSQL connection, which the step's transactions share."""
+
 from __future__ import annotations
 
 import uuid
@@ -16,8 +17,10 @@ def _holder(dataset_id: uuid.UUID) -> int | None:
     key = lock_key(dataset_id) & 0xFFFFFFFFFFFFFFFF
     with autocommit_connection() as conn:
         return conn.scalar(
-            text("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
-                 "AND classid::bigint = :hi AND objid::bigint = :lo AND objsubid = 1"),
+            text(
+                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                "AND classid::bigint = :hi AND objid::bigint = :lo AND objsubid = 1"
+            ),
             {"hi": key >> 32, "lo": key & 0xFFFFFFFF},
         )
 

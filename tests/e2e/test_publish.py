@@ -1,4 +1,5 @@
 """After the upload's transaction commits, nothing may remove what it committed."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -32,8 +33,9 @@ def refused_mark(database_url):
         conn.execute(text(REFUSE_MARK))
     yield
     with engine.begin() as conn:
-        conn.execute(text("DROP TRIGGER lakesync_test_refuse_mark ON sync_runs; "
-                          "DROP FUNCTION lakesync_test_refuse_mark();"))
+        conn.execute(
+            text("DROP TRIGGER lakesync_test_refuse_mark ON sync_runs; DROP FUNCTION lakesync_test_refuse_mark();")
+        )
     engine.dispose()
 
 

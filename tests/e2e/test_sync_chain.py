@@ -1,4 +1,5 @@
 """Upload → local Parquet → Celery chain → Delta tables, through the real API, broker and worker."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -85,7 +86,7 @@ def test_csv_upload_reaches_synced_with_exact_bronze_and_typed_silver(client, au
     assert by_id[1]["note"] == "hello"
     assert by_id[2]["note"] is None and by_id[3]["note"] is None
     assert by_id[3]["amount"] is None
-    assert by_id[3]["last_seen"] == dt.datetime(2024, 2, 29, 22, 0, tzinfo=dt.timezone.utc)
+    assert by_id[3]["last_seen"] == dt.datetime(2024, 2, 29, 22, 0, tzinfo=dt.UTC)
 
     dataset = client.get(f"/api/v1/datasets/{body['id']}", headers=auth).get_json()
     assert dataset["sync_status"] == "synced"
@@ -198,8 +199,9 @@ def test_a_step_redone_after_a_crash_leaves_the_same_tables(app, client, auth):
             session.add(run)
             dataset = session.get(Dataset, dataset_id)
             dataset.current_run_id = run.id
-            ctx = sync.context_for(dataset, session.get(Tenant, dataset.tenant_id), run_id=run.id,
-                                   ingested_at=dt.datetime.now(dt.timezone.utc))
+            ctx = sync.context_for(
+                dataset, session.get(Tenant, dataset.tenant_id), run_id=run.id, ingested_at=dt.datetime.now(dt.UTC)
+            )
         # The crashed attempt wrote the bronze table twice, then died.
         with runtime().store.local_copy(ctx.source_file) as path:
             ctx = dataclasses.replace(ctx, source_path=path)
@@ -232,11 +234,21 @@ def test_types_hold_for_every_row_not_just_the_sampled_ones(client, auth):
     assert pa.types.is_string(types["code"]) or pa.types.is_large_string(types["code"])
     assert silver.num_rows == n + 1
     last = [r for r in silver.to_pylist() if r["id"] == n]
-    assert last == [{"id": n, "qty": 2.5, "code": f"A-{n}", "_dataset_id": status["dataset_id"],
-                     "_ingested_at": last[0]["_ingested_at"]}]
+    assert last == [
+        {
+            "id": n,
+            "qty": 2.5,
+            "code": f"A-{n}",
+            "_dataset_id": status["dataset_id"],
+            "_ingested_at": last[0]["_ingested_at"],
+        }
+    ]
     dataset = client.get(f"/api/v1/datasets/{status['dataset_id']}", headers=auth).get_json()
     assert [(c["name"], c["type"]) for c in dataset["columns"]] == [
-        ("id", "integer"), ("qty", "double"), ("code", "string")]
+        ("id", "integer"),
+        ("qty", "double"),
+        ("code", "string"),
+    ]
 
 
 def test_work_files_of_uploads_cut_short_are_deleted(app):
@@ -245,11 +257,14 @@ def test_work_files_of_uploads_cut_short_are_deleted(app):
     import time
 
     from service.datasets import LEFTOVER_SECONDS
+
     runtime = app.extensions["lakesync"]
     store = runtime.store
     stale = time.time() - LEFTOVER_SECONDS - 60
-    left = [store.incoming_dir / f"upload-{uuid.uuid4().hex}.part",
-            Path(runtime.ingest_settings.temp_dir) / f".ingest-{uuid.uuid4().hex}.utf8.csv"]
+    left = [
+        store.incoming_dir / f"upload-{uuid.uuid4().hex}.part",
+        Path(runtime.ingest_settings.temp_dir) / f".ingest-{uuid.uuid4().hex}.utf8.csv",
+    ]
     fresh = store.incoming_dir / f"upload-{uuid.uuid4().hex}.part"
     for path in left + [fresh]:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,12 +1,13 @@
 """SYNC_ENABLED, AUTO_SYNC and the per-upload `sync` choice: datasets that stay local_only
 until asked, through the real API, broker and worker."""
+
 from __future__ import annotations
 
 import pytest
 from deltalake import DeltaTable
 
-from tests.helpers import upload, wait_for_sync
 from tests.conftest import make_app
+from tests.helpers import upload, wait_for_sync
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -49,11 +50,16 @@ def assert_synced_like_any_upload(state: dict, trigger: str = "manual") -> None:
     [run] = state["runs"]
     assert run["status"] == "synced" and run["trigger"] == trigger
     assert [(s["step"], s["status"]) for s in run["steps"]] == [
-        ("bronze", "succeeded"), ("silver", "succeeded"), ("metadata", "succeeded")
+        ("bronze", "succeeded"),
+        ("silver", "succeeded"),
+        ("metadata", "succeeded"),
     ]
     bronze = DeltaTable(state["bronze_location"]).to_pyarrow_table()
     assert sorted(zip(bronze["id"].to_pylist(), bronze["amount"].to_pylist())) == [
-        ("1", "10.5"), ("2", "3"), ("2", "3"), ("3", "")
+        ("1", "10.5"),
+        ("2", "3"),
+        ("2", "3"),
+        ("3", ""),
     ]
     silver = {r["id"]: r for r in DeltaTable(state["silver_location"]).to_pyarrow_table().to_pylist()}
     assert silver[1]["amount"] == 10.5 and silver[3]["amount"] is None and set(silver) == {1, 2, 3}
@@ -90,8 +96,7 @@ def test_upload_with_sync_false_stays_local_then_syncs_on_request(app, client, a
 
 
 def test_json_records_choose_with_a_sync_member(client, auth):
-    local = client.post("/api/v1/datasets", headers=auth,
-                        json={"name": "kept", "records": [{"a": 1}], "sync": False})
+    local = client.post("/api/v1/datasets", headers=auth, json={"name": "kept", "records": [{"a": 1}], "sync": False})
     assert local.status_code == 201, local.get_json()
     assert local.get_json()["sync_status"] == "local_only"
     assert_local_only(client, auth, local.get_json()["id"])
@@ -161,9 +166,11 @@ def test_sync_disabled_stores_uploads_and_refuses_to_sync_until_turned_on(app_wi
     assert_local_only(off, auth, dataset_id)
     assert off.get(f"/api/v1/datasets/{dataset_id}/rows", headers=auth).get_json()["total"] == 4
 
-    for response in (off.post(f"/api/v1/datasets/{dataset_id}/sync", headers=auth),
-                     off.post("/api/v1/sync", headers=auth, json={"status": "local_only"}),
-                     off.post("/api/v1/sync", headers=auth, json={"status": "failed"})):
+    for response in (
+        off.post(f"/api/v1/datasets/{dataset_id}/sync", headers=auth),
+        off.post("/api/v1/sync", headers=auth, json={"status": "local_only"}),
+        off.post("/api/v1/sync", headers=auth, json={"status": "failed"}),
+    ):
         assert response.status_code == 409, response.get_json()
         error = response.get_json()["error"]
         assert error["code"] == "sync_disabled" and "syncing is turned off" in error["message"]

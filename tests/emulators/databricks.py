@@ -30,6 +30,7 @@ Retry-After, 503 TEMPORARILY_UNAVAILABLE, 401, 403...) for matching requests,
 ``fail_statements()`` ends matching statements FAILED, ``delay_statements()`` keeps them
 RUNNING for a while.
 """
+
 from __future__ import annotations
 
 import base64
@@ -87,8 +88,8 @@ def spark_unescape(body: str) -> str:
             i += 1
             continue
         nxt = body[i + 1]
-        if nxt == "u" and re.fullmatch(r"[0-9a-fA-F]{4}", body[i + 2:i + 6] or ""):
-            out.append(chr(int(body[i + 2:i + 6], 16)))
+        if nxt == "u" and re.fullmatch(r"[0-9a-fA-F]{4}", body[i + 2 : i + 6] or ""):
+            out.append(chr(int(body[i + 2 : i + 6], 16)))
             i += 6
             continue
         out.append(_SPARK_ESCAPES.get(nxt, nxt))
@@ -119,7 +120,7 @@ def tokenize(text: str) -> list[Token]:
     while pos < len(text):
         m = _TOKEN_RE.match(text, pos)
         if not m:
-            raise SqlError(f"[PARSE_SYNTAX_ERROR] Syntax error at or near '{text[pos:pos + 20]}'. SQLSTATE: 42601")
+            raise SqlError(f"[PARSE_SYNTAX_ERROR] Syntax error at or near '{text[pos : pos + 20]}'. SQLSTATE: 42601")
         tokens.append(Token(m.lastgroup, m.group()))
         pos = m.end()
     while tokens and (tokens[-1].kind == "ws" or tokens[-1].text == ";"):
@@ -128,12 +129,25 @@ def tokenize(text: str) -> list[Token]:
 
 
 # Spark names that DuckDB spells differently; everything else passes as it is.
-_TYPES = {"STRING": "VARCHAR", "TIMESTAMP": "TIMESTAMPTZ", "TIMESTAMP_NTZ": "TIMESTAMP", "BINARY": "BLOB",
-          "LONG": "BIGINT", "SHORT": "SMALLINT", "BYTE": "TINYINT"}
+_TYPES = {
+    "STRING": "VARCHAR",
+    "TIMESTAMP": "TIMESTAMPTZ",
+    "TIMESTAMP_NTZ": "TIMESTAMP",
+    "BINARY": "BLOB",
+    "LONG": "BIGINT",
+    "SHORT": "SMALLINT",
+    "BYTE": "TINYINT",
+}
 # Spark's trim() removes spaces (U+0020) only; DuckDB's one-argument trim() also other
 # Unicode spaces, hence a macro.
-_FUNCTIONS = {"REGEXP_LIKE": "regexp_matches", "RLIKE": "regexp_matches", "RAISE_ERROR": "error",
-              "TRIM": "spark_trim", "ARRAY": "list_value", "GET_JSON_OBJECT": "json_extract_string"}
+_FUNCTIONS = {
+    "REGEXP_LIKE": "regexp_matches",
+    "RLIKE": "regexp_matches",
+    "RAISE_ERROR": "error",
+    "TRIM": "spark_trim",
+    "ARRAY": "list_value",
+    "GET_JSON_OBJECT": "json_extract_string",
+}
 
 
 def duck_ident(name: str) -> str:
@@ -155,7 +169,7 @@ def translate(tokens: list[Token]) -> str:
             out.append(tok.text.rstrip("dDlL"))
         elif tok.kind == "word":
             up = tok.upper
-            nxt = next((t for t in tokens[i + 1:] if t.kind != "ws"), None)
+            nxt = next((t for t in tokens[i + 1 :] if t.kind != "ws"), None)
             if up in _FUNCTIONS and nxt is not None and nxt.text == "(":
                 out.append(_FUNCTIONS[up])
             elif up in _TYPES:
@@ -200,7 +214,9 @@ class Cursor:
     def expect(self, *words: str) -> None:
         if not self.accept(*words):
             got = self.peek().text if self.peek() else "end of input"
-            raise SqlError(f"[PARSE_SYNTAX_ERROR] Syntax error at or near '{got}': expected {' '.join(words)}. SQLSTATE: 42601")
+            raise SqlError(
+                f"[PARSE_SYNTAX_ERROR] Syntax error at or near '{got}': expected {' '.join(words)}. SQLSTATE: 42601"
+            )
 
     def name(self) -> list[str]:
         parts = []
@@ -216,7 +232,7 @@ class Cursor:
     def rest(self) -> list[Token]:
         if self.done():
             return []
-        return self.all[self.idx[self.pos]:]
+        return self.all[self.idx[self.pos] :]
 
     def options(self) -> dict[str, str]:
         """``( 'key' = 'value', ... )``"""
@@ -245,6 +261,7 @@ _INVALID_DELTA_NAME = re.compile(r"[ ,;{}()\n\t=]")
 
 # --- the SQL warehouse ------------------------------------------------------------------
 
+
 class Warehouse:
     """Spark SQL over DuckDB: one main database file plus one file per catalog."""
 
@@ -270,7 +287,9 @@ class Warehouse:
     # names
     def _table(self, parts: list[str]) -> str:
         if len(parts) != 3:
-            raise SqlError(f"[REQUIRES_SINGLE_PART_NAMESPACE] emulator needs catalog.schema.table, got {'.'.join(parts)}")
+            raise SqlError(
+                f"[REQUIRES_SINGLE_PART_NAMESPACE] emulator needs catalog.schema.table, got {'.'.join(parts)}"
+            )
         self._need_catalog(parts[0])
         return ".".join(parts)
 
@@ -280,8 +299,10 @@ class Warehouse:
 
     def _need_catalog(self, catalog: str) -> None:
         if catalog not in self.catalogs:
-            raise SqlError(f"[NO_SUCH_CATALOG_EXCEPTION] Catalog '{catalog}' was not found. "
-                           "Please verify the catalog name and then retry the query or command again. SQLSTATE: 42704")
+            raise SqlError(
+                f"[NO_SUCH_CATALOG_EXCEPTION] Catalog '{catalog}' was not found. "
+                "Please verify the catalog name and then retry the query or command again. SQLSTATE: 42704"
+            )
 
     def _schema_exists(self, catalog: str, schema: str) -> bool:
         with self.lock:
@@ -305,7 +326,8 @@ class Warehouse:
                 return False
             row = self.con.execute(
                 "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND schema_name = ? AND table_name = ?",
-                [c, s, t]).fetchall()[0]
+                [c, s, t],
+            ).fetchall()[0]
         return bool(row[0])
 
     def volume_dir(self, catalog: str, schema: str, volume: str) -> Path:
@@ -374,8 +396,12 @@ class Warehouse:
             if tok.kind not in ("ident", "word") or cur.peek() is None or cur.peek().text != ".":
                 continue
             parts = [tok.value.lower()]
-            while cur.peek() is not None and cur.peek().text == "." and cur.peek(1) is not None \
-                    and cur.peek(1).kind in ("ident", "word"):
+            while (
+                cur.peek() is not None
+                and cur.peek().text == "."
+                and cur.peek(1) is not None
+                and cur.peek(1).kind in ("ident", "word")
+            ):
                 cur.take()
                 parts.append(cur.take().value.lower())
             if len(parts) == 3:
@@ -386,10 +412,14 @@ class Warehouse:
         self._need_catalog(c)
         if not self.table_exists(full):
             if full in self.placeholders:
-                raise SqlError(f"[DELTA_SCHEMA_NOT_SET] Table schema is not set for `{full}`. "
-                               "Write data into it or use CREATE TABLE to set the schema. SQLSTATE: KD008")
-            raise SqlError(f"[TABLE_OR_VIEW_NOT_FOUND] The table or view `{full.replace('.', '`.`')}` cannot be found. "
-                           "Verify the spelling and correctness of the schema and catalog. SQLSTATE: 42P01")
+                raise SqlError(
+                    f"[DELTA_SCHEMA_NOT_SET] Table schema is not set for `{full}`. "
+                    "Write data into it or use CREATE TABLE to set the schema. SQLSTATE: KD008"
+                )
+            raise SqlError(
+                f"[TABLE_OR_VIEW_NOT_FOUND] The table or view `{full.replace('.', '`.`')}` cannot be found. "
+                "Verify the spelling and correctness of the schema and catalog. SQLSTATE: 42P01"
+            )
 
     def _result(self, rel) -> tuple[list[tuple[str, str]], list[tuple]]:
         description = rel.description
@@ -419,7 +449,9 @@ class Warehouse:
         if self._schema_exists(catalog, schema):
             if if_not:
                 return [], []
-            raise SqlError(f"[SCHEMA_ALREADY_EXISTS] Cannot create schema `{schema}` because it already exists. SQLSTATE: 42P06")
+            raise SqlError(
+                f"[SCHEMA_ALREADY_EXISTS] Cannot create schema `{schema}` because it already exists. SQLSTATE: 42P06"
+            )
         self._exec(f"CREATE SCHEMA {duck_ident(catalog)}.{duck_ident(schema)}")
         return [], []
 
@@ -454,7 +486,7 @@ class Warehouse:
             elif cur.peek().text == "(" and columns_sql is None:
                 start = cur.pos
                 cur.skip_parens()
-                columns_sql = translate(cur.all[cur.idx[start]:cur.idx[cur.pos - 1] + 1])
+                columns_sql = translate(cur.all[cur.idx[start] : cur.idx[cur.pos - 1] + 1])
             elif cur.accept("AS"):
                 break
             else:
@@ -464,8 +496,10 @@ class Warehouse:
         if exists and if_not:
             return [], []
         if exists and not replace:
-            raise SqlError(f"[TABLE_OR_VIEW_ALREADY_EXISTS] Cannot create table or view `{full}` because it already "
-                           "exists. SQLSTATE: 42P07")
+            raise SqlError(
+                f"[TABLE_OR_VIEW_ALREADY_EXISTS] Cannot create table or view `{full}` because it already "
+                "exists. SQLSTATE: 42P07"
+            )
         if query:
             self._check_names(query)
             # Replaced in one statement: a failing query leaves the old table, as in Delta.
@@ -503,7 +537,8 @@ class Warehouse:
             raise SqlError(
                 "[DELTA_INVALID_CHARACTERS_IN_COLUMN_NAMES] Found invalid character(s) among ' ,;{}()\\n\\t=' in the "
                 f"column names of your schema: {', '.join(bad)}. Please enable Column Mapping to keep using these "
-                "characters. SQLSTATE: 42K05")
+                "characters. SQLSTATE: 42K05"
+            )
 
     def _drop_table(self, cur: Cursor):
         if_exists = cur.accept("IF", "EXISTS")
@@ -523,7 +558,9 @@ class Warehouse:
             if if_exists:
                 return [], []
             self._need_schema(catalog, schema)
-        for full in [t for t in list(self.properties) + list(self.placeholders) if t.startswith(f"{catalog}.{schema}.")]:
+        for full in [
+            t for t in list(self.properties) + list(self.placeholders) if t.startswith(f"{catalog}.{schema}.")
+        ]:
             self._forget_table(full)
         self._exec(f"DROP SCHEMA {duck_ident(catalog)}.{duck_ident(schema)}{' CASCADE' if cascade else ''}")
         shutil.rmtree(self.volumes_root / catalog / schema, ignore_errors=True)
@@ -552,12 +589,16 @@ class Warehouse:
         path = path.removeprefix("dbfs:")
         parts = path.strip("/").split("/")
         if len(parts) < 4 or parts[0] != "Volumes" or any(p in ("", ".", "..") for p in parts):
-            raise SqlError(f"[INVALID_PARAMETER_VALUE] emulator only reads /Volumes/<catalog>/<schema>/<volume>/... "
-                           f"paths, got {path}")
+            raise SqlError(
+                f"[INVALID_PARAMETER_VALUE] emulator only reads /Volumes/<catalog>/<schema>/<volume>/... "
+                f"paths, got {path}"
+            )
         catalog, schema, volume = parts[1:4]
         base = self.volume_dir(catalog, schema, volume)
         if not base.is_dir():
-            raise SqlError(f"[UC_VOLUME_NOT_FOUND] Volume `{catalog}`.`{schema}`.`{volume}` does not exist. SQLSTATE: 42704")
+            raise SqlError(
+                f"[UC_VOLUME_NOT_FOUND] Volume `{catalog}`.`{schema}`.`{volume}` does not exist. SQLSTATE: 42704"
+            )
         return base.joinpath(*parts[4:])
 
     def _copy_into(self, cur: Cursor):
@@ -569,10 +610,10 @@ class Warehouse:
         cur.expect("FILEFORMAT")
         cur.expect("=")
         file_format = cur.take().text.upper()
-        format_options, copy_options = {}, {}
+        copy_options = {}
         while not cur.done():
             if cur.accept("FORMAT_OPTIONS"):
-                format_options = cur.options()
+                cur.options()  # Parquet's schema comes from the file; its format options change nothing here
             elif cur.accept("COPY_OPTIONS"):
                 copy_options = cur.options()
             else:
@@ -585,8 +626,11 @@ class Warehouse:
         if local.is_file():
             files = [(source.value, local)]
         elif local.is_dir():
-            files = [(source.value.rstrip("/") + "/" + str(p.relative_to(local)), p)
-                     for p in sorted(local.rglob("*")) if p.is_file() and not p.name.startswith((".", "_"))]
+            files = [
+                (source.value.rstrip("/") + "/" + str(p.relative_to(local)), p)
+                for p in sorted(local.rglob("*"))
+                if p.is_file() and not p.name.startswith((".", "_"))
+            ]
         else:
             raise SqlError(f"[PATH_NOT_FOUND] Path does not exist: {source.value}. SQLSTATE: 42K03")
         force = copy_options.get("force", "false").lower() == "true"
@@ -598,16 +642,20 @@ class Warehouse:
                 continue  # loaded before: COPY INTO is idempotent per file
             inserted += self._load_file(full, path, merge)
             loaded.add(remote)
-        return ([("num_affected_rows", "BIGINT"), ("num_inserted_rows", "BIGINT"), ("num_skipped_corrupt_files", "BIGINT")],
-                [(inserted, inserted, 0)])
+        return (
+            [("num_affected_rows", "BIGINT"), ("num_inserted_rows", "BIGINT"), ("num_skipped_corrupt_files", "BIGINT")],
+            [(inserted, inserted, 0)],
+        )
 
     def _load_file(self, full: str, path: Path, merge: bool) -> int:
         source = f"read_parquet({duck_literal(str(path))})"
         file_columns = [(r[0], r[1]) for r in self.con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()]
         if full in self.placeholders:
             if not merge:
-                raise SqlError(f"[DELTA_SCHEMA_NOT_SET] Table schema is not set for `{full}`: use "
-                               "COPY_OPTIONS ('mergeSchema' = 'true') to set it from the files. SQLSTATE: KD008")
+                raise SqlError(
+                    f"[DELTA_SCHEMA_NOT_SET] Table schema is not set for `{full}`: use "
+                    "COPY_OPTIONS ('mergeSchema' = 'true') to set it from the files. SQLSTATE: KD008"
+                )
             self._check_column_names(full, file_columns)
             self._exec(f"CREATE TABLE {self._duck(full)} AS SELECT * FROM {source} LIMIT 0")
             self.placeholders.discard(full)
@@ -615,8 +663,10 @@ class Warehouse:
         new = [(n, t) for n, t in file_columns if n.lower() not in table_columns]
         if new:
             if not merge:
-                raise SqlError(f"[DELTA_SCHEMA_MISMATCH] A schema mismatch detected when writing to `{full}`: new "
-                               f"columns {[n for n, _ in new]}. Use COPY_OPTIONS ('mergeSchema' = 'true'). SQLSTATE: KD005")
+                raise SqlError(
+                    f"[DELTA_SCHEMA_MISMATCH] A schema mismatch detected when writing to `{full}`: new "
+                    f"columns {[n for n, _ in new]}. Use COPY_OPTIONS ('mergeSchema' = 'true'). SQLSTATE: KD005"
+                )
             self._check_column_names(full, new)
             for name, type_name in new:
                 self._exec(f"ALTER TABLE {self._duck(full)} ADD COLUMN {duck_ident(name)} {type_name}")
@@ -648,8 +698,10 @@ def _spark_error(exc: duckdb.Error) -> SqlError:
         return SqlError(f"[TABLE_OR_VIEW_NOT_FOUND] The table or view `{m.group(1)}` cannot be found. SQLSTATE: 42P01")
     m = re.search(r'Referenced column "?([^"]+)"? not found', text)
     if m:
-        return SqlError(f"[UNRESOLVED_COLUMN.WITH_SUGGESTION] A column, variable, or function parameter with name "
-                        f"`{m.group(1)}` cannot be resolved. SQLSTATE: 42703")
+        return SqlError(
+            f"[UNRESOLVED_COLUMN.WITH_SUGGESTION] A column, variable, or function parameter with name "
+            f"`{m.group(1)}` cannot be resolved. SQLSTATE: 42703"
+        )
     if isinstance(exc, duckdb.InvalidInputException) and "Invalid Input Error: " in text:
         # error() raised by raise_error().
         return SqlError(f"[USER_RAISED_EXCEPTION] {text.split('Invalid Input Error: ', 1)[1]} SQLSTATE: P0001")
@@ -660,15 +712,37 @@ def _spark_error(exc: duckdb.Error) -> SqlError:
 
 # --- statements -------------------------------------------------------------------------
 
-_SPARK_TYPE_NAMES = {"BIGINT": "LONG", "INTEGER": "INT", "VARCHAR": "STRING", "DOUBLE": "DOUBLE", "BOOLEAN": "BOOLEAN",
-                     "DATE": "DATE", "TIMESTAMP WITH TIME ZONE": "TIMESTAMP", "TIMESTAMP": "TIMESTAMP_NTZ",
-                     "FLOAT": "FLOAT", "SMALLINT": "SHORT", "TINYINT": "BYTE", "BLOB": "BINARY"}
+_SPARK_TYPE_NAMES = {
+    "BIGINT": "LONG",
+    "INTEGER": "INT",
+    "VARCHAR": "STRING",
+    "DOUBLE": "DOUBLE",
+    "BOOLEAN": "BOOLEAN",
+    "DATE": "DATE",
+    "TIMESTAMP WITH TIME ZONE": "TIMESTAMP",
+    "TIMESTAMP": "TIMESTAMP_NTZ",
+    "FLOAT": "FLOAT",
+    "SMALLINT": "SHORT",
+    "TINYINT": "BYTE",
+    "BLOB": "BINARY",
+}
 
 
 # DuckDB types by the names DESCRIBE TABLE gives them in Databricks.
-_DESCRIBE_TYPES = {"BIGINT": "bigint", "INTEGER": "int", "SMALLINT": "smallint", "TINYINT": "tinyint", "VARCHAR": "string",
-                   "DOUBLE": "double", "FLOAT": "float", "BOOLEAN": "boolean", "DATE": "date",
-                   "TIMESTAMP WITH TIME ZONE": "timestamp", "TIMESTAMP": "timestamp_ntz", "BLOB": "binary"}
+_DESCRIBE_TYPES = {
+    "BIGINT": "bigint",
+    "INTEGER": "int",
+    "SMALLINT": "smallint",
+    "TINYINT": "tinyint",
+    "VARCHAR": "string",
+    "DOUBLE": "double",
+    "FLOAT": "float",
+    "BOOLEAN": "boolean",
+    "DATE": "date",
+    "TIMESTAMP WITH TIME ZONE": "timestamp",
+    "TIMESTAMP": "timestamp_ntz",
+    "BLOB": "binary",
+}
 
 
 def _json_value(value):
@@ -678,7 +752,7 @@ def _json_value(value):
         return "true" if value else "false"
     if isinstance(value, dt.datetime):
         if value.tzinfo is not None:
-            value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
             return value.isoformat(timespec="milliseconds") + "Z"
         return value.isoformat()
     if isinstance(value, (dt.date, dt.time)):
@@ -710,9 +784,13 @@ class Statement:
         if self.state == "SUCCEEDED":
             body["manifest"] = {
                 "format": "JSON_ARRAY",
-                "schema": {"column_count": len(self.columns), "columns": [
-                    {"name": name, "position": i, "type_name": _SPARK_TYPE_NAMES.get(t, "STRING"), "type_text": t}
-                    for i, (name, t) in enumerate(self.columns)]},
+                "schema": {
+                    "column_count": len(self.columns),
+                    "columns": [
+                        {"name": name, "position": i, "type_name": _SPARK_TYPE_NAMES.get(t, "STRING"), "type_text": t}
+                        for i, (name, t) in enumerate(self.columns)
+                    ],
+                },
                 "total_row_count": len(self.rows),
                 "truncated": False,
             }
@@ -932,7 +1010,9 @@ class DatabricksEmulator(Emulator):
                 response.status_code = 401
                 return response
             if request.form.get("grant_type") != "client_credentials":
-                response = jsonify({"error": "unsupported_grant_type", "error_description": "grant_type must be client_credentials"})
+                response = jsonify(
+                    {"error": "unsupported_grant_type", "error_description": "grant_type must be client_credentials"}
+                )
                 response.status_code = 400
                 return response
             if "all-apis" not in (request.form.get("scope") or "").split():
@@ -941,8 +1021,14 @@ class DatabricksEmulator(Emulator):
                 return response
             token = "dose" + secrets.token_hex(16)
             emulator.oauth_tokens[token] = time.monotonic() + emulator.oauth_ttl
-            return jsonify({"access_token": token, "token_type": "Bearer", "expires_in": int(emulator.oauth_ttl),
-                            "scope": "all-apis"})
+            return jsonify(
+                {
+                    "access_token": token,
+                    "token_type": "Bearer",
+                    "expires_in": int(emulator.oauth_ttl),
+                    "scope": "all-apis",
+                }
+            )
 
         @app.get("/api/2.0/sql/warehouses/<warehouse_id>")
         def warehouse(warehouse_id):
@@ -1022,8 +1108,11 @@ class DatabricksEmulator(Emulator):
         if request.method == "DELETE":
             local.unlink()
             return Response(status=204)
-        headers = {"Content-Length": str(local.stat().st_size), "Content-Type": "application/octet-stream",
-                   "Last-Modified": _http_date(local.stat().st_mtime)}
+        headers = {
+            "Content-Length": str(local.stat().st_size),
+            "Content-Type": "application/octet-stream",
+            "Last-Modified": _http_date(local.stat().st_mtime),
+        }
         if request.method == "HEAD":
             return Response(status=200, headers=headers)
 

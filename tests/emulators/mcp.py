@@ -16,11 +16,12 @@ Tables are Delta tables under ``<root>/lakehouse``, written by our own DeltaTarg
 ``inject()`` queues canned responses; ``stop()``/``start()`` takes the server down and
 back on the same port.
 """
+
 from __future__ import annotations
 
 import threading
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -68,8 +69,9 @@ class McpEmulator(Emulator):
     def _download(self, url: str, dest: Path) -> None:
         partial = dest.with_suffix(".part")
         try:
-            with requests.get(url, headers={"Authorization": f"Bearer {self.internal_api_key}"}, stream=True,
-                              timeout=30) as response:
+            with requests.get(
+                url, headers={"Authorization": f"Bearer {self.internal_api_key}"}, stream=True, timeout=30
+            ) as response:
                 self.downloads.append((url, response.status_code))
                 if response.status_code != 200:
                     raise DownloadError(response.status_code, response.text[:300])
@@ -129,8 +131,15 @@ class McpEmulator(Emulator):
                 return emulator._failed(dataset_id, exc)
             with emulator._lock:
                 entry = emulator.datasets.setdefault(dataset_id, {})
-                entry.update(tenant_id=tenant_id, dataset_name=body["dataset_name"], bronze_table=ref.full_name,
-                             file=str(path), schema=body["schema"], error=None, last_sync_at=_now())
+                entry.update(
+                    tenant_id=tenant_id,
+                    dataset_name=body["dataset_name"],
+                    bronze_table=ref.full_name,
+                    file=str(path),
+                    schema=body["schema"],
+                    error=None,
+                    last_sync_at=_now(),
+                )
                 entry.pop("silver_table", None)
             return jsonify({"bronze_table": ref.full_name, "row_count": result.row_count}), 201
 
@@ -149,8 +158,9 @@ class McpEmulator(Emulator):
             bronze = _ref(entry["bronze_table"])
             silver_ref = TableRef(bronze.catalog, "silver", bronze.table)
             plan = infer_plan(entry["file"], null_tokens=emulator.null_tokens)
-            ctx = _context(dataset_id, entry["tenant_id"], entry["dataset_name"], bronze, Path(entry["file"]),
-                           silver=silver_ref)
+            ctx = _context(
+                dataset_id, entry["tenant_id"], entry["dataset_name"], bronze, Path(entry["file"]), silver=silver_ref
+            )
             try:
                 result = emulator.lakehouse.write_silver(ctx, plan)
             except (PermanentTargetError, TransientTargetError) as exc:
@@ -165,12 +175,28 @@ class McpEmulator(Emulator):
                 entry = dict(emulator.datasets.get(dataset_id) or {})
             if not entry:
                 return _error(404, "not_found", f"no dataset {dataset_id}")
-            exists = {layer: bool(entry.get(f"{layer}_table")) and emulator.table_exists(entry[f"{layer}_table"])
-                      for layer in ("bronze", "silver")}
-            state = "failed" if entry.get("error") else "silver" if exists["silver"] else \
-                "bronze" if exists["bronze"] else "pending"
-            return jsonify({"status": state, "bronze_exists": exists["bronze"], "silver_exists": exists["silver"],
-                            "last_sync_at": entry.get("last_sync_at"), "error": entry.get("error")})
+            exists = {
+                layer: bool(entry.get(f"{layer}_table")) and emulator.table_exists(entry[f"{layer}_table"])
+                for layer in ("bronze", "silver")
+            }
+            state = (
+                "failed"
+                if entry.get("error")
+                else "silver"
+                if exists["silver"]
+                else "bronze"
+                if exists["bronze"]
+                else "pending"
+            )
+            return jsonify(
+                {
+                    "status": state,
+                    "bronze_exists": exists["bronze"],
+                    "silver_exists": exists["silver"],
+                    "last_sync_at": entry.get("last_sync_at"),
+                    "error": entry.get("error"),
+                }
+            )
 
         @app.delete("/databricks/datasets/<dataset_id>")
         def delete(dataset_id):
@@ -185,8 +211,9 @@ class McpEmulator(Emulator):
             if entry is None:
                 return _error(404, "not_found", f"no dataset {dataset_id}")
             tables = [_ref(entry[f"{layer}_table"]) for layer in ("bronze", "silver") if entry.get(f"{layer}_table")]
-            emulator.lakehouse.drop_tables(_context(dataset_id, entry["tenant_id"], entry["dataset_name"],
-                                                    tables[0], Path(entry["file"])), tables)
+            emulator.lakehouse.drop_tables(
+                _context(dataset_id, entry["tenant_id"], entry["dataset_name"], tables[0], Path(entry["file"])), tables
+            )
             Path(entry["file"]).unlink(missing_ok=True)
             return "", 204
 
@@ -205,14 +232,23 @@ class McpEmulator(Emulator):
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat()
+    return datetime.now(UTC).isoformat()
 
 
-def _context(dataset_id: str, tenant_id: str, name: str, bronze: TableRef, path: Path,
-             silver: TableRef | None = None) -> SyncContext:
-    return SyncContext(dataset_id=dataset_id, tenant_id=tenant_id, run_id="", dataset_name=name, bronze=bronze,
-                       silver=silver or TableRef(bronze.catalog, "silver", bronze.table), source_path=path,
-                       source_file=path.name, ingested_at=datetime.now(timezone.utc))
+def _context(
+    dataset_id: str, tenant_id: str, name: str, bronze: TableRef, path: Path, silver: TableRef | None = None
+) -> SyncContext:
+    return SyncContext(
+        dataset_id=dataset_id,
+        tenant_id=tenant_id,
+        run_id="",
+        dataset_name=name,
+        bronze=bronze,
+        silver=silver or TableRef(bronze.catalog, "silver", bronze.table),
+        source_path=path,
+        source_file=path.name,
+        ingested_at=datetime.now(UTC),
+    )
 
 
 class DownloadError(Exception):

@@ -1,4 +1,5 @@
 """Serving a WSGI app on 127.0.0.1 in a background thread, and canned faults."""
+
 from __future__ import annotations
 
 import json
@@ -36,14 +37,13 @@ class ServerThread:
     def running(self) -> bool:
         return self._server is not None
 
-    def start(self) -> "ServerThread":
+    def start(self) -> ServerThread:
         if self._server is not None:
             return self
         deadline = time.monotonic() + 10
         while True:
             try:
-                self._server = make_server(self.host, self.port, self.app, threaded=True,
-                                           request_handler=_QuietHandler)
+                self._server = make_server(self.host, self.port, self.app, threaded=True, request_handler=_QuietHandler)
                 break
             except OSError:
                 # The port of a server just stopped may linger briefly.
@@ -153,8 +153,17 @@ class Emulator:
     def stop(self) -> None:
         self.server.stop()
 
-    def inject(self, status: int, body=None, *, headers: dict | None = None, method: str | None = None,
-               path: str | None = None, body_match: str | None = None, times: int = 1) -> Fault:
+    def inject(
+        self,
+        status: int,
+        body=None,
+        *,
+        headers: dict | None = None,
+        method: str | None = None,
+        path: str | None = None,
+        body_match: str | None = None,
+        times: int = 1,
+    ) -> Fault:
         """Answer the next ``times`` matching requests with this response instead."""
         return self.faults.add(Fault(status, body, headers or {}, method, path, body_match, times))
 

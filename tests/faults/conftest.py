@@ -1,5 +1,6 @@
 """Fault-injection stack: its own embedded PostgreSQL and Redis, and the API (gunicorn),
 a worker and beat as real processes that tests stop, kill and restart on purpose."""
+
 from __future__ import annotations
 
 import json
@@ -32,10 +33,11 @@ class Proc:
         self.log_path = log_dir / f"{name}.log"
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "Proc":
+    def start(self) -> Proc:
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            self.argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         log.close()
         return self
 
@@ -92,21 +94,66 @@ class FaultStack:
             "SYNC_MAX_DELIVERIES": "4",
             "DUCKDB_THREADS": "1",
         }
-        subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], cwd=ROOT, env=self.env, check=True,
-                       capture_output=True)
-        out = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "tenant", "create", "faults"],
-                             cwd=ROOT, env=self.env, check=True, capture_output=True, text=True)
+        subprocess.run(
+            [sys.executable, "-m", "alembic", "upgrade", "head"],
+            cwd=ROOT,
+            env=self.env,
+            check=True,
+            capture_output=True,
+        )
+        out = subprocess.run(
+            [sys.executable, "-m", "flask", "--app", "wsgi", "tenant", "create", "faults"],
+            cwd=ROOT,
+            env=self.env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         self.key = out.stdout.strip().splitlines()[-1]
         logs = self.root / "logs"
         logs.mkdir(exist_ok=True)
         celery = [sys.executable, "-m", "celery", "-A", "tasks.celery_app"]
         self.procs = {
-            "api": Proc("api", [sys.executable, "-m", "gunicorn", "wsgi:app", "-b", f"127.0.0.1:{port}", "-w", "2",
-                                "--threads", "8", "--timeout", "120", "--no-control-socket"], self.env, logs),
-            "worker": Proc("worker", [*celery, "worker", "--loglevel=INFO", "-c", "2", "-E", "--without-mingle",
-                                      "--without-gossip", "-n", "faults@%h"], self.env, logs),
-            "beat": Proc("beat", [*celery, "beat", "--loglevel=INFO", "-s", str(self.root / "beat-schedule")],
-                         self.env, logs),
+            "api": Proc(
+                "api",
+                [
+                    sys.executable,
+                    "-m",
+                    "gunicorn",
+                    "wsgi:app",
+                    "-b",
+                    f"127.0.0.1:{port}",
+                    "-w",
+                    "2",
+                    "--threads",
+                    "8",
+                    "--timeout",
+                    "120",
+                    "--no-control-socket",
+                ],
+                self.env,
+                logs,
+            ),
+            "worker": Proc(
+                "worker",
+                [
+                    *celery,
+                    "worker",
+                    "--loglevel=INFO",
+                    "-c",
+                    "2",
+                    "-E",
+                    "--without-mingle",
+                    "--without-gossip",
+                    "-n",
+                    "faults@%h",
+                ],
+                self.env,
+                logs,
+            ),
+            "beat": Proc(
+                "beat", [*celery, "beat", "--loglevel=INFO", "-s", str(self.root / "beat-schedule")], self.env, logs
+            ),
         }
         for proc in self.procs.values():
             proc.start()
@@ -144,8 +191,12 @@ class FaultStack:
         return {"Authorization": f"Bearer {self.key}"}
 
     def upload(self, name: str, content: bytes, timeout: float = 60) -> requests.Response:
-        return requests.post(f"{self.base}/api/v1/datasets", headers=self.auth,
-                             files={"file": (f"{name}.csv", content, "text/csv")}, timeout=timeout)
+        return requests.post(
+            f"{self.base}/api/v1/datasets",
+            headers=self.auth,
+            files={"file": (f"{name}.csv", content, "text/csv")},
+            timeout=timeout,
+        )
 
     def status(self, dataset_id: str) -> dict:
         response = requests.get(f"{self.base}/api/v1/datasets/{dataset_id}/sync", headers=self.auth, timeout=30)
@@ -163,12 +214,16 @@ class FaultStack:
             except requests.RequestException:
                 pass  # the API may be restarting or PostgreSQL may be down for a moment
             time.sleep(0.2)
-        raise AssertionError(f"{what} not reached for {dataset_id} in {timeout}s; last: {body}\n"
-                             f"worker log:\n{self.procs['worker'].tail()}")
+        raise AssertionError(
+            f"{what} not reached for {dataset_id} in {timeout}s; last: {body}\n"
+            f"worker log:\n{self.procs['worker'].tail()}"
+        )
 
     def wait_done(self, dataset_ids, timeout: float = 120) -> dict[str, dict]:
-        return {i: self.wait_until(i, lambda b: b["status"] in ("synced", "failed"), timeout, "synced/failed")
-                for i in dataset_ids}
+        return {
+            i: self.wait_until(i, lambda b: b["status"] in ("synced", "failed"), timeout, "synced/failed")
+            for i in dataset_ids
+        }
 
 
 def csv_with_duplicates(rows: int, dups: int, seed: str = "") -> bytes:
@@ -178,8 +233,9 @@ def csv_with_duplicates(rows: int, dups: int, seed: str = "") -> bytes:
     return ("id,name,code,value\n" + "\n".join(lines) + "\n").encode()
 
 
-def verify(stack: FaultStack, fault: str, expected: dict[str, tuple[int, int]], final: dict[str, dict],
-           sent: int | None = None) -> dict:
+def verify(
+    stack: FaultStack, fault: str, expected: dict[str, tuple[int, int]], final: dict[str, dict], sent: int | None = None
+) -> dict:
     """Check every accepted upload: synced, bronze == source rows, silver == source − duplicates,
     nothing twice in the tables; record a line of the report."""
     from deltalake import DeltaTable
@@ -198,12 +254,23 @@ def verify(stack: FaultStack, fault: str, expected: dict[str, tuple[int, int]], 
         synced += 1
         bronze = DeltaTable(body["bronze_location"]).to_pyarrow_table()
         silver = DeltaTable(body["silver_location"]).to_pyarrow_table()
-        if bronze.num_rows != source_rows or silver.num_rows != distinct_rows or \
-                body["row_count_bronze"] != source_rows or body["row_count_silver"] != distinct_rows:
+        if (
+            bronze.num_rows != source_rows
+            or silver.num_rows != distinct_rows
+            or body["row_count_bronze"] != source_rows
+            or body["row_count_silver"] != distinct_rows
+        ):
             duplicated += 1
-    line = {"fault": fault, "uploads_sent": sent if sent is not None else len(expected), "accepted": len(expected),
-            "synced": synced, "failed": failed, "lost": lost, "duplicated": duplicated,
-            "reasons": sorted(reasons)[:5]}
+    line = {
+        "fault": fault,
+        "uploads_sent": sent if sent is not None else len(expected),
+        "accepted": len(expected),
+        "synced": synced,
+        "failed": failed,
+        "lost": lost,
+        "duplicated": duplicated,
+        "reasons": sorted(reasons)[:5],
+    }
     REPORT.append(line)
     return line
 

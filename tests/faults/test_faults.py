@@ -1,4 +1,5 @@
 """Break the stack on purpose; every upload that got 201 must end synced, exactly once."""
+
 from __future__ import annotations
 
 import os
@@ -21,8 +22,11 @@ def _accepted(response: requests.Response) -> str:
 
 
 def _running(step: str):
-    return lambda body: body["status"] == "syncing" and body["step"] == step and any(
-        s["step"] == step and s["status"] == "running" for s in body["runs"][0]["steps"])
+    return lambda body: (
+        body["status"] == "syncing"
+        and body["step"] == step
+        and any(s["step"] == step and s["status"] == "running" for s in body["runs"][0]["steps"])
+    )
 
 
 def _kill_worker_during(stack, step: str, name: str) -> None:
@@ -116,8 +120,17 @@ def test_poison_dataset_fails_after_bounded_deliveries(stack):
     assert "SYNC_MAX_DELIVERIES=4" in body["last_error"], body["last_error"]
     [marker] = (stack.root / "flaky").glob("poison_pill_*")
     assert int(marker.read_text()) == 4  # it killed its worker 4 times, then was stopped
-    REPORT.append({"fault": "poison dataset (kills its worker every time)", "uploads_sent": 1, "accepted": 1,
-                   "synced": 0, "failed": 1, "lost": 0, "duplicated": 0})
+    REPORT.append(
+        {
+            "fault": "poison dataset (kills its worker every time)",
+            "uploads_sent": 1,
+            "accepted": 1,
+            "synced": 0,
+            "failed": 1,
+            "lost": 0,
+            "duplicated": 0,
+        }
+    )
 
 
 def test_concurrent_resyncs_one_wins(stack):
@@ -209,8 +222,10 @@ def test_unwritable_lakehouse_fails_then_resync_succeeds(stack):
         subprocess.run(["chattr", "-i", str(bronze_dir)], check=True)
     response = requests.post(f"{stack.base}/api/v1/datasets/{dataset_id}/sync", headers=stack.auth, timeout=30)
     assert response.status_code == 202, response.text
-    final = stack.wait_until(dataset_id, lambda b: b["status"] in ("synced", "failed") and len(b["runs"]) == 2, 120,
-                             "resync done")
-    line = verify(stack, "read-only lakehouse: failed with reason, then resynced", {dataset_id: (52, 50)},
-                  {dataset_id: final})
+    final = stack.wait_until(
+        dataset_id, lambda b: b["status"] in ("synced", "failed") and len(b["runs"]) == 2, 120, "resync done"
+    )
+    line = verify(
+        stack, "read-only lakehouse: failed with reason, then resynced", {dataset_id: (52, 50)}, {dataset_id: final}
+    )
     assert line["synced"] == 1, final

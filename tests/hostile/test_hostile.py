@@ -1,6 +1,7 @@
 """Hostile uploads are answered with 201 or the right 4xx naming the problem, never a 5xx,
 leave nothing half-stored, and leave the stack healthy. Time and memory per case are
 measured by `make bench-hostile`, not here."""
+
 from __future__ import annotations
 
 import io
@@ -14,8 +15,9 @@ from tests.hostile.cases import CASES, Case
 def send(client, auth: dict, case: Case):
     headers = {**auth, **case.headers}
     if case.json_body:
-        return client.post("/api/v1/datasets", headers={**headers, "Content-Type": "application/json"},
-                           data=case.build())
+        return client.post(
+            "/api/v1/datasets", headers={**headers, "Content-Type": "application/json"}, data=case.build()
+        )
     data = {"file": (io.BytesIO(case.build()), case.file_name)}
     return client.post("/api/v1/datasets", headers=headers, data=data, content_type="multipart/form-data")
 

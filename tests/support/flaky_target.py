@@ -9,6 +9,7 @@ Behaviour is chosen by the dataset name at the start of the table name:
 - ``poison``: the bronze write kills its own worker process, every time.
 Attempts are counted in files under FLAKY_STATE_DIR, so they survive across processes.
 """
+
 from __future__ import annotations
 
 import os

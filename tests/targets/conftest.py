@@ -6,6 +6,7 @@ worker on database 0) takes its tasks. The Databricks target talks to a local Da
 emulator and the MCP target to a local MCP emulator; the MCP emulator downloads Parquet
 files from our API, which is therefore also served over real HTTP.
 """
+
 from __future__ import annotations
 
 import os
@@ -15,7 +16,6 @@ import subprocess
 import sys
 import time
 import uuid
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -52,20 +52,40 @@ class Stack:
         return self.log_path.read_text(errors="replace")[-chars:]
 
 
-def start_stack(name: str, app_env: dict, overrides: dict, stack_dir: Path, *, target: str | None = None,
-                db: int | None = None) -> Stack:
+def start_stack(
+    name: str, app_env: dict, overrides: dict, stack_dir: Path, *, target: str | None = None, db: int | None = None
+) -> Stack:
     """A stack named ``name`` syncing to ``target`` (default: the target of that name) on its
     own Redis database (default: the target's)."""
-    env = {**app_env, "SYNC_TARGET": target or name, **overrides,
-           "REDIS_URL": redis_db(app_env["REDIS_URL"], REDIS_DBS[name] if db is None else db)}
+    env = {
+        **app_env,
+        "SYNC_TARGET": target or name,
+        **overrides,
+        "REDIS_URL": redis_db(app_env["REDIS_URL"], REDIS_DBS[name] if db is None else db),
+    }
     app = make_app(env)
     log_path = stack_dir / f"worker-{name}.log"
     proc_env = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "tasks.celery_app", "worker", "--loglevel=INFO", "--concurrency=2",
-             "--without-mingle", "--without-gossip", "-n", f"{name}-{uuid.uuid4().hex[:6]}@%h"],
-            cwd=ROOT, env=proc_env, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "tasks.celery_app",
+                "worker",
+                "--loglevel=INFO",
+                "--concurrency=2",
+                "--without-mingle",
+                "--without-gossip",
+                "-n",
+                f"{name}-{uuid.uuid4().hex[:6]}@%h",
+            ],
+            cwd=ROOT,
+            env=proc_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     stack = Stack(name, app, env, proc, log_path)
     deadline = time.monotonic() + 60
@@ -100,8 +120,12 @@ def targets_dir(stack_dir) -> Path:
 def databricks_emulator(targets_dir):
     from tests.emulators.databricks import DatabricksEmulator
 
-    emulator = DatabricksEmulator(targets_dir / "databricks", token="dapi-" + secrets.token_hex(12),
-                                  client_id="sp-" + secrets.token_hex(4), client_secret=secrets.token_hex(16)).start()
+    emulator = DatabricksEmulator(
+        targets_dir / "databricks",
+        token="dapi-" + secrets.token_hex(12),
+        client_id="sp-" + secrets.token_hex(4),
+        client_secret=secrets.token_hex(16),
+    ).start()
     yield emulator
     emulator.stop()
 
@@ -156,8 +180,12 @@ def databricks_stack(app_env, stack_dir, databricks_emulator):
 
 @pytest.fixture(scope="session")
 def mcp_stack(app_env, stack_dir, mcp_emulator, internal_api):
-    settings = {"MCP_SERVER_URL": mcp_emulator.url, "MCP_API_KEY": MCP_KEY, "PUBLIC_INTERNAL_URL": internal_api.url,
-                "HTTP_TIMEOUT": "10"}
+    settings = {
+        "MCP_SERVER_URL": mcp_emulator.url,
+        "MCP_API_KEY": MCP_KEY,
+        "PUBLIC_INTERNAL_URL": internal_api.url,
+        "HTTP_TIMEOUT": "10",
+    }
     stack = start_stack("mcp", app_env, settings, stack_dir)
     stack.extras["emulator"] = mcp_emulator
     yield stack

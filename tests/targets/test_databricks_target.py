@@ -1,5 +1,6 @@
 """SYNC_TARGET=databricks end to end: the real API, broker and worker against the local
 Databricks emulator (Files API, Statement Execution API on DuckDB, OAuth M2M)."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -25,11 +26,11 @@ CSV = (
 # Every silver rule at once: trimming, each null token, each type, quotes and backslashes,
 # unicode, a value at the edge of double, duplicates (rows 2 and 4, 3 and 6 after cleaning).
 RICH_CSV = (
-    'id,Name,Amount (€),Ratio,Active,Joined,Last Seen,Note,Code,Empty\n'
-    '1, Ada ,10.50,1e3,true,2024-01-05,2024-01-05T10:00:00Z, hello ,007,\n'
-    '2,Grace,3,-2.5,FALSE,2024-02-29,2024-02-01 08:30:00,NULL,0042,NULL\n'
+    "id,Name,Amount (€),Ratio,Active,Joined,Last Seen,Note,Code,Empty\n"
+    "1, Ada ,10.50,1e3,true,2024-01-05,2024-01-05T10:00:00Z, hello ,007,\n"
+    "2,Grace,3,-2.5,FALSE,2024-02-29,2024-02-01 08:30:00,NULL,0042,NULL\n"
     '3,"O\'Neil",,0.1, True ,2023-12-31,2024-03-01T00:00:00+02:00,N/A,x1,\n'
-    '2,Grace,3,-2.5,FALSE,2024-02-29,2024-02-01 08:30:00,NULL,0042,NULL\n'
+    "2,Grace,3,-2.5,FALSE,2024-02-29,2024-02-01 08:30:00,NULL,0042,NULL\n"
     '4,"back\\slash ""quoted""",1.7976931348623157e308,NA,false,,2024-03-01 00:00:00.123456,None,,\n'
     '3,"O\'Neil" ,, 0.1,true,2023-12-31, 2024-02-29T22:00:00Z,null,x1,None\n'
     # Spaces are trimmed; the no-break space (U+00A0) is data on both targets.
@@ -38,16 +39,22 @@ RICH_CSV = (
 
 
 def _parquet_bytes() -> bytes:
-    table = pa.table({
-        "id": pa.array([1, 2, 2, 3, None], pa.int64()),
-        "score": [0.5, 1.5, 1.5, None, -3.25],
-        "day": [dt.date(2024, 1, 1), None, None, dt.date(1999, 12, 31), dt.date(2024, 2, 29)],
-        "at": pa.array([dt.datetime(2024, 1, 1, 10, tzinfo=dt.timezone.utc)] * 3 + [None, None], pa.timestamp("ms", tz="UTC")),
-        "local": pa.array([dt.datetime(2024, 1, 1, 10, 30)] * 3 + [None, dt.datetime(2000, 1, 1)], pa.timestamp("us")),
-        "flag": [True, False, False, None, True],
-        "label": [" x ", "NULL", "NULL", "", "y"],
-        "count": pa.array([1, 2, 2, 3, 4], pa.uint32()),
-    })
+    table = pa.table(
+        {
+            "id": pa.array([1, 2, 2, 3, None], pa.int64()),
+            "score": [0.5, 1.5, 1.5, None, -3.25],
+            "day": [dt.date(2024, 1, 1), None, None, dt.date(1999, 12, 31), dt.date(2024, 2, 29)],
+            "at": pa.array(
+                [dt.datetime(2024, 1, 1, 10, tzinfo=dt.UTC)] * 3 + [None, None], pa.timestamp("ms", tz="UTC")
+            ),
+            "local": pa.array(
+                [dt.datetime(2024, 1, 1, 10, 30)] * 3 + [None, dt.datetime(2000, 1, 1)], pa.timestamp("us")
+            ),
+            "flag": [True, False, False, None, True],
+            "label": [" x ", "NULL", "NULL", "", "y"],
+            "count": pa.array([1, 2, 2, 3, 4], pa.uint32()),
+        }
+    )
     buf = io.BytesIO()
     pq.write_table(table, buf)
     return buf.getvalue()
@@ -103,13 +110,25 @@ def test_upload_syncs_to_unity_catalog_tables(databricks, auth, tenant):
     assert [s["status"] for s in status["runs"][0]["steps"]] == ["succeeded"] * 3
 
     # The catalog, its schemas and the staging volume were created on first use.
-    assert emulator.has_schema(tenant["catalog"], "bronze") and emulator.has_volume(tenant["catalog"], "staging", "uploads")
+    assert emulator.has_schema(tenant["catalog"], "bronze") and emulator.has_volume(
+        tenant["catalog"], "staging", "uploads"
+    )
     [staged] = emulator.volume_files(tenant["catalog"], "staging", "uploads")
     assert staged.startswith(f"bronze/{table}/") and staged.endswith(".parquet")
 
     bronze = emulator.read_table(status["bronze_table"])
-    assert bronze.column_names == ["Customer ID", "Zip Code", "Amount (€)", "Signed Up", "Active", "Last Seen", "Note",
-                                   "_dataset_id", "_ingested_at", "_source_file"]
+    assert bronze.column_names == [
+        "Customer ID",
+        "Zip Code",
+        "Amount (€)",
+        "Signed Up",
+        "Active",
+        "Last Seen",
+        "Note",
+        "_dataset_id",
+        "_ingested_at",
+        "_source_file",
+    ]
     rows = sorted(bronze.to_pylist(), key=lambda r: (r["Customer ID"], r["Zip Code"]))
     assert rows[0]["Zip Code"] == "02134" and rows[0]["Note"] == " hello " and rows[3]["Amount (€)"] == ""
     assert {r["_dataset_id"] for r in rows} == {body["id"]}
@@ -125,14 +144,15 @@ def test_upload_syncs_to_unity_catalog_tables(databricks, auth, tenant):
     assert set(by_id) == {1, 2, 3}
     assert by_id[1]["note"] == "hello" and by_id[1]["zip_code"] == "02134"
     assert by_id[2]["note"] is None and by_id[3]["note"] is None and by_id[3]["amount"] is None
-    assert by_id[3]["last_seen"] == dt.datetime(2024, 2, 29, 22, 0, tzinfo=dt.timezone.utc)
+    assert by_id[3]["last_seen"] == dt.datetime(2024, 2, 29, 22, 0, tzinfo=dt.UTC)
 
     dataset = client.get(f"/api/v1/datasets/{body['id']}", headers=auth).get_json()
     assert {c["name"]: c["type"] for c in dataset["columns"]}["customer_id"] == "integer"
 
 
-@pytest.mark.parametrize("file_name, content", [("rich.csv", RICH_CSV), ("typed.parquet", _parquet_bytes())],
-                         ids=["csv", "parquet"])
+@pytest.mark.parametrize(
+    "file_name, content", [("rich.csv", RICH_CSV), ("typed.parquet", _parquet_bytes())], ids=["csv", "parquet"]
+)
 def test_delta_and_databricks_build_identical_silver_tables(delta, databricks_stack, auth, file_name, content):
     local = _sync(delta, auth, content, file_name)
     remote = _sync(databricks_stack, auth, content, file_name)
@@ -152,15 +172,29 @@ def test_delta_and_databricks_build_identical_silver_tables(delta, databricks_st
 def test_throttling_and_unavailability_are_retried_until_synced(databricks, auth):
     emulator = databricks.extras["emulator"]
     name = _unique("throttled")
-    emulator.inject(429, {"error_code": "REQUEST_LIMIT_EXCEEDED", "message": "Too many requests"},
-                    headers={"Retry-After": "1"}, method="PUT", path=f"/api/2.0/fs/files/.*/{name}_")
+    emulator.inject(
+        429,
+        {"error_code": "REQUEST_LIMIT_EXCEEDED", "message": "Too many requests"},
+        headers={"Retry-After": "1"},
+        method="PUT",
+        path=f"/api/2.0/fs/files/.*/{name}_",
+    )
     # More 503s than one step tries in-process: the chain's broker retry runs the step again.
-    emulator.inject(503, {"error_code": "TEMPORARILY_UNAVAILABLE", "message": "The service is temporarily unavailable"},
-                    method="POST", path="/api/2.0/sql/statements", body_match=rf"COPY INTO `[^`]+`\.`bronze`\.`{name}_",
-                    times=3)
-    emulator.inject(503, {"error_code": "TEMPORARILY_UNAVAILABLE", "message": "The service is temporarily unavailable"},
-                    method="POST", path="/api/2.0/sql/statements",
-                    body_match=rf"CREATE OR REPLACE TABLE `[^`]+`\.`silver`\.`{name}_")
+    emulator.inject(
+        503,
+        {"error_code": "TEMPORARILY_UNAVAILABLE", "message": "The service is temporarily unavailable"},
+        method="POST",
+        path="/api/2.0/sql/statements",
+        body_match=rf"COPY INTO `[^`]+`\.`bronze`\.`{name}_",
+        times=3,
+    )
+    emulator.inject(
+        503,
+        {"error_code": "TEMPORARILY_UNAVAILABLE", "message": "The service is temporarily unavailable"},
+        method="POST",
+        path="/api/2.0/sql/statements",
+        body_match=rf"CREATE OR REPLACE TABLE `[^`]+`\.`silver`\.`{name}_",
+    )
     status = _sync(databricks, auth, CSV, f"{name}.csv")
     assert status["status"] == "synced", status
     assert emulator.faults.pending() == 0
@@ -179,8 +213,13 @@ def test_permission_denied_fails_with_the_databricks_message(databricks, auth):
     emulator = databricks.extras["emulator"]
     name = _unique("denied")
     message = f"User does not have CREATE TABLE on Schema 'bronze' ({name})"
-    emulator.inject(403, {"error_code": "PERMISSION_DENIED", "message": message}, method="POST",
-                    path="/api/2.0/sql/statements", body_match=rf"CREATE TABLE IF NOT EXISTS `[^`]+`\.`bronze`\.`{name}_")
+    emulator.inject(
+        403,
+        {"error_code": "PERMISSION_DENIED", "message": message},
+        method="POST",
+        path="/api/2.0/sql/statements",
+        body_match=rf"CREATE TABLE IF NOT EXISTS `[^`]+`\.`bronze`\.`{name}_",
+    )
     client = databricks.app.test_client()
     response = upload(client, auth, CSV, f"{name}.csv")
     status = wait_for_sync(client, auth, response.get_json()["id"], timeout=90)
@@ -196,8 +235,9 @@ def test_a_failed_statement_fails_the_step_with_the_sql_error(databricks, auth):
     emulator = databricks.extras["emulator"]
     name = _unique("sqlerror")
     message = "[DELTA_FAILED_TO_MERGE_FIELDS] Failed to merge fields 'note' and 'note'. SQLSTATE: 22005"
-    emulator.fail_statements(rf"CREATE OR REPLACE TABLE `[^`]+`\.`silver`\.`{name}_", error_code="BAD_REQUEST",
-                             message=message)
+    emulator.fail_statements(
+        rf"CREATE OR REPLACE TABLE `[^`]+`\.`silver`\.`{name}_", error_code="BAD_REQUEST", message=message
+    )
     status = _sync(databricks, auth, CSV, f"{name}.csv")
     assert status["status"] == "failed"
     assert status["last_error"] == "silver: target_rejected: the lakehouse target refused the data"
@@ -264,19 +304,30 @@ def test_catalog_initialize_and_integration_status(databricks, auth, tenant):
     assert (status["datasets_total"], status["synced"], status["failed"]) == (1, 1, 0)
     assert status["sync_percentage"] == 100.0
 
-    emulator.inject(503, {"error_code": "TEMPORARILY_UNAVAILABLE", "message": "warehouse unavailable"},
-                    path="/api/2.0/sql/warehouses/", times=3)
+    emulator.inject(
+        503,
+        {"error_code": "TEMPORARILY_UNAVAILABLE", "message": "warehouse unavailable"},
+        path="/api/2.0/sql/warehouses/",
+        times=3,
+    )
     status = client.get("/api/v1/integration/status", headers=auth).get_json()
     assert status["reachable"] is False and status["error"] == "the databricks target could not be reached"
 
-    emulator.inject(503, {"error_code": "TEMPORARILY_UNAVAILABLE", "message": "warehouse unavailable"},
-                    path="/api/2.0/sql/statements", times=3)
+    emulator.inject(
+        503,
+        {"error_code": "TEMPORARILY_UNAVAILABLE", "message": "warehouse unavailable"},
+        path="/api/2.0/sql/statements",
+        times=3,
+    )
     response = client.post("/api/v1/catalog/initialize", headers=auth)
     assert response.status_code == 503
     assert response.get_json()["error"]["code"] == "target_unavailable"
 
-    emulator.inject(403, {"error_code": "PERMISSION_DENIED", "message": "User does not have CREATE CATALOG"},
-                    path="/api/2.0/sql/statements")
+    emulator.inject(
+        403,
+        {"error_code": "PERMISSION_DENIED", "message": "User does not have CREATE CATALOG"},
+        path="/api/2.0/sql/statements",
+    )
     response = client.post("/api/v1/catalog/initialize", headers=auth)
     assert response.status_code == 502
     error = response.get_json()["error"]

@@ -1,5 +1,6 @@
 """SYNC_TARGET=delta through its own stack: the same API, chain and status as the remote
 targets."""
+
 from __future__ import annotations
 
 from deltalake import DeltaTable

@@ -5,6 +5,7 @@ or DATABRICKS_CLIENT_ID and DATABRICKS_CLIENT_SECRET). Tables are written to the
 DATABRICKS_TEST_CATALOG (default ``lakesync_live_test``), created when missing, and
 dropped at the end. See docs/databricks.md.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -17,22 +18,29 @@ import pytest
 pytestmark = pytest.mark.skipif(
     not os.environ.get("DATABRICKS_HOST"),
     reason="live Databricks tests: set DATABRICKS_HOST, DATABRICKS_WAREHOUSE_ID and DATABRICKS_TOKEN "
-           "(or DATABRICKS_CLIENT_ID/DATABRICKS_CLIENT_SECRET) to run them against a real workspace",
+    "(or DATABRICKS_CLIENT_ID/DATABRICKS_CLIENT_SECRET) to run them against a real workspace",
 )
 
 CATALOG = os.environ.get("DATABRICKS_TEST_CATALOG", "lakesync_live_test")
 
 CSV = (
-    'id,Name,Amount (€),Ratio,Active,Joined,Last Seen,Note\n'
-    '1, Ada ,10.50,1e3,true,2024-01-05,2024-01-05T10:00:00Z, hello \n'
-    '2,Grace,3,-2.5,FALSE,2024-02-29,2024-02-01 08:30:00,NULL\n'
+    "id,Name,Amount (€),Ratio,Active,Joined,Last Seen,Note\n"
+    "1, Ada ,10.50,1e3,true,2024-01-05,2024-01-05T10:00:00Z, hello \n"
+    "2,Grace,3,-2.5,FALSE,2024-02-29,2024-02-01 08:30:00,NULL\n"
     '3,"O\'Neil",,0.1, True ,2023-12-31,2024-03-01T00:00:00+02:00,N/A\n'
-    '2,Grace,3,-2.5,FALSE,2024-02-29,2024-02-01 08:30:00,NULL\n'
+    "2,Grace,3,-2.5,FALSE,2024-02-29,2024-02-01 08:30:00,NULL\n"
     '4,"back\\slash ""quoted""",-0.5,7,false,,2024-03-01 00:00:00.123456,None\n'
 )
 
-SPARK_TYPES = {"int64": "bigint", "double": "double", "string": "string", "large_string": "string", "bool": "boolean",
-               "date32[day]": "date", "timestamp[us, tz=UTC]": "timestamp"}
+SPARK_TYPES = {
+    "int64": "bigint",
+    "double": "double",
+    "string": "string",
+    "large_string": "string",
+    "bool": "boolean",
+    "date32[day]": "date",
+    "timestamp[us, tz=UTC]": "timestamp",
+}
 
 
 @pytest.fixture(scope="module")
@@ -87,10 +95,12 @@ def test_bronze_and_silver_match_the_local_target(live, source, refs, tmp_path):
     from tests.support.contexts import sync_context
 
     bronze, silver = refs
-    at = dt.datetime.now(dt.timezone.utc).replace(microsecond=123456)
+    at = dt.datetime.now(dt.UTC).replace(microsecond=123456)
+
     def ctx(b, s, when):
-        return sync_context(source, bronze=b, silver=s, dataset_id="live-test", source_file=source.name,
-                            ingested_at=when)
+        return sync_context(
+            source, bronze=b, silver=s, dataset_id="live-test", source_file=source.name, ingested_at=when
+        )
 
     src = ctx(bronze, silver, at)
     assert live.write_bronze(src).row_count == 5
@@ -121,15 +131,17 @@ def test_bronze_and_silver_match_the_local_target(live, source, refs, tmp_path):
             continue
         column = expected.column(field.name)
         remote_count, remote_distinct = live.execute(
-            f"SELECT COUNT(`{field.name}`), COUNT(DISTINCT `{field.name}`) FROM {table_name(silver)}").rows[0]
+            f"SELECT COUNT(`{field.name}`), COUNT(DISTINCT `{field.name}`) FROM {table_name(silver)}"
+        ).rows[0]
         assert int(remote_count) == len(column) - column.null_count, field.name
         assert int(remote_distinct) == len(set(v for v in column.to_pylist() if v is not None)), field.name
         if pa.types.is_integer(field.type) or pa.types.is_floating(field.type):
             remote_sum = live.execute(f"SELECT SUM(`{field.name}`) FROM {table_name(silver)}").scalar()
             local_sum = sum(v for v in column.to_pylist() if v is not None)
             assert float(remote_sum) == pytest.approx(local_sum), field.name
-    assert {r[0] for r in live.execute(f"SELECT `note` FROM {table_name(silver)}").rows} == \
-        set(expected.column("note").to_pylist())
+    assert {r[0] for r in live.execute(f"SELECT `note` FROM {table_name(silver)}").rows} == set(
+        expected.column("note").to_pylist()
+    )
 
     live.drop_tables(resync, [bronze])
     with pytest.raises(StatementFailed, match="TABLE_OR_VIEW_NOT_FOUND"):

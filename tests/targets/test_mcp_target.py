@@ -1,5 +1,6 @@
 """SYNC_TARGET=mcp end to end: the real API, broker and worker against the local MCP
 emulator, which downloads each Parquet file from our API over HTTP."""
+
 from __future__ import annotations
 
 import secrets
@@ -41,8 +42,12 @@ def test_upload_syncs_through_the_mcp_server(mcp, auth, tenant):
     assert (status["row_count_bronze"], status["row_count_silver"], status["duplicates_removed"]) == (4, 3, 1)
 
     # The server fetched the file from our internal endpoint, by a URL signed for that file.
-    assert any(url.split("?")[0].endswith(f"/internal/storage/datasets/{body['file_name']}") and code == 200
-               and "signature=" in url for url, code in emulator.downloads)
+    assert any(
+        url.split("?")[0].endswith(f"/internal/storage/datasets/{body['file_name']}")
+        and code == 200
+        and "signature=" in url
+        for url, code in emulator.downloads
+    )
     entry = emulator.datasets[body["id"]]
     assert entry["schema"][0]["source_name"] == "Customer ID"
 
@@ -58,10 +63,23 @@ def test_upload_syncs_through_the_mcp_server(mcp, auth, tenant):
 def test_transient_server_errors_are_retried_until_synced(mcp, auth):
     emulator = mcp.extras["emulator"]
     name = _unique("busy")
-    emulator.inject(503, {"error": {"code": "unavailable", "message": "Databricks warehouse starting"}},
-                    headers={"Retry-After": "0"}, method="POST", path="/databricks/datasets", body_match=name, times=4)
-    emulator.inject(429, {"error": {"code": "rate_limited", "message": "slow down"}}, headers={"Retry-After": "1"},
-                    method="POST", path="/databricks/transformations/silver", body_match=name)
+    emulator.inject(
+        503,
+        {"error": {"code": "unavailable", "message": "Databricks warehouse starting"}},
+        headers={"Retry-After": "0"},
+        method="POST",
+        path="/databricks/datasets",
+        body_match=name,
+        times=4,
+    )
+    emulator.inject(
+        429,
+        {"error": {"code": "rate_limited", "message": "slow down"}},
+        headers={"Retry-After": "1"},
+        method="POST",
+        path="/databricks/transformations/silver",
+        body_match=name,
+    )
     client = mcp.app.test_client()
     response = upload(client, auth, CSV, f"{name}.csv")
     status = wait_for_sync(client, auth, response.get_json()["id"], timeout=90)
@@ -75,8 +93,13 @@ def test_transient_server_errors_are_retried_until_synced(mcp, auth):
 def test_a_refusal_fails_with_the_server_message(mcp, auth):
     emulator = mcp.extras["emulator"]
     name = _unique("refused")
-    emulator.inject(403, {"error": {"code": "forbidden", "message": f"service principal may not write {name}"}},
-                    method="POST", path="/databricks/transformations/silver", body_match=name)
+    emulator.inject(
+        403,
+        {"error": {"code": "forbidden", "message": f"service principal may not write {name}"}},
+        method="POST",
+        path="/databricks/transformations/silver",
+        body_match=name,
+    )
     client = mcp.app.test_client()
     response = upload(client, auth, CSV, f"{name}.csv")
     status = wait_for_sync(client, auth, response.get_json()["id"], timeout=90)

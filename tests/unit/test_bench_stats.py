@@ -1,4 +1,5 @@
 """Unit tests of the benchmark's statistics: percentiles, spreads, the median run, the sustained rate."""
+
 from __future__ import annotations
 
 import math
@@ -45,8 +46,11 @@ def test_median_run_picks_the_middle_run_and_keeps_every_repeat():
     chosen = median_run(runs, _seconds)
     assert chosen["rows"] == 3
     # Only the listed fields of each run, in the order they ran, with the value ranked.
-    assert chosen["repeats"] == [{"seconds": 3.0, "value": 3.0}, {"seconds": 1.0, "value": 1.0},
-                                 {"seconds": 2.0, "value": 2.0}]
+    assert chosen["repeats"] == [
+        {"seconds": 3.0, "value": 3.0},
+        {"seconds": 1.0, "value": 1.0},
+        {"seconds": 2.0, "value": 2.0},
+    ]
     assert "rows" not in REPEAT_FIELDS
     assert "repeats" not in runs[2]  # the chosen run is a copy
 

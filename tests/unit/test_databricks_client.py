@@ -1,5 +1,6 @@
 """The Databricks target's HTTP behaviour against the local emulator: auth, retries,
 Retry-After, error classification, statement polling, staging and COPY INTO."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -42,8 +43,13 @@ def _clean_faults(emulator):
 
 
 def target(emulator, tmp_path, **kwargs) -> dbx.DatabricksTarget:
-    options = {"token": emulator.token, "scratch_dir": tmp_path, "statement_timeout": 10, "http_timeout": 5,
-               "poll_interval": (0.02, 0.2)}
+    options = {
+        "token": emulator.token,
+        "scratch_dir": tmp_path,
+        "statement_timeout": 10,
+        "http_timeout": 5,
+        "poll_interval": (0.02, 0.2),
+    }
     options.update(kwargs)
     return dbx.DatabricksTarget(emulator.url, warehouse_id=emulator.warehouse_id, **options)
 
@@ -64,8 +70,9 @@ def _response(status: int, body=None, headers=None, text=None) -> requests.Respo
 
 # --- Retry-After and classification ---------------------------------------------------
 
+
 def test_retry_after_seconds_dates_and_garbage():
-    now = dt.datetime(2024, 1, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
+    now = dt.datetime(2024, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
     assert parse_retry_after("3") == 3.0
     assert parse_retry_after(" 1.5 ") == 1.5
     assert parse_retry_after("-4") == 0.0
@@ -77,17 +84,32 @@ def test_retry_after_seconds_dates_and_garbage():
     assert parse_retry_after("nan") is None
 
 
-@pytest.mark.parametrize("status, body, headers, kind, retry_after", [
-    (429, {"error_code": "REQUEST_LIMIT_EXCEEDED", "message": "slow down"}, {"Retry-After": "2"}, RemoteTransientError, 2.0),
-    (503, {"error_code": "TEMPORARILY_UNAVAILABLE", "message": "try later"}, {}, RemoteTransientError, None),
-    (400, {"error_code": "TEMPORARILY_UNAVAILABLE", "message": "warehouse starting"}, {}, RemoteTransientError, None),
-    (500, {"error_code": "INTERNAL_ERROR", "message": "oops"}, {}, RemoteTransientError, None),
-    (502, None, {}, RemoteTransientError, None),
-    (401, {"error_code": "UNAUTHENTICATED", "message": "Credential was not sent"}, {}, RemotePermanentError, None),
-    (403, {"error_code": "PERMISSION_DENIED", "message": "Invalid access token."}, {}, RemotePermanentError, None),
-    (400, {"error_code": "INVALID_PARAMETER_VALUE", "message": "bad"}, {}, RemotePermanentError, None),
-    (404, {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "no warehouse"}, {}, RemotePermanentError, None),
-])
+@pytest.mark.parametrize(
+    "status, body, headers, kind, retry_after",
+    [
+        (
+            429,
+            {"error_code": "REQUEST_LIMIT_EXCEEDED", "message": "slow down"},
+            {"Retry-After": "2"},
+            RemoteTransientError,
+            2.0,
+        ),
+        (503, {"error_code": "TEMPORARILY_UNAVAILABLE", "message": "try later"}, {}, RemoteTransientError, None),
+        (
+            400,
+            {"error_code": "TEMPORARILY_UNAVAILABLE", "message": "warehouse starting"},
+            {},
+            RemoteTransientError,
+            None,
+        ),
+        (500, {"error_code": "INTERNAL_ERROR", "message": "oops"}, {}, RemoteTransientError, None),
+        (502, None, {}, RemoteTransientError, None),
+        (401, {"error_code": "UNAUTHENTICATED", "message": "Credential was not sent"}, {}, RemotePermanentError, None),
+        (403, {"error_code": "PERMISSION_DENIED", "message": "Invalid access token."}, {}, RemotePermanentError, None),
+        (400, {"error_code": "INVALID_PARAMETER_VALUE", "message": "bad"}, {}, RemotePermanentError, None),
+        (404, {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "no warehouse"}, {}, RemotePermanentError, None),
+    ],
+)
 def test_classification(status, body, headers, kind, retry_after):
     exc = classify("Databricks", _response(status, body, headers, text="Bad Gateway"), "a call")
     assert type(exc) is kind
@@ -102,22 +124,33 @@ def test_classification(status, body, headers, kind, retry_after):
 
 def test_error_details_of_the_known_shapes():
     assert error_details(_response(400, {"error_code": "X", "message": "m"})) == ("X", "m")
-    assert error_details(_response(401, {"error": "invalid_client", "error_description": "bad secret"})) == \
-        ("invalid_client", "bad secret")
-    assert error_details(_response(422, {"error": {"code": "download_failed", "message": "m2"}})) == ("download_failed", "m2")
+    assert error_details(_response(401, {"error": "invalid_client", "error_description": "bad secret"})) == (
+        "invalid_client",
+        "bad secret",
+    )
+    assert error_details(_response(422, {"error": {"code": "download_failed", "message": "m2"}})) == (
+        "download_failed",
+        "m2",
+    )
     assert error_details(_response(500, text="plain failure")) == (None, "plain failure")
 
 
 # --- the HTTP client ------------------------------------------------------------------
 
+
 def _client(emulator, **kwargs) -> HttpClient:
-    return HttpClient("Databricks", emulator.url, timeout=5, auth=lambda: {"Authorization": f"Bearer {emulator.token}"},
-                      **kwargs)
+    return HttpClient(
+        "Databricks", emulator.url, timeout=5, auth=lambda: {"Authorization": f"Bearer {emulator.token}"}, **kwargs
+    )
 
 
 def test_retry_after_is_honoured_then_the_call_succeeds(emulator):
-    emulator.inject(429, {"error_code": "REQUEST_LIMIT_EXCEEDED", "message": "slow down"}, headers={"Retry-After": "1"},
-                    path="/api/2.0/sql/warehouses/")
+    emulator.inject(
+        429,
+        {"error_code": "REQUEST_LIMIT_EXCEEDED", "message": "slow down"},
+        headers={"Retry-After": "1"},
+        path="/api/2.0/sql/warehouses/",
+    )
     started = time.monotonic()
     response = _client(emulator).request("GET", f"/api/2.0/sql/warehouses/{emulator.warehouse_id}")
     assert response.status_code == 200
@@ -126,16 +159,24 @@ def test_retry_after_is_honoured_then_the_call_succeeds(emulator):
 
 
 def test_transient_errors_beyond_the_attempts_go_up_as_transient(emulator):
-    emulator.inject(503, {"error_code": "TEMPORARILY_UNAVAILABLE", "message": "warehouse is starting"},
-                    path="/api/2.0/sql/warehouses/", times=3)
+    emulator.inject(
+        503,
+        {"error_code": "TEMPORARILY_UNAVAILABLE", "message": "warehouse is starting"},
+        path="/api/2.0/sql/warehouses/",
+        times=3,
+    )
     with pytest.raises(RemoteTransientError, match="warehouse is starting") as info:
-        _client(emulator, attempts=3, backoff=(0.01, 0.01)).request("GET", f"/api/2.0/sql/warehouses/{emulator.warehouse_id}")
+        _client(emulator, attempts=3, backoff=(0.01, 0.01)).request(
+            "GET", f"/api/2.0/sql/warehouses/{emulator.warehouse_id}"
+        )
     assert info.value.code == "TEMPORARILY_UNAVAILABLE"
     assert emulator.faults.pending() == 0
 
 
 def test_a_long_retry_after_is_left_to_the_broker(emulator):
-    emulator.inject(429, {"message": "come back in an hour"}, headers={"Retry-After": "3600"}, path="/api/2.0/sql/warehouses/")
+    emulator.inject(
+        429, {"message": "come back in an hour"}, headers={"Retry-After": "3600"}, path="/api/2.0/sql/warehouses/"
+    )
     started = time.monotonic()
     with pytest.raises(RemoteTransientError) as info:
         _client(emulator).request("GET", f"/api/2.0/sql/warehouses/{emulator.warehouse_id}")
@@ -144,8 +185,9 @@ def test_a_long_retry_after_is_left_to_the_broker(emulator):
 
 
 def test_permanent_errors_are_not_retried(emulator):
-    emulator.inject(403, {"error_code": "PERMISSION_DENIED", "message": "no USE CATALOG"}, path="/api/2.0/sql/warehouses/",
-                    times=2)
+    emulator.inject(
+        403, {"error_code": "PERMISSION_DENIED", "message": "no USE CATALOG"}, path="/api/2.0/sql/warehouses/", times=2
+    )
     with pytest.raises(RemotePermanentError, match="no USE CATALOG"):
         _client(emulator).request("GET", f"/api/2.0/sql/warehouses/{emulator.warehouse_id}")
     assert emulator.faults.pending() == 1
@@ -161,6 +203,7 @@ def test_connection_refused_is_transient():
 
 
 # --- auth -----------------------------------------------------------------------------
+
 
 def test_a_bad_token_is_a_permanent_error_with_databricks_message(emulator, tmp_path):
     with pytest.raises(PermanentTargetError, match="Invalid access token"):
@@ -211,8 +254,14 @@ def test_missing_settings_are_reported(emulator):
         dbx.DatabricksTarget.from_config({"DATABRICKS_HOST": "h", "DATABRICKS_TOKEN": "t"})
     with pytest.raises(PermanentTargetError, match="credentials"):
         dbx.DatabricksTarget.from_config({"DATABRICKS_HOST": "h", "DATABRICKS_WAREHOUSE_ID": "x"})
-    t = dbx.DatabricksTarget.from_config({"DATABRICKS_HOST": "adb-1.azuredatabricks.net", "DATABRICKS_WAREHOUSE_ID": "w",
-                                          "DATABRICKS_TOKEN": "secret", "DATABRICKS_STAGING_VOLUME": "files.uploads"})
+    t = dbx.DatabricksTarget.from_config(
+        {
+            "DATABRICKS_HOST": "adb-1.azuredatabricks.net",
+            "DATABRICKS_WAREHOUSE_ID": "w",
+            "DATABRICKS_TOKEN": "secret",
+            "DATABRICKS_STAGING_VOLUME": "files.uploads",
+        }
+    )
     assert t.host == "https://adb-1.azuredatabricks.net"
     assert "secret" not in str(t.describe())
     assert t.describe()["staging_volume"] == "files.uploads"
@@ -220,6 +269,7 @@ def test_missing_settings_are_reported(emulator):
 
 
 # --- statements -----------------------------------------------------------------------
+
 
 def test_statements_are_polled_until_they_succeed(emulator, tmp_path):
     emulator.delay_statements(r"SELECT 41", 0.4)
@@ -230,8 +280,12 @@ def test_statements_are_polled_until_they_succeed(emulator, tmp_path):
 
 def test_transient_errors_while_polling_are_retried(emulator, tmp_path):
     emulator.delay_statements(r"SELECT 7", 0.3)
-    emulator.inject(503, {"error_code": "TEMPORARILY_UNAVAILABLE", "message": "busy"}, method="GET",
-                    path="/api/2.0/sql/statements/.+")
+    emulator.inject(
+        503,
+        {"error_code": "TEMPORARILY_UNAVAILABLE", "message": "busy"},
+        method="GET",
+        path="/api/2.0/sql/statements/.+",
+    )
     assert target(emulator, tmp_path).execute("SELECT 7").scalar() == "7"
     assert emulator.faults.pending() == 0
 
@@ -265,16 +319,22 @@ def test_a_slow_statement_is_cancelled_after_the_timeout(emulator, tmp_path):
 
 # --- bronze, silver and the catalog layout ---------------------------------------------
 
+
 @pytest.fixture
 def source_file(tmp_path):
     path = tmp_path / "source.parquet"
-    pq.write_table(pa.table({
-        "Customer ID": ["1", "2", "3", "2"],
-        "Amount (€)": ["10.50", "3", "", "3"],
-        "_dataset_id": ["x", "y", "z", "y"],  # a source column that takes a metadata name
-        "seen": pa.array([1, 2, 3, 2], pa.timestamp("ns", tz="Europe/Paris")),
-        "n": pa.array([1, 2, 3, 2], pa.uint32()),
-    }), path)
+    pq.write_table(
+        pa.table(
+            {
+                "Customer ID": ["1", "2", "3", "2"],
+                "Amount (€)": ["10.50", "3", "", "3"],
+                "_dataset_id": ["x", "y", "z", "y"],  # a source column that takes a metadata name
+                "seen": pa.array([1, 2, 3, 2], pa.timestamp("ns", tz="Europe/Paris")),
+                "n": pa.array([1, 2, 3, 2], pa.uint32()),
+            }
+        ),
+        path,
+    )
     return path
 
 
@@ -286,7 +346,7 @@ def test_bronze_is_staged_copied_once_and_replaced_on_resync(emulator, tmp_path,
     t = target(emulator, tmp_path)
     catalog = "tenant_unit_bronze"
     ref = TableRef(catalog, "bronze", "sales_1a2b3c4d")
-    first = dt.datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=dt.timezone.utc)
+    first = dt.datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=dt.UTC)
 
     result = t.write_bronze(_source(source_file, first, ref))  # creates the catalog as needed
     assert result.row_count == 4
@@ -297,8 +357,16 @@ def test_bronze_is_staged_copied_once_and_replaced_on_resync(emulator, tmp_path,
     assert len(emulator.loaded_files(ref.full_name)) == 1
 
     table = emulator.read_table(ref.full_name)
-    assert table.column_names == ["Customer ID", "Amount (€)", "_dataset_id_2", "seen", "n",
-                                  "_dataset_id", "_ingested_at", "_source_file"]
+    assert table.column_names == [
+        "Customer ID",
+        "Amount (€)",
+        "_dataset_id_2",
+        "seen",
+        "n",
+        "_dataset_id",
+        "_ingested_at",
+        "_source_file",
+    ]
     assert table.schema.field("n").type == pa.int64()
     assert table.schema.field("seen").type == pa.timestamp("us", tz="UTC")
     assert set(table.column("_dataset_id").to_pylist()) == {"ds-1"}
@@ -307,7 +375,9 @@ def test_bronze_is_staged_copied_once_and_replaced_on_resync(emulator, tmp_path,
 
     second = first + dt.timedelta(hours=1)  # a new run of the same dataset
     assert t.write_bronze(_source(source_file, second, ref)).row_count == 4
-    assert emulator.volume_files(catalog, "staging", "staging") == ["bronze/sales_1a2b3c4d/20240501T130000123456Z.parquet"]
+    assert emulator.volume_files(catalog, "staging", "staging") == [
+        "bronze/sales_1a2b3c4d/20240501T130000123456Z.parquet"
+    ]
     assert set(emulator.read_table(ref.full_name).column("_ingested_at").to_pylist()) == {second}
 
     t.drop_tables(_source(source_file, first, ref), [ref])
@@ -318,29 +388,41 @@ def test_bronze_is_staged_copied_once_and_replaced_on_resync(emulator, tmp_path,
 
 def test_silver_applies_the_plan_and_counts_duplicates(emulator, tmp_path, source_file):
     t = target(emulator, tmp_path)
-    bronze, silver = TableRef("tenant_unit_silver", "bronze", "s_00000000"), TableRef("tenant_unit_silver", "silver", "s_00000000")
-    t.write_bronze(_source(source_file, dt.datetime.now(dt.timezone.utc), bronze, silver))
-    plan = SilverPlan([
-        SilverColumn("Customer ID", "customer_id", "integer", "string"),
-        SilverColumn("Amount (€)", "amount", "double", "string"),
-        SilverColumn("_dataset_id", "dataset_id", "string", "string"),
-        SilverColumn("n", "n", "source", "integer"),
-    ], null_tokens=[""])
-    result = t.write_silver(_source(source_file, dt.datetime.now(dt.timezone.utc), bronze, silver), plan)
+    bronze, silver = (
+        TableRef("tenant_unit_silver", "bronze", "s_00000000"),
+        TableRef("tenant_unit_silver", "silver", "s_00000000"),
+    )
+    t.write_bronze(_source(source_file, dt.datetime.now(dt.UTC), bronze, silver))
+    plan = SilverPlan(
+        [
+            SilverColumn("Customer ID", "customer_id", "integer", "string"),
+            SilverColumn("Amount (€)", "amount", "double", "string"),
+            SilverColumn("_dataset_id", "dataset_id", "string", "string"),
+            SilverColumn("n", "n", "source", "integer"),
+        ],
+        null_tokens=[""],
+    )
+    result = t.write_silver(_source(source_file, dt.datetime.now(dt.UTC), bronze, silver), plan)
     assert (t.count_rows(bronze), result.row_count) == (4, 3)
     rows = sorted(emulator.read_table(silver.full_name).to_pylist(), key=lambda r: r["customer_id"])
-    assert [(r["customer_id"], r["amount"], r["dataset_id"], r["n"]) for r in rows] == \
-        [(1, 10.5, "x", 1), (2, 3.0, "y", 2), (3, None, "z", 3)]
+    assert [(r["customer_id"], r["amount"], r["dataset_id"], r["n"]) for r in rows] == [
+        (1, 10.5, "x", 1),
+        (2, 3.0, "y", 2),
+        (3, None, "z", 3),
+    ]
     assert t.count_rows(silver) == 3
 
 
 def test_a_value_that_does_not_fit_the_plan_fails_the_silver_step(emulator, tmp_path, source_file):
     t = target(emulator, tmp_path)
-    bronze, silver = TableRef("tenant_unit_bad", "bronze", "b_00000000"), TableRef("tenant_unit_bad", "silver", "b_00000000")
-    t.write_bronze(_source(source_file, dt.datetime.now(dt.timezone.utc), bronze, silver))
+    bronze, silver = (
+        TableRef("tenant_unit_bad", "bronze", "b_00000000"),
+        TableRef("tenant_unit_bad", "silver", "b_00000000"),
+    )
+    t.write_bronze(_source(source_file, dt.datetime.now(dt.UTC), bronze, silver))
     plan = SilverPlan([SilverColumn("Amount (€)", "amount", "integer", "string")], null_tokens=[])
     with pytest.raises(dbx.StatementFailed, match="column Amount \\(€\\): value '10.50' is not a valid integer"):
-        t.write_silver(_source(source_file, dt.datetime.now(dt.timezone.utc), bronze, silver), plan)
+        t.write_silver(_source(source_file, dt.datetime.now(dt.UTC), bronze, silver), plan)
 
 
 def test_copy_into_without_column_mapping_is_refused_by_the_emulator(emulator, tmp_path, source_file):
@@ -350,17 +432,23 @@ def test_copy_into_without_column_mapping_is_refused_by_the_emulator(emulator, t
     t.upload(source_file, "/Volumes/tenant_unit_nomap/staging/staging/raw.parquet")
     t.execute("CREATE TABLE IF NOT EXISTS `tenant_unit_nomap`.`bronze`.`raw`")
     with pytest.raises(dbx.StatementFailed, match="DELTA_INVALID_CHARACTERS_IN_COLUMN_NAMES"):
-        t.execute("COPY INTO `tenant_unit_nomap`.`bronze`.`raw` FROM '/Volumes/tenant_unit_nomap/staging/staging/raw.parquet' "
-                  "FILEFORMAT = PARQUET COPY_OPTIONS ('mergeSchema' = 'true')")
+        t.execute(
+            "COPY INTO `tenant_unit_nomap`.`bronze`.`raw` FROM '/Volumes/tenant_unit_nomap/staging/staging/raw.parquet' "
+            "FILEFORMAT = PARQUET COPY_OPTIONS ('mergeSchema' = 'true')"
+        )
 
 
 def test_copy_into_loads_a_file_once_unless_forced(emulator, tmp_path, source_file):
     t = target(emulator, tmp_path)
     t.initialize_catalog("tenant_unit_copy")
     t.upload(source_file, "/Volumes/tenant_unit_copy/staging/staging/f.parquet")
-    t.execute("CREATE TABLE IF NOT EXISTS `tenant_unit_copy`.`bronze`.`f` TBLPROPERTIES ('delta.columnMapping.mode' = 'name')")
-    copy = ("COPY INTO `tenant_unit_copy`.`bronze`.`f` FROM '/Volumes/tenant_unit_copy/staging/staging/f.parquet' "
-            "FILEFORMAT = PARQUET COPY_OPTIONS ('mergeSchema' = 'true'{})")
+    t.execute(
+        "CREATE TABLE IF NOT EXISTS `tenant_unit_copy`.`bronze`.`f` TBLPROPERTIES ('delta.columnMapping.mode' = 'name')"
+    )
+    copy = (
+        "COPY INTO `tenant_unit_copy`.`bronze`.`f` FROM '/Volumes/tenant_unit_copy/staging/staging/f.parquet' "
+        "FILEFORMAT = PARQUET COPY_OPTIONS ('mergeSchema' = 'true'{})"
+    )
     assert t.execute(copy.format("")).rows == [["4", "4", "0"]]
     assert t.execute(copy.format("")).rows == [["0", "0", "0"]]
     assert t.execute(copy.format(", 'force' = 'true'")).rows == [["4", "4", "0"]]

@@ -11,22 +11,22 @@ from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError, DeltaError
 
 from service.config import DEFAULT_NULL_TOKENS
+from service.lakehouse import duckdb_sql
 from service.lakehouse.base import (
     PermanentTargetError,
     TableRef,
     TransientTargetError,
 )
-from service.lakehouse import duckdb_sql
+from service.lakehouse.delta import DeltaTarget
 from service.lakehouse.delta import bronze as delta_bronze
 from service.lakehouse.delta import commit as delta_commit
 from service.lakehouse.delta import target as delta_target
-from service.lakehouse.delta import DeltaTarget
 from service.lakehouse.registry import get_target
 from service.transform import SampledPlanRejected, SilverColumn, SilverPlan, infer_plan
 from service.transform.inference import SAMPLE_ROWS
 from tests.support.contexts import INGESTED, sync_context
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 BRONZE = TableRef("tenant_acme", "bronze", "sales_1a2b")
 SILVER = TableRef("tenant_acme", "silver", "sales_1a2b")
 TOKENS = list(DEFAULT_NULL_TOKENS)
@@ -59,19 +59,30 @@ def data_files(path) -> list[str]:
     return sorted(f for f in os.listdir(path) if f.endswith(".parquet"))
 
 
-CSV_LIKE = pa.table({
-    "Customer ID": pa.array(["1", " 2 ", "3", "3", "NULL", "4"]),
-    "Name": pa.array(["Ann", "Bob ", "Cy", "Cy", "", "Dee"]),
-    "zip": pa.array(["02134", "02134", "10001", "10001", "N/A", "99999"]),
-    "Amount (€)": pa.array(["1.5", "2", "-3.25", "-3.25", "", "1e3"]),
-    "Active": pa.array(["true", "False", "TRUE", "TRUE", "None", "false"]),
-    "day": pa.array(["2024-01-31", "2024-02-29", "2024-03-01", "2024-03-01", "", "2024-12-31"]),
-    "at": pa.array(["2024-01-01T10:00:00Z", "2024-01-01 12:30:00+02:30", "2024-01-01 10:00:00",
-                    "2024-01-01 10:00:00", "", "2024-06-30T23:59:59.5-08:00"]),
-})
+CSV_LIKE = pa.table(
+    {
+        "Customer ID": pa.array(["1", " 2 ", "3", "3", "NULL", "4"]),
+        "Name": pa.array(["Ann", "Bob ", "Cy", "Cy", "", "Dee"]),
+        "zip": pa.array(["02134", "02134", "10001", "10001", "N/A", "99999"]),
+        "Amount (€)": pa.array(["1.5", "2", "-3.25", "-3.25", "", "1e3"]),
+        "Active": pa.array(["true", "False", "TRUE", "TRUE", "None", "false"]),
+        "day": pa.array(["2024-01-31", "2024-02-29", "2024-03-01", "2024-03-01", "", "2024-12-31"]),
+        "at": pa.array(
+            [
+                "2024-01-01T10:00:00Z",
+                "2024-01-01 12:30:00+02:30",
+                "2024-01-01 10:00:00",
+                "2024-01-01 10:00:00",
+                "",
+                "2024-06-30T23:59:59.5-08:00",
+            ]
+        ),
+    }
+)
 
 
 # ---------------------------------------------------------------------- bronze
+
 
 def test_location_is_catalog_schema_table_without_touching_disk(tmp_path, target):
     loc = target.location(BRONZE)
@@ -86,14 +97,19 @@ def test_location_rejects_path_tricks(target, bad):
 
 
 def test_bronze_keeps_exact_values_and_adds_metadata(tmp_path, target):
-    src = write_parquet(tmp_path / "in.parquet", pa.table({
-        "Customer ID": pa.array([" x ", "02134", "", None]),
-        "n": pa.array([1, None, -5, 2**62], pa.int64()),
-        "f": pa.array([1.5, None, 0.1, -2.0], pa.float64()),
-        "b": pa.array([True, False, None, True]),
-        "d": pa.array([dt.date(2024, 2, 29), None, dt.date(1, 1, 1), dt.date(9999, 12, 31)], pa.date32()),
-        "t": pa.array([INGESTED, None, INGESTED, INGESTED], pa.timestamp("us", tz="UTC")),
-    }))
+    src = write_parquet(
+        tmp_path / "in.parquet",
+        pa.table(
+            {
+                "Customer ID": pa.array([" x ", "02134", "", None]),
+                "n": pa.array([1, None, -5, 2**62], pa.int64()),
+                "f": pa.array([1.5, None, 0.1, -2.0], pa.float64()),
+                "b": pa.array([True, False, None, True]),
+                "d": pa.array([dt.date(2024, 2, 29), None, dt.date(1, 1, 1), dt.date(9999, 12, 31)], pa.date32()),
+                "t": pa.array([INGESTED, None, INGESTED, INGESTED], pa.timestamp("us", tz="UTC")),
+            }
+        ),
+    )
     result = target.write_bronze(source_for(src))
     assert result.location == target.location(BRONZE)
     assert result.row_count == 4
@@ -117,10 +133,13 @@ def test_bronze_keeps_exact_values_and_adds_metadata(tmp_path, target):
     assert target.count_rows(BRONZE) == 4
 
 
-@pytest.mark.parametrize("ingested_at", [
-    dt.datetime(2024, 5, 6, 9, 8, 9, 123456, tzinfo=dt.timezone(dt.timedelta(hours=2))),
-    dt.datetime(2024, 5, 6, 7, 8, 9, 123456),  # naive: taken as UTC
-])
+@pytest.mark.parametrize(
+    "ingested_at",
+    [
+        dt.datetime(2024, 5, 6, 9, 8, 9, 123456, tzinfo=dt.timezone(dt.timedelta(hours=2))),
+        dt.datetime(2024, 5, 6, 7, 8, 9, 123456),  # naive: taken as UTC
+    ],
+)
 def test_bronze_ingested_at_is_stored_in_utc(tmp_path, target, ingested_at):
     src = write_parquet(tmp_path / "in.parquet", pa.table({"a": pa.array(["x"])}))
     source = sync_context(src, bronze=BRONZE, source_file="f.csv", ingested_at=ingested_at)
@@ -140,7 +159,8 @@ def test_bronze_twice_replaces_the_table(tmp_path, target):
     assert target.count_rows(BRONZE) == CSV_LIKE.num_rows
     # The replaced version's data file is gone; only the current one is left.
     assert data_files(second.location) == sorted(
-        pa.table(table.get_add_actions(flatten=True)).column("path").to_pylist())
+        pa.table(table.get_add_actions(flatten=True)).column("path").to_pylist()
+    )
     assert len(data_files(second.location)) == 1
     assert not [f for f in os.listdir(second.location) if f.startswith(".staging")]
 
@@ -148,8 +168,7 @@ def test_bronze_twice_replaces_the_table(tmp_path, target):
 def test_bronze_rerun_with_another_schema(tmp_path, target):
     target.write_bronze(source_for(write_parquet(tmp_path / "a.parquet", CSV_LIKE)))
     other = pa.table({"only": pa.array(["z"])})
-    result = target.write_bronze(source_for(write_parquet(tmp_path / "b.parquet", other),
-                                                    dataset_id="ds-2"))
+    result = target.write_bronze(source_for(write_parquet(tmp_path / "b.parquet", other), dataset_id="ds-2"))
     table = read(result.location)
     assert table.column_names == ["only", "_dataset_id", "_ingested_at", "_source_file"]
     assert table.column("_dataset_id").to_pylist() == ["ds-2"]
@@ -183,8 +202,7 @@ def test_bronze_copies_the_file_when_it_cannot_be_linked(tmp_path, target, monke
 def test_bronze_rewrites_legacy_int96_timestamps(tmp_path, target):
     naive = dt.datetime(2024, 1, 2, 3, 4, 5, 678901)
     src = tmp_path / "int96.parquet"
-    pq.write_table(pa.table({"at": pa.array([naive], pa.timestamp("us"))}), src,
-                   use_deprecated_int96_timestamps=True)
+    pq.write_table(pa.table({"at": pa.array([naive], pa.timestamp("us"))}), src, use_deprecated_int96_timestamps=True)
     target.write_bronze(source_for(src))
     table = read(target.location(BRONZE))
     assert table.schema.field("at").type == pa.timestamp("us")
@@ -193,13 +211,18 @@ def test_bronze_rewrites_legacy_int96_timestamps(tmp_path, target):
 
 def test_bronze_converts_types_delta_cannot_store_without_losing_values(tmp_path, target):
     naive = dt.datetime(2024, 1, 2, 3, 4, 5, 678901)
-    src = write_parquet(tmp_path / "in.parquet", pa.table({
-        "u8": pa.array([255, 0], pa.uint8()),
-        "u64": pa.array([2**64 - 1, 1], pa.uint64()),
-        "ns": pa.array([naive, naive], pa.timestamp("ns", tz="UTC")),
-        "naive": pa.array([naive, None], pa.timestamp("us")),
-        "cat": pa.array(["a", "b"]).dictionary_encode(),
-    }))
+    src = write_parquet(
+        tmp_path / "in.parquet",
+        pa.table(
+            {
+                "u8": pa.array([255, 0], pa.uint8()),
+                "u64": pa.array([2**64 - 1, 1], pa.uint64()),
+                "ns": pa.array([naive, naive], pa.timestamp("ns", tz="UTC")),
+                "naive": pa.array([naive, None], pa.timestamp("us")),
+                "cat": pa.array(["a", "b"]).dictionary_encode(),
+            }
+        ),
+    )
     target.write_bronze(source_for(src))
     table = read(target.location(BRONZE))
     assert table.schema.field("u8").type == pa.int16()
@@ -216,19 +239,25 @@ def test_bronze_converts_types_delta_cannot_store_without_losing_values(tmp_path
     silver = read(target.location(SILVER))
     assert silver.schema.field("naive").type == pa.timestamp("us")
     assert sorted_rows(silver.select(["u8", "naive", "cat"]), "u8") == [
-        {"u8": 0, "naive": None, "cat": "b"}, {"u8": 255, "naive": naive, "cat": "a"}]
+        {"u8": 0, "naive": None, "cat": "b"},
+        {"u8": 255, "naive": naive, "cat": "a"},
+    ]
 
 
 def test_bronze_renames_columns_delta_would_refuse_and_silver_follows(tmp_path, target):
-    src = write_parquet(tmp_path / "in.parquet", pa.table({
-        "ID": pa.array(["1", "2"]),
-        "id": pa.array(["x", "y"]),
-        "_dataset_id": pa.array(["mine", "mine"]),
-    }))
+    src = write_parquet(
+        tmp_path / "in.parquet",
+        pa.table(
+            {
+                "ID": pa.array(["1", "2"]),
+                "id": pa.array(["x", "y"]),
+                "_dataset_id": pa.array(["mine", "mine"]),
+            }
+        ),
+    )
     target.write_bronze(source_for(src))
     table = read(target.location(BRONZE))
-    assert table.column_names == ["ID", "id_2", "_dataset_id_2", "_dataset_id", "_ingested_at",
-                                  "_source_file"]
+    assert table.column_names == ["ID", "id_2", "_dataset_id_2", "_dataset_id", "_ingested_at", "_source_file"]
     assert table.column("id_2").to_pylist() == ["x", "y"]
     assert table.column("_dataset_id_2").to_pylist() == ["mine", "mine"]
     assert table.column("_dataset_id").to_pylist() == ["ds-1", "ds-1"]
@@ -253,6 +282,7 @@ def test_bronze_missing_or_invalid_source_is_permanent(tmp_path, target):
 
 # ---------------------------------------------------------------------- silver
 
+
 def write_both(tmp_path, target, table=CSV_LIKE, tokens=TOKENS):
     src = write_parquet(tmp_path / "in.parquet", table)
     target.write_bronze(source_for(src))
@@ -263,28 +293,46 @@ def write_both(tmp_path, target, table=CSV_LIKE, tokens=TOKENS):
 def test_silver_types_names_trim_nulls_and_dedup(tmp_path, target):
     plan, result = write_both(tmp_path, target)
     assert [(c.name, c.type) for c in plan.columns] == [
-        ("customer_id", "integer"), ("name", "string"), ("zip", "string"), ("amount", "double"),
-        ("active", "boolean"), ("day", "date"), ("at", "timestamp")]
+        ("customer_id", "integer"),
+        ("name", "string"),
+        ("zip", "string"),
+        ("amount", "double"),
+        ("active", "boolean"),
+        ("day", "date"),
+        ("at", "timestamp"),
+    ]
     # Rows 3 and 4 are identical.
     assert result.row_count == 5
     assert (target.count_rows(BRONZE) - result.row_count) == 1
     assert result.location == target.location(SILVER)
 
     table = read(result.location)
-    assert table.schema == pa.schema([
-        ("customer_id", pa.int64()), ("name", pa.string()), ("zip", pa.string()),
-        ("amount", pa.float64()), ("active", pa.bool_()), ("day", pa.date32()),
-        ("at", pa.timestamp("us", tz="UTC")), ("_dataset_id", pa.string()),
-        ("_ingested_at", pa.timestamp("us", tz="UTC")),
-    ])
+    assert table.schema == pa.schema(
+        [
+            ("customer_id", pa.int64()),
+            ("name", pa.string()),
+            ("zip", pa.string()),
+            ("amount", pa.float64()),
+            ("active", pa.bool_()),
+            ("day", pa.date32()),
+            ("at", pa.timestamp("us", tz="UTC")),
+            ("_dataset_id", pa.string()),
+            ("_ingested_at", pa.timestamp("us", tz="UTC")),
+        ]
+    )
     rows = sorted_rows(table, "customer_id")
     assert [r["customer_id"] for r in rows] == [1, 2, 3, 4, None]
     assert [r["name"] for r in rows] == ["Ann", "Bob", "Cy", "Dee", None]
     assert [r["zip"] for r in rows] == ["02134", "02134", "10001", "99999", None]
     assert [r["amount"] for r in rows] == [1.5, 2.0, -3.25, 1000.0, None]
     assert [r["active"] for r in rows] == [True, False, True, False, None]
-    assert [r["day"] for r in rows] == [dt.date(2024, 1, 31), dt.date(2024, 2, 29),
-                                        dt.date(2024, 3, 1), dt.date(2024, 12, 31), None]
+    assert [r["day"] for r in rows] == [
+        dt.date(2024, 1, 31),
+        dt.date(2024, 2, 29),
+        dt.date(2024, 3, 1),
+        dt.date(2024, 12, 31),
+        None,
+    ]
     assert [r["at"] for r in rows] == [
         dt.datetime(2024, 1, 1, 10, tzinfo=UTC),
         dt.datetime(2024, 1, 1, 10, tzinfo=UTC),  # 12:30 at +02:30
@@ -298,37 +346,50 @@ def test_silver_types_names_trim_nulls_and_dedup(tmp_path, target):
 
 
 def test_silver_dedups_rows_that_become_equal_after_cleaning(tmp_path, target):
-    table = pa.table({
-        "city": pa.array(["Paris", " Paris ", "Lyon", "NULL", ""]),
-        "n": pa.array(["1", "1 ", "2", "", "N/A"]),
-    })
+    table = pa.table(
+        {
+            "city": pa.array(["Paris", " Paris ", "Lyon", "NULL", ""]),
+            "n": pa.array(["1", "1 ", "2", "", "N/A"]),
+        }
+    )
     _, result = write_both(tmp_path, target, table)
     assert result.row_count == 3
     assert (target.count_rows(BRONZE) - result.row_count) == 2
     assert sorted_rows(read(result.location).select(["city", "n"]), "n") == [
-        {"city": "Paris", "n": 1}, {"city": "Lyon", "n": 2}, {"city": None, "n": None}]
+        {"city": "Paris", "n": 1},
+        {"city": "Lyon", "n": 2},
+        {"city": None, "n": None},
+    ]
 
 
 def test_silver_trims_spaces_only(tmp_path, target):
     nbsp = "\u00a0"
-    table = pa.table({
-        "s": pa.array([" a ", f"{nbsp}b", f" c{nbsp}", "\td ", f"{nbsp} e "]),
-        "n": pa.array(["1", " 2", "3 ", "4", "5"]),
-    })
+    table = pa.table(
+        {
+            "s": pa.array([" a ", f"{nbsp}b", f" c{nbsp}", "\td ", f"{nbsp} e "]),
+            "n": pa.array(["1", " 2", "3 ", "4", "5"]),
+        }
+    )
     plan, result = write_both(tmp_path, target, table)
     assert [c.type for c in plan.columns] == ["string", "integer"]
     assert sorted_rows(read(result.location).select(["s", "n"]), "n") == [
-        {"s": "a", "n": 1}, {"s": f"{nbsp}b", "n": 2}, {"s": f"c{nbsp}", "n": 3},
-        {"s": "\td", "n": 4}, {"s": f"{nbsp} e", "n": 5}]
+        {"s": "a", "n": 1},
+        {"s": f"{nbsp}b", "n": 2},
+        {"s": f"c{nbsp}", "n": 3},
+        {"s": "\td", "n": 4},
+        {"s": f"{nbsp} e", "n": 5},
+    ]
 
 
 def test_silver_keeps_non_string_sources_as_they_are(tmp_path, target):
-    table = pa.table({
-        "n": pa.array([1, 2, 2], pa.int64()),
-        "f": pa.array([0.5, None, None], pa.float64()),
-        "s": pa.array([" a ", "NULL", "NULL"]),
-        "t": pa.array([INGESTED, None, None], pa.timestamp("us", tz="UTC")),
-    })
+    table = pa.table(
+        {
+            "n": pa.array([1, 2, 2], pa.int64()),
+            "f": pa.array([0.5, None, None], pa.float64()),
+            "s": pa.array([" a ", "NULL", "NULL"]),
+            "t": pa.array([INGESTED, None, None], pa.timestamp("us", tz="UTC")),
+        }
+    )
     plan, result = write_both(tmp_path, target, table)
     assert [c.type for c in plan.columns] == ["source", "source", "string", "source"]
     assert result.row_count == 2
@@ -336,7 +397,9 @@ def test_silver_keeps_non_string_sources_as_they_are(tmp_path, target):
     assert silver.schema.field("n").type == pa.int64()
     assert silver.schema.field("t").type == pa.timestamp("us", tz="UTC")
     assert sorted_rows(silver.select(["n", "f", "s", "t"]), "n") == [
-        {"n": 1, "f": 0.5, "s": "a", "t": INGESTED}, {"n": 2, "f": None, "s": None, "t": None}]
+        {"n": 1, "f": 0.5, "s": "a", "t": INGESTED},
+        {"n": 2, "f": None, "s": None, "t": None},
+    ]
 
 
 def test_silver_json_text_is_not_trimmed(tmp_path, target):
@@ -351,14 +414,16 @@ def test_silver_null_token_that_casts_is_still_null(tmp_path, target):
     table = pa.table({"n": pa.array(["5", "-1", " -1 ", "7"])})
     plan, result = write_both(tmp_path, target, table, tokens=["-1"])
     assert plan.columns[0].type == "integer"
-    assert sorted(read(result.location).column("n").to_pylist(), key=lambda v: (v is None, v)) == [
-        5, 7, None]
+    assert sorted(read(result.location).column("n").to_pylist(), key=lambda v: (v is None, v)) == [5, 7, None]
 
 
-@pytest.mark.parametrize("values, tokens, expected", [
-    (["5", "-1", " -1 ", "7"], ["-1"], [5, 7, None]),  # a token that fits the grammar
-    (["1.5", "nan", " nan ", "NaN", "2"], ["nan", "NaN"], [1.5, 2.0, None]),  # one that only casts
-])
+@pytest.mark.parametrize(
+    "values, tokens, expected",
+    [
+        (["5", "-1", " -1 ", "7"], ["-1"], [5, 7, None]),  # a token that fits the grammar
+        (["1.5", "nan", " nan ", "NaN", "2"], ["nan", "NaN"], [1.5, 2.0, None]),  # one that only casts
+    ],
+)
 def test_a_sampled_plan_nulls_tokens_that_fit_or_cast(tmp_path, target, values, tokens, expected):
     plan, _ = write_both(tmp_path, target, pa.table({"n": pa.array(values)}), tokens=tokens)
     sampled = SilverPlan(plan.columns, plan.null_tokens, verified=False)
@@ -370,12 +435,16 @@ def test_a_sampled_plan_nulls_tokens_that_fit_or_cast(tmp_path, target, values, 
 def test_silver_twice_gives_the_same_table(tmp_path, target):
     plan, first = write_both(tmp_path, target)
     second = target.write_silver(TABLES, plan)
-    assert (second.row_count, (target.count_rows(BRONZE) - second.row_count)) == (first.row_count, (target.count_rows(BRONZE) - first.row_count))
+    assert (second.row_count, (target.count_rows(BRONZE) - second.row_count)) == (
+        first.row_count,
+        (target.count_rows(BRONZE) - first.row_count),
+    )
     table = DeltaTable(second.location)
     assert table.version() == 1
     assert table.to_pyarrow_table().num_rows == first.row_count
     assert data_files(second.location) == sorted(
-        pa.table(table.get_add_actions(flatten=True)).column("path").to_pylist())
+        pa.table(table.get_add_actions(flatten=True)).column("path").to_pylist()
+    )
 
 
 def test_silver_of_an_empty_file(tmp_path, target):
@@ -396,8 +465,7 @@ def test_silver_with_a_plan_that_does_not_fit_is_permanent(tmp_path, target):
     for plan in (
         SilverPlan([SilverColumn("nope", "v", "string", "string")], TOKENS),
         SilverPlan([SilverColumn("v", "v", "uuid", "string")], TOKENS),
-        SilverPlan([SilverColumn("v", "a", "string", "string"),
-                    SilverColumn("v", "A", "string", "string")], TOKENS),
+        SilverPlan([SilverColumn("v", "a", "string", "string"), SilverColumn("v", "A", "string", "string")], TOKENS),
         SilverPlan([SilverColumn("v", "_dataset_id", "string", "string")], TOKENS),
         SilverPlan([], TOKENS),
     ):
@@ -411,7 +479,10 @@ def test_a_sampled_plan_gives_the_same_silver_as_a_verified_one(tmp_path, target
     expected = sorted_rows(read(verified.location), "customer_id")
     sampled = SilverPlan(plan.columns, plan.null_tokens, verified=False)
     result = target.write_silver(TABLES, sampled)
-    assert (result.row_count, (target.count_rows(BRONZE) - result.row_count)) == (verified.row_count, (target.count_rows(BRONZE) - verified.row_count))
+    assert (result.row_count, (target.count_rows(BRONZE) - result.row_count)) == (
+        verified.row_count,
+        (target.count_rows(BRONZE) - verified.row_count),
+    )
     assert sorted_rows(read(result.location), "customer_id") == expected
 
 
@@ -441,6 +512,7 @@ def test_silver_without_bronze_is_permanent(target):
 
 # ---------------------------------------------------------------------- admin
 
+
 def test_count_drop_and_ping(tmp_path, target):
     target.ping()
     assert (tmp_path / "lake").is_dir()
@@ -454,8 +526,12 @@ def test_count_drop_and_ping(tmp_path, target):
 
 
 def test_from_config_and_registry(tmp_path):
-    config = {"LAKEHOUSE_DIR": str(tmp_path / "lh"), "DUCKDB_MEMORY_LIMIT": "300MB",
-              "DUCKDB_THREADS": 3, "DATA_DIR": str(tmp_path)}
+    config = {
+        "LAKEHOUSE_DIR": str(tmp_path / "lh"),
+        "DUCKDB_MEMORY_LIMIT": "300MB",
+        "DUCKDB_THREADS": 3,
+        "DATA_DIR": str(tmp_path),
+    }
     target = DeltaTarget.from_config(config)
     assert target.name == "delta"
     assert target.lakehouse_dir == str(tmp_path / "lh")
@@ -464,6 +540,7 @@ def test_from_config_and_registry(tmp_path):
 
 
 # ---------------------------------------------------------------------- error mapping
+
 
 def test_lakehouse_under_a_regular_file(tmp_path):
     blocker = tmp_path / "file"
@@ -478,8 +555,9 @@ def test_lakehouse_under_a_regular_file(tmp_path):
         target.ping()
 
 
-@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM,
-                                  errno.EIO, errno.EAGAIN, errno.EDQUOT])
+@pytest.mark.parametrize(
+    "code", [errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.EAGAIN, errno.EDQUOT]
+)
 def test_storage_errors_while_writing_are_transient(tmp_path, target, monkeypatch, code):
     src = write_parquet(tmp_path / "in.parquet", CSV_LIKE)
 
@@ -495,18 +573,26 @@ def test_storage_errors_while_writing_are_transient(tmp_path, target, monkeypatc
     assert not data_files(table_dir) and not os.listdir(table_dir)
 
 
-@pytest.mark.parametrize(("error", "expected"), [
-    (CommitFailedError("Transaction failed: version already exists: 1"), TransientTargetError),
-    (DeltaError("Generic LocalFileSystem error: Unable to open file: No space left on device (os error 28)"),
-     TransientTargetError),
-    (DeltaError("Could not create local directory\nError: Os { code: 30, kind: ReadOnlyFilesystem }"),
-     TransientTargetError),
-    (DeltaError("Could not create local directory\nError: Os { code: 13, kind: PermissionDenied }"),
-     TransientTargetError),
-    (DeltaError("Generic error: Failed to canonicalize path: Not a directory (os error 20)"),
-     PermanentTargetError),
-    (DeltaError("Schema error: Duplicate field name"), PermanentTargetError),
-])
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (CommitFailedError("Transaction failed: version already exists: 1"), TransientTargetError),
+        (
+            DeltaError("Generic LocalFileSystem error: Unable to open file: No space left on device (os error 28)"),
+            TransientTargetError,
+        ),
+        (
+            DeltaError("Could not create local directory\nError: Os { code: 30, kind: ReadOnlyFilesystem }"),
+            TransientTargetError,
+        ),
+        (
+            DeltaError("Could not create local directory\nError: Os { code: 13, kind: PermissionDenied }"),
+            TransientTargetError,
+        ),
+        (DeltaError("Generic error: Failed to canonicalize path: Not a directory (os error 20)"), PermanentTargetError),
+        (DeltaError("Schema error: Duplicate field name"), PermanentTargetError),
+    ],
+)
 def test_delta_commit_errors_are_mapped(tmp_path, target, monkeypatch, error, expected):
     src = write_parquet(tmp_path / "in.parquet", CSV_LIKE)
 
@@ -611,8 +697,7 @@ def test_wide_tables_without_duplicates_keep_every_row(tmp_path, target):
 def test_huge_row_groups_are_rewritten_smaller(tmp_path, target, monkeypatch):
     monkeypatch.setattr(delta_bronze, "BRONZE_MAX_ROW_GROUP_BYTES", 1024)
     monkeypatch.setattr(delta_bronze, "BRONZE_TARGET_ROW_GROUP_BYTES", 1)
-    table = pa.table({"a": pa.array([str(i) for i in range(5000)]),
-                      "b": pa.array([f"x{i}" for i in range(5000)])})
+    table = pa.table({"a": pa.array([str(i) for i in range(5000)]), "b": pa.array([f"x{i}" for i in range(5000)])})
     src = tmp_path / "in.parquet"
     pq.write_table(table, src, row_group_size=5000)
     result = target.write_bronze(source_for(src))

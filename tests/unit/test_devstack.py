@@ -1,4 +1,5 @@
 """The embedded servers behind `make run` and the test suite."""
+
 from __future__ import annotations
 
 import os
@@ -200,12 +201,16 @@ def test_banner_hides_url_passwords():
 
 def test_flower_started_with_the_launcher_env_requires_basic_auth(embedded_redis, tmp_path):
     environ = {k: v for k, v in os.environ.items() if k != "FLOWER_BASIC_AUTH"}
-    env = child_env({"DATABASE_URL": "postgresql+psycopg2://unused@/x", "REDIS_URL": embedded_redis.start()}, tmp_path,
-                    environ)
+    env = child_env(
+        {"DATABASE_URL": "postgresql+psycopg2://unused@/x", "REDIS_URL": embedded_redis.start()}, tmp_path, environ
+    )
     port = free_port()
     flower = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "tasks.celery_app", "flower", "--address=127.0.0.1", f"--port={port}"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         url = f"http://127.0.0.1:{port}/"

@@ -1,5 +1,6 @@
 """The process's DuckDB databases: no extensions on demand, files only under the data
 directories, settings locked."""
+
 from __future__ import annotations
 
 import duckdb
@@ -27,10 +28,12 @@ def test_files_outside_the_data_directories_are_refused(restricted):
     with duckdb_shared.cursor({"threads": 1}, data / "tmp") as con:
         assert con.execute(f"SELECT a FROM read_csv('{data / 'inside.csv'}')").fetchall() == [(2,)]
         con.execute(f"COPY (SELECT 1 AS n) TO '{data / 'out.parquet'}'")
-        for sql in (f"SELECT * FROM read_csv('{root / 'outside.csv'}')",
-                    f"SELECT * FROM read_csv('{data}/../outside.csv')",
-                    "SELECT * FROM read_csv('/etc/passwd')",
-                    f"COPY (SELECT 1) TO '{root / 'evil.csv'}'"):
+        for sql in (
+            f"SELECT * FROM read_csv('{root / 'outside.csv'}')",
+            f"SELECT * FROM read_csv('{data}/../outside.csv')",
+            "SELECT * FROM read_csv('/etc/passwd')",
+            f"COPY (SELECT 1) TO '{root / 'evil.csv'}'",
+        ):
             with pytest.raises(duckdb.PermissionException):
                 con.execute(sql)
 
@@ -38,13 +41,21 @@ def test_files_outside_the_data_directories_are_refused(restricted):
 def test_settings_are_locked_and_extensions_stay_off(restricted):
     _, data = restricted
     with duckdb_shared.cursor({"threads": 1, "TimeZone": "UTC"}, data / "tmp") as con:
-        settings = dict(con.execute(
-            "SELECT name, value FROM duckdb_settings() WHERE name IN ('autoload_known_extensions', "
-            "'autoinstall_known_extensions', 'allow_community_extensions', 'enable_external_access', "
-            "'lock_configuration', 'TimeZone')").fetchall())
-        assert settings == {"autoload_known_extensions": "false", "autoinstall_known_extensions": "false",
-                            "allow_community_extensions": "false", "enable_external_access": "false",
-                            "lock_configuration": "true", "TimeZone": "Etc/UTC"}
+        settings = dict(
+            con.execute(
+                "SELECT name, value FROM duckdb_settings() WHERE name IN ('autoload_known_extensions', "
+                "'autoinstall_known_extensions', 'allow_community_extensions', 'enable_external_access', "
+                "'lock_configuration', 'TimeZone')"
+            ).fetchall()
+        )
+        assert settings == {
+            "autoload_known_extensions": "false",
+            "autoinstall_known_extensions": "false",
+            "allow_community_extensions": "false",
+            "enable_external_access": "false",
+            "lock_configuration": "true",
+            "TimeZone": "Etc/UTC",
+        }
         for sql in ("SET enable_external_access = true", "SET memory_limit = '8GB'", "SET allowed_directories = ['/']"):
             with pytest.raises(duckdb.InvalidInputException):
                 con.execute(sql)

@@ -55,8 +55,15 @@ def infer_one(tmp_path, values, tokens=TOKENS):
         (["2023-02-29"], "string"),
         (["2024-1-5"], "string"),
         (["0000-01-01"], "string"),
-        (["2024-01-01T10:00:00Z", "2024-01-01 10:00:00.123456+05:30", "2024-01-01 10:00:00",
-          "2024-06-30T23:59:59-08:00"], "timestamp"),
+        (
+            [
+                "2024-01-01T10:00:00Z",
+                "2024-01-01 10:00:00.123456+05:30",
+                "2024-01-01 10:00:00",
+                "2024-06-30T23:59:59-08:00",
+            ],
+            "timestamp",
+        ),
         (["2024-01-01 25:00:00"], "string"),
         (["2024-01-01 24:00:00"], "string"),
         (["2024-01-01 10:00:60"], "string"),
@@ -105,8 +112,7 @@ def test_every_row_is_checked_not_a_sample(tmp_path):
     late_decimal = [str(i) for i in range(n)] + ["1.5"]
     late_bad_date = ["2024-01-01"] * n + ["2024-02-30"]
     late_value = [None] * n + ["7"]
-    path = write_strings(tmp_path, {"a": late_text, "b": late_decimal, "c": late_bad_date,
-                                    "d": late_value})
+    path = write_strings(tmp_path, {"a": late_text, "b": late_decimal, "c": late_bad_date, "d": late_value})
     plan = infer_plan(path, null_tokens=TOKENS)
     assert [c.type for c in plan.columns] == ["string", "double", "string", "integer"]
 
@@ -122,11 +128,14 @@ def test_the_last_row_counts_on_either_side_of_the_sample_size(tmp_path, rows):
 
 def test_a_sampled_plan_types_from_the_sample_and_says_so(tmp_path):
     n = SAMPLE_ROWS * 2
-    path = write_strings(tmp_path, {
-        "late_text": [str(i) for i in range(n)] + ["x"],  # the sample says integer
-        "text": ["a"] * (n + 1),  # the sample already proves string
-        "late_value": [None] * n + ["7"],  # the sample saw only nulls: every value is read
-    })
+    path = write_strings(
+        tmp_path,
+        {
+            "late_text": [str(i) for i in range(n)] + ["x"],  # the sample says integer
+            "text": ["a"] * (n + 1),  # the sample already proves string
+            "late_value": [None] * n + ["7"],  # the sample saw only nulls: every value is read
+        },
+    )
     sampled = infer_plan(path, null_tokens=TOKENS, sampled=True)
     assert [c.type for c in sampled.columns] == ["integer", "string", "integer"]
     assert sampled.verified is False
@@ -145,15 +154,17 @@ def test_a_sampled_plan_of_strings_only_or_a_small_file_is_verified(tmp_path):
 
 def test_plan_names_source_types_and_tokens(tmp_path):
     path = tmp_path / "typed.parquet"
-    table = pa.table({
-        "Customer ID": pa.array(["1", "2"]),
-        "customerId": pa.array(["a", "b"]),
-        "n": pa.array([1, 2], pa.int64()),
-        "x": pa.array([1.5, None], pa.float64()),
-        "ok": pa.array([True, False]),
-        "day": pa.array([dt.date(2024, 1, 1), None], pa.date32()),
-        "at": pa.array([dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)] * 2, pa.timestamp("us", tz="UTC")),
-    })
+    table = pa.table(
+        {
+            "Customer ID": pa.array(["1", "2"]),
+            "customerId": pa.array(["a", "b"]),
+            "n": pa.array([1, 2], pa.int64()),
+            "x": pa.array([1.5, None], pa.float64()),
+            "ok": pa.array([True, False]),
+            "day": pa.array([dt.date(2024, 1, 1), None], pa.date32()),
+            "at": pa.array([dt.datetime(2024, 1, 1, tzinfo=dt.UTC)] * 2, pa.timestamp("us", tz="UTC")),
+        }
+    )
     pq.write_table(table, path)
     plan = infer_plan(path, null_tokens=["NULL"])
     assert plan.null_tokens == ["NULL"]
@@ -190,8 +201,7 @@ def test_json_text_columns_stay_strings(tmp_path):
 
 def test_default_tokens_and_settings_objects(tmp_path):
     path = write_strings(tmp_path, {"v": ["1", "NULL", " 2 "]})
-    settings = IngestSettings(duckdb_memory_limit="128MB", duckdb_threads=1,
-                              temp_dir=str(tmp_path / "spill"))
+    settings = IngestSettings(duckdb_memory_limit="128MB", duckdb_threads=1, temp_dir=str(tmp_path / "spill"))
     for s in (None, settings, {"duckdb_memory_limit": "64MB", "duckdb_threads": 1}):
         plan = infer_plan(path, null_tokens=None, settings=s)
         assert plan.columns[0].type == "integer"
@@ -208,7 +218,10 @@ def test_columns_differing_only_in_case_are_inferred_separately(tmp_path):
     path = write_strings(tmp_path, {"ID": ["1", "2"], "id": ["x", "y"], "Id": ["true", "false"]})
     plan = infer_plan(path, null_tokens=TOKENS)
     assert [(c.source_name, c.name, c.type) for c in plan.columns] == [
-        ("ID", "id", "integer"), ("id", "id_2", "string"), ("Id", "id_3", "boolean")]
+        ("ID", "id", "integer"),
+        ("id", "id_2", "string"),
+        ("Id", "id_3", "boolean"),
+    ]
 
 
 def test_dictionary_encoded_strings_are_inferred(tmp_path):
@@ -221,8 +234,7 @@ def test_dictionary_encoded_strings_are_inferred(tmp_path):
 def test_wide_files_are_inferred_in_column_chunks(tmp_path):
     from service.transform.inference import COLUMNS_PER_QUERY
 
-    kinds = {"i": ["1", "-2"], "d": ["1.5", "2"], "b": ["true", "FALSE"], "t": ["2024-01-01", ""],
-             "s": ["x", "1"]}
+    kinds = {"i": ["1", "-2"], "d": ["1.5", "2"], "b": ["true", "FALSE"], "t": ["2024-01-01", ""], "s": ["x", "1"]}
     columns = {}
     for n in range(COLUMNS_PER_QUERY * 2 + 3):
         kind = "idbts"[n % 5]

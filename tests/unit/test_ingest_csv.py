@@ -1,4 +1,5 @@
 """Delimited uploads: exact text values, dialect sniffing, header names, encodings, malformed rows."""
+
 from __future__ import annotations
 
 import csv
@@ -46,7 +47,11 @@ def test_values_are_kept_exactly_as_text(tmp_path):
     result, table = convert(tmp_path, b'zip,label,n\n02134, x ,1.50\n,"",007\n')
     assert result.source_format == "csv"
     assert result.row_count == 2
-    assert result.columns == [SourceColumn("zip", "string"), SourceColumn("label", "string"), SourceColumn("n", "string")]
+    assert result.columns == [
+        SourceColumn("zip", "string"),
+        SourceColumn("label", "string"),
+        SourceColumn("n", "string"),
+    ]
     assert table.schema.types == [pa.string()] * 3
     assert rows(table) == [
         {"zip": "02134", "label": " x ", "n": "1.50"},
@@ -93,7 +98,9 @@ def test_blank_lines_between_rows_are_not_rows(tmp_path):
 def test_many_tricky_rows_round_trip_exactly(tmp_path):
     rng = random.Random(3)
     pool = ["", " ", "02134", " x ", 'say "hi"', "a,b", "l1\nl2", "r\r\nn", "café", "€", "NULL", "\t", "'q'", '"']
-    expected = [[rng.choice(pool) + str(rng.randint(0, 99)) * rng.randint(0, 1) for _ in range(4)] for _ in range(20_000)]
+    expected = [
+        [rng.choice(pool) + str(rng.randint(0, 99)) * rng.randint(0, 1) for _ in range(4)] for _ in range(20_000)
+    ]
     buf = io.StringIO(newline="")
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["w", "x", "y", "z"])
@@ -179,7 +186,7 @@ def test_duplicate_and_empty_header_names(tmp_path):
 def test_header_names_keep_their_exact_text(tmp_path):
     content = b'" Name ",Unit Price ($),"it\'s ""q""","multi\nline"\n1,2,3,4\n'
     result, table = convert(tmp_path, content)
-    assert table.column_names == [" Name ", "Unit Price ($)", "it's \"q\"", "multi\nline"]
+    assert table.column_names == [" Name ", "Unit Price ($)", 'it\'s "q"', "multi\nline"]
     assert rows(table)[0]["multi\nline"] == "4"
 
 
@@ -332,9 +339,10 @@ def test_columns_of_few_distinct_values_are_dictionary_encoded(tmp_path):
 
     lines = [b"id,code"] + [f"{i},c{i % 7}".encode() for i in range(30_000)]
     result, table = convert(tmp_path, b"\n".join(lines) + b"\n")
-    column = {c.path_in_schema: c for c in
-              (pq.ParquetFile(tmp_path / "out" / "data.parquet").metadata.row_group(0).column(i)
-               for i in range(2))}
+    column = {
+        c.path_in_schema: c
+        for c in (pq.ParquetFile(tmp_path / "out" / "data.parquet").metadata.row_group(0).column(i) for i in range(2))
+    }
     assert "PLAIN_DICTIONARY" in column["code"].encodings or "RLE_DICTIONARY" in column["code"].encodings
     assert not {"PLAIN_DICTIONARY", "RLE_DICTIONARY"} & set(column["id"].encodings)
     assert table.column("code").to_pylist()[:8] == ["c0", "c1", "c2", "c3", "c4", "c5", "c6", "c0"]

@@ -1,4 +1,5 @@
 """Format detection, empty and unsupported uploads, Parquet uploads, output handling."""
+
 from __future__ import annotations
 
 import datetime as dt

@@ -1,4 +1,5 @@
 """JSON array and NDJSON uploads, and records from the JSON API."""
+
 from __future__ import annotations
 
 import json

@@ -70,8 +70,22 @@ def test_long_names_are_truncated_and_stay_unique():
 
 
 def test_all_results_are_valid_identifiers_and_deterministic():
-    sources = ["Customer ID", "customerId", "", "%%%", "2024", "Ça va?", "a__", "_x_", "ID", "id",
-               "Id ", "naïve café", "X" * 200, "x" * 200]
+    sources = [
+        "Customer ID",
+        "customerId",
+        "",
+        "%%%",
+        "2024",
+        "Ça va?",
+        "a__",
+        "_x_",
+        "ID",
+        "id",
+        "Id ",
+        "naïve café",
+        "X" * 200,
+        "x" * 200,
+    ]
     first = snake_case_names(sources)
     assert first == snake_case_names(list(sources))
     assert len(first) == len(set(first))

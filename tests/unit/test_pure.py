@@ -1,4 +1,5 @@
 """Unit tests of small pure pieces: identifiers, stored file names, retry policy, key format."""
+
 from __future__ import annotations
 
 import uuid
@@ -15,7 +16,12 @@ from service.storage import LocalStore
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("Revenue Q1", "revenue_q1"), ("ACME, Inc.", "acme_inc"), ("2024 sales", "dataset_2024_sales"), ("%%%", "dataset")],
+    [
+        ("Revenue Q1", "revenue_q1"),
+        ("ACME, Inc.", "acme_inc"),
+        ("2024 sales", "dataset_2024_sales"),
+        ("%%%", "dataset"),
+    ],
 )
 def test_identifier(text, expected):
     assert identifier(text, fallback="dataset") == expected

@@ -1,4 +1,5 @@
 """Signed storage URLs, and the codes and messages tenants see for failed steps."""
+
 from __future__ import annotations
 
 import errno
@@ -24,8 +25,9 @@ def test_a_signature_opens_one_file_until_it_expires():
     assert not signing.verify(config, NAME, query["expires"], query["signature"], now=1_061)
     assert not signing.verify(config, OTHER, query["expires"], query["signature"], now=1_000)
     assert not signing.verify(config, NAME, "1061", query["signature"], now=1_000)  # a later expiry
-    assert not signing.verify({"INTERNAL_URL_SIGNING_KEY": "other"}, NAME, query["expires"], query["signature"],
-                              now=1_000)
+    assert not signing.verify(
+        {"INTERNAL_URL_SIGNING_KEY": "other"}, NAME, query["expires"], query["signature"], now=1_000
+    )
     assert not signing.verify(config, NAME, "-1", query["signature"], now=0)
     assert not signing.verify(config, NAME, None, None)
 
@@ -41,7 +43,10 @@ def test_storage_urls_are_signed():
     parts = urlsplit(url)
     assert parts.path == f"/internal/storage/datasets/{NAME}"
     assert set(parse_qs(parts.query)) == {"expires", "signature"}
-    assert signing.storage_url("http://files.example", NAME, {}) == f"http://files.example/internal/storage/datasets/{NAME}"
+    assert (
+        signing.storage_url("http://files.example", NAME, {})
+        == f"http://files.example/internal/storage/datasets/{NAME}"
+    )
 
 
 def _raised_from(outer: Exception, inner: Exception) -> Exception:
@@ -57,20 +62,28 @@ def _raised_from(outer: Exception, inner: Exception) -> Exception:
 @pytest.mark.parametrize(
     ("exc", "code"),
     [
-        (duckdb.OutOfMemoryException("Out of Memory Error: failed to pin block of size 256.0 KiB; SET memory_limit"),
-         "out_of_memory"),
+        (
+            duckdb.OutOfMemoryException("Out of Memory Error: failed to pin block of size 256.0 KiB; SET memory_limit"),
+            "out_of_memory",
+        ),
         (MemoryError(), "out_of_memory"),
         (OSError(errno.ENOSPC, "No space left on device", "/srv/lakehouse/t"), "disk_full"),
-        (_raised_from(TransientTargetError("writing bronze"), PermissionError(errno.EPERM, "Operation not permitted",
-                                                                             "/srv/lakehouse/t")),
-         "storage_not_writable"),
+        (
+            _raised_from(
+                TransientTargetError("writing bronze"),
+                PermissionError(errno.EPERM, "Operation not permitted", "/srv/lakehouse/t"),
+            ),
+            "storage_not_writable",
+        ),
         (TransientTargetError("cannot reach https://adb-123.azuredatabricks.net"), "target_unavailable"),
         (PermanentTargetError("warehouse 8f2e... refused: PERMISSION_DENIED"), "target_rejected"),
         (PermanentSyncError("the local file x.parquet of dataset y is missing"), "local_file_missing"),
         (PermanentSyncError("bronze table has 3 rows, the dataset has 4"), "row_count_mismatch"),
         (duckdb.ConversionException("Could not convert string 'secret value' to INT32"), "invalid_data"),
-        (_raised_from(TransientTargetError("write failed"), duckdb.OutOfMemoryException("Out of Memory Error")),
-         "out_of_memory"),
+        (
+            _raised_from(TransientTargetError("write failed"), duckdb.OutOfMemoryException("Out of Memory Error")),
+            "out_of_memory",
+        ),
         (RuntimeError("something else at /srv/data"), "internal_error"),
     ],
 )

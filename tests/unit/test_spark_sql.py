@@ -1,4 +1,5 @@
 """Identifiers, literals and the silver SELECT of the Databricks target."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -22,9 +23,27 @@ def test_valid_identifiers_pass_and_are_backtick_quoted(name):
     assert sql.quote_identifier(name) == f"`{name}`"
 
 
-@pytest.mark.parametrize("name", [
-    "", "A", "Tenant", "1abc", "a-b", "a b", "a`b", "a.b", "a;drop", "é", "a\x00", "a" * 256, "a'", 'a"', None, 3,
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "",
+        "A",
+        "Tenant",
+        "1abc",
+        "a-b",
+        "a b",
+        "a`b",
+        "a.b",
+        "a;drop",
+        "é",
+        "a\x00",
+        "a" * 256,
+        "a'",
+        'a"',
+        None,
+        3,
+    ],
+)
 def test_invalid_identifiers_are_refused_as_permanent_errors(name):
     with pytest.raises(sql.InvalidIdentifier) as info:
         sql.identifier(name, "table name")
@@ -51,8 +70,23 @@ def test_empty_source_column_is_refused():
         sql.quote_column("")
 
 
-TRICKY = ["", "plain", "it's", "back\\slash", "\\'", "'; DROP TABLE x; --", "line\nbreak", "tab\tand\rcr", "nul\x00",
-          "%_\\%", "\\u0041", "émoji 🎉", "''", "\\", "a'b'c\\"]
+TRICKY = [
+    "",
+    "plain",
+    "it's",
+    "back\\slash",
+    "\\'",
+    "'; DROP TABLE x; --",
+    "line\nbreak",
+    "tab\tand\rcr",
+    "nul\x00",
+    "%_\\%",
+    "\\u0041",
+    "émoji 🎉",
+    "''",
+    "\\",
+    "a'b'c\\",
+]
 
 
 @pytest.mark.parametrize("value", TRICKY)
@@ -81,8 +115,12 @@ def _plan(*columns, tokens=("", "NULL")):
 
 
 def test_silver_statement_shape():
-    plan = _plan(("Customer ID", "customer_id", "integer", "string"), ("Note", "note", "string", "string"),
-                 ("score", "score", "source", "double"), tokens=["", "N'A\\"])
+    plan = _plan(
+        ("Customer ID", "customer_id", "integer", "string"),
+        ("Note", "note", "string", "string"),
+        ("score", "score", "source", "double"),
+        tokens=["", "N'A\\"],
+    )
     text = sql.create_silver(BRONZE, SILVER, plan)
     assert text.startswith("CREATE OR REPLACE TABLE `tenant_acme`.`silver`.`sales_1a2b3c4d` AS SELECT DISTINCT ")
     assert text.endswith(" FROM `tenant_acme`.`bronze`.`sales_1a2b3c4d`")
@@ -94,14 +132,17 @@ def test_silver_statement_shape():
     assert "raise_error(" in text
 
 
-@pytest.mark.parametrize("plan, message", [
-    (SilverPlan(columns=[]), "no columns"),
-    (_plan(("a", "A", "string", "string")), "invalid silver column name"),
-    (_plan(("a", "a b", "string", "string")), "invalid silver column name"),
-    (_plan(("a", "x", "string", "string"), ("b", "x", "string", "string")), "two columns alike"),
-    (_plan(("a", "_dataset_id", "string", "string")), "metadata column"),
-    (_plan(("a", "a", "uuid", "string")), "unknown silver type"),
-])
+@pytest.mark.parametrize(
+    "plan, message",
+    [
+        (SilverPlan(columns=[]), "no columns"),
+        (_plan(("a", "A", "string", "string")), "invalid silver column name"),
+        (_plan(("a", "a b", "string", "string")), "invalid silver column name"),
+        (_plan(("a", "x", "string", "string"), ("b", "x", "string", "string")), "two columns alike"),
+        (_plan(("a", "_dataset_id", "string", "string")), "metadata column"),
+        (_plan(("a", "a", "uuid", "string")), "unknown silver type"),
+    ],
+)
 def test_bad_plans_are_refused(plan, message):
     with pytest.raises(PermanentTargetError, match=message):
         sql.silver_select(BRONZE, plan)
@@ -134,8 +175,15 @@ VALUES = {
     "double": ["1.5", " -2 ", "1e3", "0.1", "1.7976931348623157e308", "N/A", None, "1e999"],
     "boolean": ["true", "FALSE", " True ", "NULL", None, "yes"],
     "date": ["2024-02-29", " 2023-12-31 ", "NULL", None, "2024-02-30"],
-    "timestamp": ["2024-01-05T10:00:00Z", "2024-02-01 08:30:00", "2024-03-01T00:00:00+02:00", "2024-03-01 00:00:00.123456",
-                  "NULL", None, "2024-13-01 00:00:00"],
+    "timestamp": [
+        "2024-01-05T10:00:00Z",
+        "2024-02-01 08:30:00",
+        "2024-03-01T00:00:00+02:00",
+        "2024-03-01 00:00:00.123456",
+        "NULL",
+        None,
+        "2024-13-01 00:00:00",
+    ],
     "string": [" hello ", "NULL", "N/A", "", "it's", None, "back\\slash"],
 }
 TOKENS = ["", "NULL", "N/A"]
@@ -171,7 +219,9 @@ def _spark(warehouse: Warehouse, type_name: str, values: list) -> list:
     for v in values:
         warehouse.con.execute(
             'CREATE OR REPLACE TABLE tenant_acme.bronze.t AS SELECT ?::VARCHAR AS "Raw Value", '
-            "'d' AS _dataset_id, TIMESTAMPTZ '2024-01-01 00:00:00+00' AS _ingested_at", [v]).fetchall()
+            "'d' AS _dataset_id, TIMESTAMPTZ '2024-01-01 00:00:00+00' AS _ingested_at",
+            [v],
+        ).fetchall()
         select = sql.silver_select(TableRef("tenant_acme", "bronze", "t"), SilverPlan([column], TOKENS))
         try:
             rows = warehouse.execute(select)[1]

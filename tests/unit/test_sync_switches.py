@@ -1,4 +1,5 @@
 """Unit tests of the sync switches: reading them, and whether an upload syncs."""
+
 from __future__ import annotations
 
 import pytest
@@ -7,8 +8,19 @@ from service.config import as_bool, from_env
 from service.datasets import upload_syncs
 
 
-@pytest.mark.parametrize(("value", "expected"), [(True, True), ("true", True), (" On ", True), ("1", True),
-                                                 (False, False), ("FALSE", False), ("no", False), ("0", False)])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (True, True),
+        ("true", True),
+        (" On ", True),
+        ("1", True),
+        (False, False),
+        ("FALSE", False),
+        ("no", False),
+        ("0", False),
+    ],
+)
 def test_as_bool(value, expected):
     assert as_bool(value, "X") is expected
 

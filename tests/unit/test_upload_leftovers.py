@@ -1,4 +1,5 @@
 """Work files of uploads cut short are deleted once stale, and nothing else is."""
+
 from __future__ import annotations
 
 import os

@@ -1,11 +1,12 @@
 """Bronze data files: the local Parquet file as it is when Delta can read it so, else
 rewritten batch by batch with storable types and names."""
+
 from __future__ import annotations
 
 import errno
 import os
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -23,10 +24,17 @@ def _is_copyable(arrow_type: pa.DataType, physical_type: str | None) -> bool:
     """Whether a column of this Arrow type is stored in Parquet exactly as a Delta reader
     expects it, so the local file can be used as the data file without rewriting."""
     t = arrow_type
-    if (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t)
-            or pa.types.is_large_binary(t) or pa.types.is_boolean(t)
-            or pa.types.is_signed_integer(t) or pa.types.is_float32(t) or pa.types.is_float64(t)
-            or pa.types.is_date32(t)):
+    if (
+        pa.types.is_string(t)
+        or pa.types.is_large_string(t)
+        or pa.types.is_binary(t)
+        or pa.types.is_large_binary(t)
+        or pa.types.is_boolean(t)
+        or pa.types.is_signed_integer(t)
+        or pa.types.is_float32(t)
+        or pa.types.is_float64(t)
+        or pa.types.is_date32(t)
+    ):
         return True
     if pa.types.is_timestamp(t):
         # Delta reads INT64 microseconds; legacy INT96 timestamps must be rewritten.
@@ -36,8 +44,7 @@ def _is_copyable(arrow_type: pa.DataType, physical_type: str | None) -> bool:
     return False
 
 
-def bronze_fields(schema: pa.Schema,
-                   physical: dict[str, str]) -> tuple[list[pa.Field], bool]:
+def bronze_fields(schema: pa.Schema, physical: dict[str, str]) -> tuple[list[pa.Field], bool]:
     """The bronze data fields for a source schema, and whether the source file can be
     used as it is.
 
@@ -53,15 +60,13 @@ def bronze_fields(schema: pa.Schema,
         name = field.name
         if name.lower() in used:
             n = 2
-            while f"{name}_{n}".lower() in used or \
-                    any(f.name.lower() == f"{name}_{n}".lower() for f in schema):
+            while f"{name}_{n}".lower() in used or any(f.name.lower() == f"{name}_{n}".lower() for f in schema):
                 n += 1
             name = f"{name}_{n}"
             renamed = True
         used.add(name.lower())
         target = storable_type(field.type)
-        copyable = copyable and target == field.type and \
-            _is_copyable(field.type, physical.get(field.name))
+        copyable = copyable and target == field.type and _is_copyable(field.type, physical.get(field.name))
         metadata = {SOURCE_NAME_KEY: field.name} if name != field.name else None
         fields.append(pa.field(name, target, nullable=True, metadata=metadata))
     return fields, copyable and not renamed
@@ -87,8 +92,7 @@ def rewrite_parquet(src: Path, dest: str, schema: pa.Schema, *, rows_per_group: 
     try:
         with pq.ParquetWriter(dest, schema, compression="snappy") as writer:
             for batch in pf.iter_batches(batch_size=rows_per_group, use_threads=False):
-                columns = [to_storable_array(column, field.type)
-                           for column, field in zip(batch.columns, schema)]
+                columns = [to_storable_array(column, field.type) for column, field in zip(batch.columns, schema)]
                 writer.write_batch(pa.RecordBatch.from_arrays(columns, schema=schema))
     finally:
         pf.close()
@@ -98,5 +102,5 @@ def partition_timestamp(value: datetime) -> str:
     """A timestamp partition value in the protocol's ISO 8601 UTC form, which readers do not
     reinterpret in a session time zone (a naive datetime is taken as UTC)."""
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

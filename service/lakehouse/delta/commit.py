@@ -1,5 +1,6 @@
 """Putting staged data files into a table and committing them as its new version
 (overwrite), then deleting the files of the version replaced."""
+
 from __future__ import annotations
 
 import contextlib
@@ -44,26 +45,45 @@ def publish(tables: TableStore, uri: str, files: list[str]) -> _Published:
             rows = pq.read_metadata(staged).num_rows
             name = f"part-{i:05d}-{batch}-c000.parquet"
             size = tables.put(uri, staged, name)
-            adds.append(AddAction(path=name, size=size, partition_values={},
-                                  modification_time=now_ms, data_change=True,
-                                  stats=json.dumps({"numRecords": rows})))
+            adds.append(
+                AddAction(
+                    path=name,
+                    size=size,
+                    partition_values={},
+                    modification_time=now_ms,
+                    data_change=True,
+                    stats=json.dumps({"numRecords": rows}),
+                )
+            )
     except BaseException:
         adds.discard()
         raise
     return adds
 
 
-def commit(tables: TableStore, uri: str, schema: DeltaSchema, adds: _Published, *,
-           partition_by: list[str] | None = None,
-           partition_values: dict[str, str | None] | None = None) -> None:
+def commit(
+    tables: TableStore,
+    uri: str,
+    schema: DeltaSchema,
+    adds: _Published,
+    *,
+    partition_by: list[str] | None = None,
+    partition_values: dict[str, str | None] | None = None,
+) -> None:
     """Replace the table's current version with ``adds``, then delete the replaced files."""
     if partition_values:
         for add in adds:
             add.partition_values = dict(partition_values)
     previous = _current_files(tables, uri)
     try:
-        create_table_with_add_actions(uri, schema, list(adds), mode="overwrite",
-                                      partition_by=partition_by or None, storage_options=tables.storage_options)
+        create_table_with_add_actions(
+            uri,
+            schema,
+            list(adds),
+            mode="overwrite",
+            partition_by=partition_by or None,
+            storage_options=tables.storage_options,
+        )
     except BaseException:
         adds.discard()
         raise

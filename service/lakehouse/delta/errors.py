@@ -1,4 +1,5 @@
 """Storage and engine failures of the Delta target, sorted into transient and permanent."""
+
 from __future__ import annotations
 
 import contextlib
@@ -18,14 +19,24 @@ from service.transform.plan import SampledPlanRejected
 # Failures that may pass on their own: full or read-only disk, permissions being fixed,
 # flaky storage.
 TRANSIENT_ERRNOS = frozenset(
-    getattr(errno, name) for name in
-    ("ENOSPC", "EROFS", "EACCES", "EPERM", "EIO", "EAGAIN", "EDQUOT") if hasattr(errno, name)
+    getattr(errno, name)
+    for name in ("ENOSPC", "EROFS", "EACCES", "EPERM", "EIO", "EAGAIN", "EDQUOT")
+    if hasattr(errno, name)
 )
 _TRANSIENT_TEXTS = tuple(os.strerror(code) for code in TRANSIENT_ERRNOS)
 # An object store that cannot be reached or is overloaded may answer later.
-_TRANSIENT_STORE_TEXTS = ("error sending request", "connection refused", "connection reset", "timed out",
-                          "operation timed out", "SlowDown", "Service Unavailable", "Internal Server Error",
-                          "503", "500 ")
+_TRANSIENT_STORE_TEXTS = (
+    "error sending request",
+    "connection refused",
+    "connection reset",
+    "timed out",
+    "operation timed out",
+    "SlowDown",
+    "Service Unavailable",
+    "Internal Server Error",
+    "503",
+    "500 ",
+)
 _OS_ERROR_CODE = re.compile(r"os error (\d+)|Os \{ code: (\d+)")
 
 

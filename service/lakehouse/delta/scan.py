@@ -1,8 +1,9 @@
 """Reading a Delta table's current version: row counts, and the scan DuckDB runs over it."""
+
 from __future__ import annotations
 
 import os
-from datetime import timezone
+from datetime import UTC
 from urllib.parse import unquote
 
 import duckdb
@@ -24,8 +25,11 @@ def open_table(tables: TableStore, uri: str, ref: TableRef) -> DeltaTable:
 
 def count_rows(table: DeltaTable, path: str) -> int:
     actions = pa.table(table.get_add_actions(flatten=True))
-    counts = actions.column("num_records").to_pylist() if "num_records" in actions.column_names \
+    counts = (
+        actions.column("num_records").to_pylist()
+        if "num_records" in actions.column_names
         else [None] * actions.num_rows
+    )
     if all(c is not None for c in counts):
         return int(sum(counts))
     # Files written without statistics: count by scanning.
@@ -51,8 +55,7 @@ def bronze_scan(con: duckdb.DuckDBPyConnection, table: DeltaTable, path: str, *,
     return BronzeScan("bronze_dataset", fields)
 
 
-def _native_scan(table: DeltaTable, path: str,
-                 schema: pa.Schema) -> tuple[str, dict[str, str]] | None:
+def _native_scan(table: DeltaTable, path: str, schema: pa.Schema) -> tuple[str, dict[str, str]] | None:
     protocol = table.protocol()
     features = set(protocol.reader_features or [])
     if protocol.min_reader_version > 3 or features - {"timestampNtz"}:
@@ -100,6 +103,6 @@ def _partition_literal(value, arrow_type: pa.DataType) -> str | None:
         if value is None:
             return "NULL::TIMESTAMPTZ"
         if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
-        return f"TIMESTAMPTZ {q.quote_literal(value.astimezone(timezone.utc).isoformat())}"
+            value = value.replace(tzinfo=UTC)
+        return f"TIMESTAMPTZ {q.quote_literal(value.astimezone(UTC).isoformat())}"
     return None

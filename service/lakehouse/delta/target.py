@@ -14,6 +14,7 @@ transaction (``create_table_with_add_actions``, mode="overwrite"):
 Each write replaces the table's current version; the data files of the replaced
 version are then deleted, so re-running a sync does not accumulate files.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -50,20 +51,32 @@ from service.transform.plan import SampledPlanRejected, SilverPlan
 
 def _meta_partitions(ctx: SyncContext) -> dict:
     """Bronze's metadata columns are constant for a load: partition values in the Delta log."""
-    return dict(zip(BRONZE_META, (
-        ctx.dataset_id or None,
-        bronze_files.partition_timestamp(ctx.ingested_at),
-        ctx.source_file or None,
-    ), strict=True))
+    return dict(
+        zip(
+            BRONZE_META,
+            (
+                ctx.dataset_id or None,
+                bronze_files.partition_timestamp(ctx.ingested_at),
+                ctx.source_file or None,
+            ),
+            strict=True,
+        )
+    )
 
 
 class DeltaTarget(LakehouseTarget):
     name = "delta"
     checks_sampled_plans = True
 
-    def __init__(self, lakehouse: str | os.PathLike, *, duckdb_memory_limit: str = "512MB",
-                 duckdb_threads: int = 2, temp_dir: str | os.PathLike | None = None,
-                 s3_settings: S3Settings | None = None):
+    def __init__(
+        self,
+        lakehouse: str | os.PathLike,
+        *,
+        duckdb_memory_limit: str = "512MB",
+        duckdb_threads: int = 2,
+        temp_dir: str | os.PathLike | None = None,
+        s3_settings: S3Settings | None = None,
+    ):
         url = os.fspath(lakehouse)
         self.duckdb_memory_limit = str(duckdb_memory_limit)
         self.duckdb_threads = max(1, int(duckdb_threads))
@@ -80,8 +93,13 @@ class DeltaTarget(LakehouseTarget):
         if not (config.get("LAKEHOUSE_URL") or config.get("LAKEHOUSE_DIR") or config.get("DATA_DIR")):
             raise ValueError("LAKEHOUSE_URL (or LAKEHOUSE_DIR, or DATA_DIR) must be set for the delta target")
         memory_limit, threads, temp_dir = sync_duckdb(config)
-        return cls(lakehouse_url(config), duckdb_memory_limit=memory_limit, duckdb_threads=threads,
-                   temp_dir=temp_dir, s3_settings=S3Settings.from_config(config))
+        return cls(
+            lakehouse_url(config),
+            duckdb_memory_limit=memory_limit,
+            duckdb_threads=threads,
+            temp_dir=temp_dir,
+            s3_settings=S3Settings.from_config(config),
+        )
 
     def location(self, ref: TableRef) -> str:
         """The table's location: ``<lakehouse>/<catalog>/<schema>/<table>``."""
@@ -124,29 +142,44 @@ class DeltaTarget(LakehouseTarget):
                 else:
                     row_bytes = sum(groups) / max(1, metadata.num_rows)
                     rows_per_group = int(bronze_files.BRONZE_TARGET_ROW_GROUP_BYTES / max(1.0, row_bytes))
-                    bronze_files.rewrite_parquet(src, staged, pa.schema(fields),
-                                                 rows_per_group=min(max(rows_per_group, 1024), 122_880))
+                    bronze_files.rewrite_parquet(
+                        src, staged, pa.schema(fields), rows_per_group=min(max(rows_per_group, 1024), 122_880)
+                    )
                 rows = pq.read_metadata(staged).num_rows
                 adds = publish(self.tables, path, [staged])
-                commit(self.tables, path, delta_schema, adds, partition_by=list(BRONZE_META),
-                       partition_values=partition_values)
+                commit(
+                    self.tables,
+                    path,
+                    delta_schema,
+                    adds,
+                    partition_by=list(BRONZE_META),
+                    partition_values=partition_values,
+                )
             return TableResult(table=ref, location=path, row_count=rows)
 
     def write_quarantine(self, ctx: SyncContext, table: TableRef, rows: list[dict]) -> TableResult:
         """The bad rows as a small Delta table with bronze's metadata columns."""
         path = self.location(table)
-        data = pa.table({
-            "line": pa.array([r["line"] for r in rows], pa.int64()),
-            "reason": pa.array([r["reason"] for r in rows], pa.string()),
-            "raw": pa.array([r["raw"] for r in rows], pa.string()),
-        })
+        data = pa.table(
+            {
+                "line": pa.array([r["line"] for r in rows], pa.int64()),
+                "reason": pa.array([r["reason"] for r in rows], pa.string()),
+                "raw": pa.array([r["raw"] for r in rows], pa.string()),
+            }
+        )
         delta_schema = DeltaSchema.from_arrow(pa.schema(list(data.schema) + list(BRONZE_META_FIELDS)))
         with target_errors(f"writing quarantine table {table.full_name}"), self.tables.staging(path) as staging_dir:
             staged = os.path.join(staging_dir, "data.parquet")
             pq.write_table(data, staged)
             adds = publish(self.tables, path, [staged])
-            commit(self.tables, path, delta_schema, adds, partition_by=list(BRONZE_META),
-                   partition_values=_meta_partitions(ctx))
+            commit(
+                self.tables,
+                path,
+                delta_schema,
+                adds,
+                partition_by=list(BRONZE_META),
+                partition_values=_meta_partitions(ctx),
+            )
         return TableResult(table=table, location=path, row_count=data.num_rows)
 
     # ------------------------------------------------------------------ silver
