@@ -1,7 +1,7 @@
 """Process-wide DuckDB databases: opened once per process and configuration, a cursor per use.
 
-Opening an in-memory database costs 20-35 ms, a cursor about 30 µs; for a small dataset the
-openings were most of a sync's work. A database is never shared across ``fork`` (it is
+Opening an in-memory database costs far more than a cursor (bench/README.md); for a small
+dataset the openings were most of a sync's work. A database is never shared across ``fork`` (it is
 keyed by process id), and each one spills into a directory of its own: DuckDB names its
 temporary files without regard to other processes using the same directory. The directory
 goes when the process exits; one left by a killed process is removed by the next process

@@ -27,8 +27,8 @@ class LakesyncApi(Api):
 # again. It must stay below MAX_FORM_MEMORY_SIZE, which also caps the parser's buffer.
 UPLOAD_READ_BYTES = 256 * 1024
 # Bytes read from the server's body stream at a time, buffered for the parser's reads.
-# Each read of gunicorn's body stream copies what it holds: read 256 KiB at a time, a
-# 317 MB body took about 1 s to arrive; 4 MiB at a time, about 0.3 s.
+# Each read of gunicorn's body stream copies what it holds, so few large reads beat many
+# small ones (figures in bench/README.md).
 UPLOAD_RECEIVE_BYTES = 4 * 1024 * 1024
 
 

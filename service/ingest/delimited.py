@@ -62,8 +62,7 @@ MIN_ROW_GROUP_ROWS = 2_048
 # A row group is buffered whole (by each writer thread) before it is written: bound its
 # size in memory, estimated as 16 bytes per value plus the row's text, so files of many
 # or long columns stay inside the DuckDB memory limit. Smaller groups than that cost time
-# and memory per column chunk: 500 columns in groups of 2,048 rows converted in 9.2 s at
-# 570 MB peak, in groups of about 8,000 in 6.2 s at 415 MB.
+# and memory per column chunk (bench/README.md).
 ROW_GROUP_BYTES = 96 << 20
 
 
@@ -74,8 +73,8 @@ def row_group_rows(columns: int, line_bytes: float = 0.0) -> int:
 
 # Distinct values per column and row group up to which a column is dictionary-encoded.
 # Columns with few distinct values (codes, flags, dates, small counts) are common, and on
-# dictionary pages every later scan reads and casts each distinct value once: on the 5M-row
-# benchmark file the silver step uses about a fifth less CPU, at the same conversion cost.
+# dictionary pages every later scan reads and casts each distinct value once, which saves
+# the silver step CPU at no conversion cost (bench/README.md).
 # The writer holds a dictionary per column and thread, so wide files get smaller ones.
 DICTIONARY_VALUES = 10_000
 DICTIONARY_CELLS = 250_000
@@ -359,8 +358,7 @@ def _duckdb_copy(
         source += f", max_line_size={int(max_line_size)}"
     source += ")"
     # Snappy, not zstd: the file is written while the client waits and read by every sync
-    # step (it is often the bronze data file as it is); zstd made the write about 25% slower
-    # and each read 50% slower for a file half the size.
+    # step (it is often the bronze data file as it is); zstd is slower at both.
     sql = (
         f"COPY (SELECT * FROM {source}) TO {sql_string(str(out))} "
         f"(FORMAT parquet, COMPRESSION {LOCAL_PARQUET_CODEC}, "
