@@ -36,6 +36,10 @@ def count_rows(table: DeltaTable, path: str) -> int:
     return table.to_pyarrow_dataset().count_rows()
 
 
+# Rows per batch of a bronze table read through its PyArrow dataset.
+SCAN_BATCH_ROWS = 64 * 1024
+
+
 def bronze_scan(con: duckdb.DuckDBPyConnection, table: DeltaTable, path: str, *, local: bool = True) -> BronzeScan:
     """How to read the bronze table's current version.
 
@@ -51,7 +55,13 @@ def bronze_scan(con: duckdb.DuckDBPyConnection, table: DeltaTable, path: str, *,
     if native is not None:
         sql, constants = native
         return BronzeScan(sql, fields, constants)
-    con.register("bronze_dataset", table.to_pyarrow_dataset())
+    # One pass over modest batches, read ahead a little: given the dataset itself, DuckDB
+    # asks for batches of a million rows, many at a time, and the worker outgrew its memory.
+    # The silver query scans the bronze table once, so a reader is enough.
+    scanner = table.to_pyarrow_dataset().scanner(
+        batch_size=SCAN_BATCH_ROWS, batch_readahead=2, fragment_readahead=1, use_threads=True
+    )
+    con.register("bronze_dataset", scanner.to_reader())
     return BronzeScan("bronze_dataset", fields)
 
 
