@@ -110,9 +110,10 @@ def test_application_json_is_records_unless_the_query_or_a_disposition_names_a_f
     )
     assert response.status_code == 201, response.get_data(as_text=True)
     assert response.get_json()["name"] == "rows" and response.get_json()["source_format"] == "json"
-    # A records body sent as a file is not an array of objects.
-    error = assert_error(post_raw(client, auth, records, "application/json", "?name=x"), 400, "invalid_json")
-    assert "array of objects" in error["message"]
+    # A records body sent as a file is a file whose one array of records is found by itself.
+    response = post_raw(client, auth, records, "application/json", "?name=x")
+    assert response.status_code == 201, response.get_data(as_text=True)
+    assert response.get_json()["records_path"] == "records" and response.get_json()["row_count"] == 2
 
 
 @pytest.mark.parametrize(
