@@ -6,17 +6,19 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from service.lakehouse.base import PermanentTargetError
 from service.table_rules import BRONZE_META, RESCUED_DATA, SILVER_META, SOURCE_NAME_KEY
 from service.transform import sql as q
 from service.transform.naming import RESERVED_NAMES
-from service.transform.plan import SilverPlan, decimal_parts, is_silver_type
+from service.transform.plan import SilverColumn, SilverPlan, decimal_parts, is_silver_type
 
 # Silver Parquet options. Snappy is the fastest codec to write and read. Dictionary
 # encoding is kept only for columns with few distinct values per row group: building a
@@ -49,11 +51,19 @@ def validate_plan(plan: SilverPlan) -> None:
         seen.add(key)
 
 
-def _bronze_column(source_name: str, fields: dict[str, pa.Field]) -> pa.Field:
+def _renamed_fields(fields: dict[str, pa.Field]) -> dict[bytes, pa.Field]:
+    """The fields that record a source name of their own, by that name (the first of each)."""
+    renamed: dict[bytes, pa.Field] = {}
     for field in fields.values():
-        meta = field.metadata or {}
-        if meta.get(SOURCE_NAME_KEY.encode()) == source_name.encode():
-            return field
+        source = (field.metadata or {}).get(SOURCE_NAME_KEY.encode())
+        if source is not None:
+            renamed.setdefault(source, field)
+    return renamed
+
+
+def _bronze_column(source_name: str, fields: dict[str, pa.Field], renamed: dict[bytes, pa.Field]) -> pa.Field:
+    if source_name.encode() in renamed:
+        return renamed[source_name.encode()]
     field = fields.get(source_name)
     if field is None or (source_name in BRONZE_META and not field.metadata):
         raise PermanentTargetError(f"silver plan: column {source_name!r} is not in the bronze table")
@@ -73,6 +83,88 @@ def _tokens_castable(tokens: list[str]) -> set[str]:
     return set(q.tokens_passing(tuple(tokens), checks))
 
 
+# Plans of more columns than this apply the rules of string columns to lists of values
+# (one lambda per rule) instead of one expression per column: each expression costs DuckDB
+# planning time and intermediate vectors per thread, thousands of them seconds and gigabytes
+# even for one row.
+LISTED_COLUMNS = 512
+
+
+@dataclass(frozen=True)
+class ColumnRule:
+    """How one column becomes silver: ``inner`` over the bronze value, then ``outer`` over
+    its result and the column's name (both SQL)."""
+
+    inner: Callable[[str], str]
+    outer: Callable[[str, str | None], str]  # value, SQL of the column's name (None: a literal)
+    per_value: bool  # string values trimmed, nulled or cast (not kept as they are)
+
+
+def _keep(value: str) -> str:
+    return value
+
+
+def _column_rule(
+    column: SilverColumn, is_string: bool, tokens: list[str], token_first: bool, verified: bool
+) -> ColumnRule:
+    if column.type == "source" or (column.type == "string" and not is_string):
+        # Kept as it is (JSON text and non-string sources): no trim, no null tokens.
+        if column.type == "source":
+            return ColumnRule(_keep, lambda value, _: value, False)
+        return ColumnRule(_keep, lambda value, _: f"CAST({value} AS VARCHAR)", False)
+    if column.type == "string":
+        # Only padded values pay for trim(), which copies every string it touches.
+        return ColumnRule(
+            lambda src: f"CASE WHEN {src} LIKE ' %' OR {src} LIKE '% ' THEN {q.trim_spaces(src)} ELSE {src} END",
+            lambda value, _: f"if({q.is_token(value, tokens)}, NULL, {value})" if tokens else value,
+            True,
+        )
+    if not is_string:
+        return ColumnRule(_keep, lambda value, _: f"CAST({value} AS {q.DUCKDB_TYPES[column.type]})", False)
+    if verified:
+        return ColumnRule(_keep, lambda value, _: _typed_from_string(value, column.type, tokens, token_first), True)
+    # The type comes from a sample: every value is checked against the grammar, and the
+    # first one that does not fit stops the write (SampledPlanRejected).
+    return ColumnRule(
+        _keep,
+        lambda value, label: q.silver_typed_expr(value, column.type, tokens, token_first, column.name, label_sql=label),
+        True,
+    )
+
+
+def _listed_select(
+    plan: SilverPlan,
+    lists: list[tuple[int, str, ColumnRule]],
+    names: list[str],
+    inner: list[str],
+    outer: list[str],
+    carried: list[str],
+    source: str,
+) -> str:
+    """The silver select with the ``lists`` columns grouped by rule: each group's values go
+    through two lambdas (inner, outer) as one list, whose elements become the group's
+    columns again. ``names`` are the output columns in order."""
+    groups: dict[tuple[str, str], list[tuple[int, str, ColumnRule]]] = {}
+    for i, src, rule in lists:
+        groups.setdefault((rule.inner("v"), rule.outer("v", "n")), []).append((i, src, rule))
+    picked: dict[str, str] = {}
+    for k, members in enumerate(groups.values()):
+        rule = members[0][2]
+        values = f"[{', '.join(src for _, src, _ in members)}]"
+        inner_v = rule.inner("v")
+        inner.append(
+            f"list_transform({values}, lambda v: {inner_v}) AS g{k}" if inner_v != "v" else f"{values} AS g{k}"
+        )
+        labels = f"[{', '.join(q.quote_literal(plan.columns[i].name) for i, _, _ in members)}]"
+        outer.append(f"list_transform(g{k}, lambda v, n: {rule.outer('v', f'{labels}[n]')}) AS g{k}")
+        picked.update({q.quote_ident(plan.columns[i].name): f"g{k}[{j + 1}]" for j, (i, _, _) in enumerate(members)})
+    final = [f"{picked[name]} AS {name}" if name in picked else name for name in names]
+    return (
+        f"SELECT {', '.join(final + carried)} FROM (SELECT {', '.join(outer + carried)} "
+        f"FROM (SELECT {', '.join(inner + carried)} FROM {source}))"
+    )
+
+
 def silver_sql(con: duckdb.DuckDBPyConnection, plan: SilverPlan, scan: BronzeScan) -> SilverSQL:
     """The plan applied to the bronze rows, in SQL."""
     tokens = list(plan.null_tokens)
@@ -82,8 +174,10 @@ def silver_sql(con: duckdb.DuckDBPyConnection, plan: SilverPlan, scan: BronzeSca
     token_first = _tokens_castable(tokens) if plan.verified else q.tokens_fitting(tokens, q.TYPE_CODES)
     inner, outer = [], []
     rescued: list[tuple[str, str]] = []  # (column name, SQL of its raw text when it did not fit)
+    lists: list[tuple[int, str, ColumnRule]] = []  # (position, bronze name, rule) of listed columns
+    renamed = _renamed_fields(scan.fields)
     for i, column in enumerate(plan.columns):
-        field = _bronze_column(column.source_name, scan.fields)
+        field = _bronze_column(column.source_name, scan.fields, renamed)
         src = q.quote_ident(field.name)
         alias = f"s{i}"
         out = q.quote_ident(column.name)
@@ -93,28 +187,14 @@ def silver_sql(con: duckdb.DuckDBPyConnection, plan: SilverPlan, scan: BronzeSca
             inner.append(f"{raw} AS {alias}")
             expr, misfit = _hinted(alias, column.type, tokens)
             rescued.append((column.name, misfit))
-        elif column.type == "source" or (column.type == "string" and not is_string):
-            # Kept as it is (JSON text and non-string sources): no trim, no null tokens.
-            expr = alias if column.type == "source" else f"CAST({alias} AS VARCHAR)"
-            inner.append(f"{src} AS {alias}")
-        elif column.type == "string":
-            # Only padded values pay for trim(), which copies every string it touches.
-            inner.append(
-                f"CASE WHEN {src} LIKE ' %' OR {src} LIKE '% ' THEN {q.trim_spaces(src)} ELSE {src} END AS {alias}"
-            )
-            expr = f"if({q.is_token(alias, tokens)}, NULL, {alias})" if tokens else alias
-        elif not is_string:
-            inner.append(f"{src} AS {alias}")
-            expr = f"CAST({alias} AS {q.DUCKDB_TYPES[column.type]})"
-        else:
-            inner.append(f"{src} AS {alias}")
-            if plan.verified:
-                expr = _typed_from_string(alias, column.type, tokens, column.type in token_first)
-            else:
-                # The type comes from a sample: every value is checked against the grammar,
-                # and the first one that does not fit stops the write (SampledPlanRejected).
-                expr = q.silver_typed_expr(alias, column.type, tokens, column.type in token_first, column.name)
-        outer.append(f"{expr} AS {out}")
+            outer.append(f"{expr} AS {out}")
+            continue
+        rule = _column_rule(column, is_string, tokens, column.type in token_first, plan.verified)
+        if rule.per_value and len(plan.columns) > LISTED_COLUMNS:
+            lists.append((i, src, rule))
+            continue
+        inner.append(f"{rule.inner(src)} AS {alias}")
+        outer.append(f"{rule.outer(alias, None)} AS {out}")
 
     names = [q.quote_ident(c.name) for c in plan.columns]
     if rescued:
@@ -122,7 +202,10 @@ def silver_sql(con: duckdb.DuckDBPyConnection, plan: SilverPlan, scan: BronzeSca
         names.append(q.quote_ident(RESCUED_DATA))
     constant = {m: scan.constants[m] for m in SILVER_META if m in scan.constants}
     carried = [q.quote_ident(m) for m in SILVER_META if m not in constant]
-    select = f"SELECT {', '.join(outer + carried)} FROM (SELECT {', '.join(inner + carried)} FROM {scan.sql})"
+    if lists:
+        select = _listed_select(plan, lists, names, inner, outer, carried, scan.sql)
+    else:
+        select = f"SELECT {', '.join(outer + carried)} FROM (SELECT {', '.join(inner + carried)} FROM {scan.sql})"
     order = ", ".join(names)
     meta = ", ".join(f"{constant[m]} AS {q.quote_ident(m)}" if m in constant else q.quote_ident(m) for m in SILVER_META)
     return SilverSQL(select=select, columns=f"{order}, {meta}")
@@ -140,9 +223,49 @@ class SilverSQL:
 # Rows of more columns than this are deduplicated by row hash (see write_distinct).
 WIDE_TABLE_COLUMNS = 64
 _ROW_HASH = "__lakesync_row_hash"
+# Rows per row group of a table written through Arrow.
+ARROW_BATCH_ROWS = 8192
 
 
-def _copy(con: duckdb.DuckDBPyConnection, query: str, out_file: str) -> None:
+# DuckDB's errors reach an Arrow stream's reader as OSError with DuckDB's text.
+_STREAM_ERRORS = {
+    "Invalid Input Error": duckdb.InvalidInputException,
+    "Conversion Error": duckdb.ConversionException,
+    "Out of Memory Error": duckdb.OutOfMemoryException,
+    "IO Error": duckdb.IOException,
+}
+
+
+def _batches(reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
+    """The reader's batches, DuckDB's errors raised again as DuckDB's exceptions (the callers
+    tell a plan that does not fit from a shortage by them)."""
+    while True:
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            return
+        except OSError as exc:
+            raise _STREAM_ERRORS.get(str(exc).split(":", 1)[0], duckdb.Error)(str(exc)) from exc
+        yield batch
+
+
+def _utc(field: pa.Field) -> pa.Field:
+    # DuckDB names UTC "Etc/UTC" in Arrow; Delta takes only "UTC" (what its Parquet writer gives).
+    if pa.types.is_timestamp(field.type) and field.type.tz is not None:
+        return field.with_type(pa.timestamp(field.type.unit, "UTC"))
+    return field
+
+
+def _copy(con: duckdb.DuckDBPyConnection, query: str, out_file: str, column_count: int) -> None:
+    if column_count > LISTED_COLUMNS:
+        # DuckDB's Parquet writer reserves buffers per column and thread: a few thousand
+        # columns exceed memory_limit even for one row. Arrow's writer holds what it is given.
+        reader = con.sql(query).to_arrow_reader(ARROW_BATCH_ROWS)
+        schema = pa.schema([_utc(field) for field in reader.schema])
+        with pq.ParquetWriter(out_file, schema, compression="snappy") as writer:
+            for batch in _batches(reader):
+                writer.write_batch(batch.cast(schema))
+        return
     # One output file: DuckDB still encodes row groups on all threads, and unlike
     # PER_THREAD_OUTPUT this mode fails cleanly when the disk fills up (the per-thread
     # writer was seen to crash or hang on ENOSPC).
@@ -161,10 +284,10 @@ def write_distinct(
     with an exact DISTINCT over the rows sharing one. The plan is applied once either way.
     """
     if column_count <= WIDE_TABLE_COLUMNS:
-        _copy(con, silver_sql.over(f"SELECT DISTINCT * FROM ({silver_sql.select})"), out_file)
+        _copy(con, silver_sql.over(f"SELECT DISTINCT * FROM ({silver_sql.select})"), out_file, column_count)
         return
     every_row = os.path.join(staging, "rows.parquet")
-    _copy(con, silver_sql.over(silver_sql.select), every_row)
+    _copy(con, silver_sql.over(silver_sql.select), every_row, column_count)
     rows = f"read_parquet({q.quote_literal(every_row)})"
     con.execute(
         "CREATE OR REPLACE TEMP TABLE shared_hashes AS SELECT h FROM "
@@ -182,6 +305,7 @@ def write_distinct(
         f"SELECT DISTINCT * EXCLUDE ({_ROW_HASH}) FROM ({hashed}) "
         f"WHERE {_ROW_HASH} IN (SELECT h FROM shared_hashes)",
         out_file,
+        column_count,
     )
 
 

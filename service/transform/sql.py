@@ -208,17 +208,24 @@ def silver_string_expr(trimmed_sql: str, tokens: Sequence[str]) -> str:
     return f"CASE WHEN {is_token(trimmed_sql, tokens)} THEN NULL ELSE {trimmed_sql} END"
 
 
-def silver_typed_expr(col_sql: str, type_name: str, tokens: Sequence[str], token_first: bool, column_label: str) -> str:
+def silver_typed_expr(
+    col_sql: str,
+    type_name: str,
+    tokens: Sequence[str],
+    token_first: bool,
+    column_label: str,
+    *,
+    label_sql: str | None = None,
+) -> str:
     """A raw string value trimmed, nulled and cast to ``type_name``.
 
     A value that fits neither the grammar nor the null tokens raises an error rather
-    than being lost.
+    than being lost. The error names the column: ``column_label``, or the value of
+    ``label_sql`` when given.
     """
     trimmed = trim_spaces(col_sql)
-    message = (
-        f"'column {column_label.replace(chr(39), chr(39) * 2)}: value ''' || "
-        f"{col_sql} || ''' is not a valid {type_name}'"
-    )
+    label = column_label.replace(chr(39), chr(39) * 2) if label_sql is None else f"' || {label_sql} || '"
+    message = f"'column {label}: value ''' || {col_sql} || ''' is not a valid {type_name}'"
     slow = (
         f"CASE WHEN {is_token(trimmed, tokens)} THEN NULL "
         f"WHEN {type_check(trimmed, type_name)} THEN {cast_value(trimmed, type_name)} "

@@ -283,6 +283,14 @@ def test_bronze_missing_or_invalid_source_is_permanent(tmp_path, target):
 # ---------------------------------------------------------------------- silver
 
 
+@pytest.fixture(params=["per column", "listed"])
+def both_silver_shapes(request, monkeypatch):
+    """The silver rules hold in both shapes of the SQL: an expression per column, and (for
+    very wide plans) lists of values through one expression per rule."""
+    if request.param == "listed":
+        monkeypatch.setattr(duckdb_sql, "LISTED_COLUMNS", 0)
+
+
 def write_both(tmp_path, target, table=CSV_LIKE, tokens=TOKENS):
     src = write_parquet(tmp_path / "in.parquet", table)
     target.write_bronze(source_for(src))
@@ -290,6 +298,7 @@ def write_both(tmp_path, target, table=CSV_LIKE, tokens=TOKENS):
     return plan, target.write_silver(TABLES, plan)
 
 
+@pytest.mark.usefixtures("both_silver_shapes")
 def test_silver_types_names_trim_nulls_and_dedup(tmp_path, target):
     plan, result = write_both(tmp_path, target)
     assert [(c.name, c.type) for c in plan.columns] == [
@@ -345,6 +354,7 @@ def test_silver_types_names_trim_nulls_and_dedup(tmp_path, target):
     assert target.count_rows(SILVER) == 5
 
 
+@pytest.mark.usefixtures("both_silver_shapes")
 def test_silver_dedups_rows_that_become_equal_after_cleaning(tmp_path, target):
     table = pa.table(
         {
@@ -362,6 +372,7 @@ def test_silver_dedups_rows_that_become_equal_after_cleaning(tmp_path, target):
     ]
 
 
+@pytest.mark.usefixtures("both_silver_shapes")
 def test_silver_trims_spaces_only(tmp_path, target):
     nbsp = "\u00a0"
     table = pa.table(
@@ -381,6 +392,7 @@ def test_silver_trims_spaces_only(tmp_path, target):
     ]
 
 
+@pytest.mark.usefixtures("both_silver_shapes")
 def test_silver_keeps_non_string_sources_as_they_are(tmp_path, target):
     table = pa.table(
         {
@@ -402,6 +414,7 @@ def test_silver_keeps_non_string_sources_as_they_are(tmp_path, target):
     ]
 
 
+@pytest.mark.usefixtures("both_silver_shapes")
 def test_silver_json_text_is_not_trimmed(tmp_path, target):
     src = write_parquet(tmp_path / "in.parquet", pa.table({"j": pa.array([' {"a": 1} ', "null"])}))
     target.write_bronze(source_for(src))
@@ -410,6 +423,7 @@ def test_silver_json_text_is_not_trimmed(tmp_path, target):
     assert sorted(read(target.location(SILVER)).column("j").to_pylist()) == [' {"a": 1} ', "null"]
 
 
+@pytest.mark.usefixtures("both_silver_shapes")
 def test_silver_null_token_that_casts_is_still_null(tmp_path, target):
     table = pa.table({"n": pa.array(["5", "-1", " -1 ", "7"])})
     plan, result = write_both(tmp_path, target, table, tokens=["-1"])
@@ -417,6 +431,7 @@ def test_silver_null_token_that_casts_is_still_null(tmp_path, target):
     assert sorted(read(result.location).column("n").to_pylist(), key=lambda v: (v is None, v)) == [5, 7, None]
 
 
+@pytest.mark.usefixtures("both_silver_shapes")
 @pytest.mark.parametrize(
     "values, tokens, expected",
     [
@@ -447,6 +462,23 @@ def test_silver_twice_gives_the_same_table(tmp_path, target):
     )
 
 
+@pytest.mark.usefixtures("both_silver_shapes")
+def test_silver_hinted_columns_beside_inferred_ones(tmp_path, target):
+    src = write_parquet(tmp_path / "in.parquet", pa.table({"n": ["1", " 2 ", "x"], "s": [" a", "NULL", "b"]}))
+    target.write_bronze(source_for(src))
+    plan = SilverPlan(
+        [SilverColumn("n", "n", "integer", "string", hinted=True), SilverColumn("s", "s", "string", "string")], TOKENS
+    )
+    silver = read(target.write_silver(TABLES, plan).location)
+    assert silver.column_names == ["n", "s", "_rescued_data", "_dataset_id", "_ingested_at"]
+    assert sorted_rows(silver.select(["n", "s", "_rescued_data"]), "n") == [
+        {"n": 1, "s": "a", "_rescued_data": None},
+        {"n": 2, "s": None, "_rescued_data": None},
+        {"n": None, "s": "b", "_rescued_data": '{"n":"x"}'},
+    ]
+
+
+@pytest.mark.usefixtures("both_silver_shapes")
 def test_silver_of_an_empty_file(tmp_path, target):
     empty = pa.table({"a": pa.array([], pa.string())})
     _, result = write_both(tmp_path, target, empty)
@@ -456,6 +488,7 @@ def test_silver_of_an_empty_file(tmp_path, target):
     assert table.column_names == ["a", "_dataset_id", "_ingested_at"]
 
 
+@pytest.mark.usefixtures("both_silver_shapes")
 def test_silver_with_a_plan_that_does_not_fit_is_permanent(tmp_path, target):
     src = write_parquet(tmp_path / "in.parquet", pa.table({"v": pa.array(["1", "abc"])}))
     target.write_bronze(source_for(src))
@@ -474,6 +507,7 @@ def test_silver_with_a_plan_that_does_not_fit_is_permanent(tmp_path, target):
     assert not os.path.exists(os.path.join(target.location(SILVER), "_delta_log"))
 
 
+@pytest.mark.usefixtures("both_silver_shapes")
 def test_a_sampled_plan_gives_the_same_silver_as_a_verified_one(tmp_path, target):
     plan, verified = write_both(tmp_path, target)
     expected = sorted_rows(read(verified.location), "customer_id")
@@ -486,6 +520,7 @@ def test_a_sampled_plan_gives_the_same_silver_as_a_verified_one(tmp_path, target
     assert sorted_rows(read(result.location), "customer_id") == expected
 
 
+@pytest.mark.usefixtures("both_silver_shapes")
 def test_a_sampled_plan_that_a_late_value_disproves_is_rejected(tmp_path, target):
     n = SAMPLE_ROWS * 2
     table = pa.table({"n": [str(i) for i in range(n)] + ["2.5"], "s": ["a"] * (n + 1)})
@@ -654,6 +689,7 @@ def test_leftovers_of_a_killed_write_are_cleaned_up(tmp_path, target):
     assert [name for name in os.listdir(target.temp_dir) if not name.startswith(own)] == []
 
 
+@pytest.mark.usefixtures("both_silver_shapes")
 def test_wide_tables_are_deduplicated_exactly(tmp_path, target):
     n_columns = duckdb_sql.WIDE_TABLE_COLUMNS + 6
     rows = [[f"v{r}_{c}" for c in range(n_columns)] for r in range(40)]
@@ -669,6 +705,7 @@ def test_wide_tables_are_deduplicated_exactly(tmp_path, target):
     assert got == {tuple(row) for row in rows[:40]} | {tuple(rows[-1])}
 
 
+@pytest.mark.usefixtures("both_silver_shapes")
 def test_a_sampled_plan_that_a_late_value_disproves_is_rejected_on_a_wide_table(tmp_path, target):
     n_columns, n = duckdb_sql.WIDE_TABLE_COLUMNS + 2, SAMPLE_ROWS * 2
     table = pa.table({f"c{c}": [str(i) for i in range(n)] + ["late text"] for c in range(n_columns)})
@@ -683,6 +720,7 @@ def test_a_sampled_plan_that_a_late_value_disproves_is_rejected_on_a_wide_table(
     assert (result.row_count, (target.count_rows(BRONZE) - result.row_count)) == (n + 1, 0)
 
 
+@pytest.mark.usefixtures("both_silver_shapes")
 def test_wide_tables_without_duplicates_keep_every_row(tmp_path, target):
     n_columns = duckdb_sql.WIDE_TABLE_COLUMNS + 3
     table = pa.table({f"c{c}": [f"{r}-{c}" for r in range(50)] for c in range(n_columns)})
