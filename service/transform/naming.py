@@ -45,7 +45,8 @@ _NON_WORD = re.compile(r"[^A-Za-z0-9]+")
 
 def _ascii(name: str) -> str:
     decomposed = unicodedata.normalize("NFKD", name.translate(_TRANSLITERATIONS))
-    return "".join(ch for ch in decomposed if ord(ch) < 128)
+    # Dropping what is not ASCII in C: a header line may hold one name of megabytes.
+    return decomposed.encode("ascii", "ignore").decode("ascii")
 
 
 def _base_name(name: str, position: int) -> str:
