@@ -4,6 +4,7 @@ measured by `make bench-hostile`, not here."""
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 
 import pytest
@@ -88,3 +89,30 @@ def test_the_stack_is_healthy_after_the_hostile_cases(client, auth):
     status = wait_for_sync(client, auth, created["id"], timeout=300)
     assert status["status"] == "synced", status
     assert status["row_count_silver"] == 2
+
+
+@pytest.mark.usefixtures("worker")
+def test_a_file_of_thousands_of_columns_reaches_synced_with_its_types(client, auth):
+    """Wide enough for silver's listed shape (duckdb_sql.LISTED_COLUMNS) and the Arrow writer."""
+    from deltalake import DeltaTable
+
+    columns = 2_000
+    header = ",".join(["a"] * columns)  # one snake_case name for all: a, a_2, a_3...
+    # Integers, padded text, dates and null tokens in turn; the third row repeats the first once trimmed.
+    first = ",".join(("7", " x ", "2024-02-29", "NULL")[i % 4] for i in range(columns))
+    second = ",".join(("8", "y", "2024-03-01", "")[i % 4] for i in range(columns))
+    third = ",".join(("7", "x", "2024-02-29", "N/A")[i % 4] for i in range(columns))
+    created = upload(client, auth, f"{header}\n{first}\n{second}\n{third}\n", "wide.csv").get_json()
+    assert len(created["columns"]) == columns
+    status = wait_for_sync(client, auth, created["id"], timeout=300)
+    assert status["status"] == "synced", status
+    assert (status["row_count_bronze"], status["row_count_silver"], status["duplicates_removed"]) == (3, 2, 1)
+    silver = DeltaTable(status["silver_location"]).to_pyarrow_table()
+    assert silver.num_columns == columns + 2  # and _dataset_id, _ingested_at
+    names = silver.column_names
+    assert names[:5] == ["a", "a_2", "a_3", "a_4", "a_5"]
+    rows = sorted(silver.select(names[:4] + names[-6:-2]).to_pylist(), key=lambda r: r["a"])
+    assert [tuple(r.values()) for r in rows] == [
+        (7, "x", dt.date(2024, 2, 29), None, 7, "x", dt.date(2024, 2, 29), None),
+        (8, "y", dt.date(2024, 3, 1), None, 8, "y", dt.date(2024, 3, 1), None),
+    ]
