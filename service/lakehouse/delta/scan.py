@@ -8,6 +8,7 @@ from urllib.parse import unquote
 
 import duckdb
 import pyarrow as pa
+import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 from deltalake import DeltaTable
 
@@ -59,7 +60,10 @@ def bronze_scan(con: duckdb.DuckDBPyConnection, table: DeltaTable, path: str, *,
     # asks for batches of a million rows, many at a time, and the worker outgrew its memory.
     # The silver query scans the bronze table once, so a reader is enough.
     scanner = table.to_pyarrow_dataset().scanner(
-        batch_size=SCAN_BATCH_ROWS, batch_readahead=2, fragment_readahead=1, use_threads=True
+        batch_size=SCAN_BATCH_ROWS,
+        batch_readahead=1,
+        fragment_readahead=1,
+        fragment_scan_options=pads.ParquetFragmentScanOptions(pre_buffer=False),
     )
     con.register("bronze_dataset", scanner.to_reader())
     return BronzeScan("bronze_dataset", fields)
