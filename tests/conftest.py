@@ -9,7 +9,6 @@ import secrets
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -19,7 +18,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from tests.helpers import ServerClient
+from tests.helpers import ServerClient, start_worker
 
 ROOT = Path(__file__).resolve().parent.parent
 INTERNAL_KEY = "internal-test-key-" + secrets.token_hex(8)
@@ -172,29 +171,7 @@ def app(app_env):
 def worker(app, app_env, stack_dir):
     """A real Celery worker process consuming from the session's Redis."""
     log_path = stack_dir / "worker.log"
-    env = {**os.environ, **app_env, "PYTHONPATH": str(ROOT)}
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "tasks.celery_app",
-                "worker",
-                "--loglevel=INFO",
-                "--concurrency=2",
-                "-E",
-                "--without-mingle",
-                "--without-gossip",
-                "-n",
-                f"test-{uuid.uuid4().hex[:6]}@%h",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    proc = start_worker(app_env, log_path, "test", "-E")
     celery = app.extensions["celery"]
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 import time
+import uuid
+from pathlib import Path
 
 from flask.testing import FlaskClient
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class ServerClient(FlaskClient):
@@ -45,3 +52,30 @@ def assert_error(response, status: int, code: str) -> dict:
     assert body["error"]["code"] == code
     assert body["error"]["message"]
     return body["error"]
+
+
+def start_worker(env: dict, log_path: Path, name: str, *options: str) -> subprocess.Popen:
+    """A real Celery worker process with ``env`` over this process's environment, logging to
+    ``log_path``."""
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "tasks.celery_app",
+                "worker",
+                "--loglevel=INFO",
+                "--concurrency=2",
+                "--without-mingle",
+                "--without-gossip",
+                "-n",
+                f"{name}-{uuid.uuid4().hex[:6]}@%h",
+                *options,
+            ],
+            cwd=ROOT,
+            env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )

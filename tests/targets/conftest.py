@@ -9,13 +9,10 @@ files from our API, which is therefore also served over real HTTP.
 
 from __future__ import annotations
 
-import os
 import secrets
 import signal
 import subprocess
-import sys
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -23,6 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from tests.conftest import INTERNAL_KEY, make_app
+from tests.helpers import start_worker
 
 ROOT = Path(__file__).resolve().parents[2]
 MCP_KEY = "mcp-test-key-" + secrets.token_hex(8)
@@ -65,28 +63,7 @@ def start_stack(
     }
     app = make_app(env)
     log_path = stack_dir / f"worker-{name}.log"
-    proc_env = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "tasks.celery_app",
-                "worker",
-                "--loglevel=INFO",
-                "--concurrency=2",
-                "--without-mingle",
-                "--without-gossip",
-                "-n",
-                f"{name}-{uuid.uuid4().hex[:6]}@%h",
-            ],
-            cwd=ROOT,
-            env=proc_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    proc = start_worker(env, log_path, name)
     stack = Stack(name, app, env, proc, log_path)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
