@@ -47,11 +47,14 @@ def sign(config, file_name: str, *, now: float | None = None) -> dict[str, str]:
 def verify(config, file_name: str, expires: str | None, given: str | None, *, now: float | None = None) -> bool:
     """Whether ``expires``/``given`` are a valid, unexpired signature of ``file_name``."""
     key = signing_key(config)
-    if key is None or not expires or not given or not expires.isdigit() or len(expires) > 12:
+    # Query values are any text: only ASCII digits make an expiry, and the signature is
+    # compared as bytes (compare_digest refuses non-ASCII strings).
+    if key is None or not expires or not given or not (expires.isascii() and expires.isdigit()) or len(expires) > 12:
         return False
     if int(expires) < (now if now is not None else time.time()):
         return False
-    return hmac.compare_digest(signature(key, file_name, int(expires)), given)
+    expected = signature(key, file_name, int(expires)).encode()
+    return hmac.compare_digest(expected, given.encode("utf-8", "surrogatepass"))
 
 
 def signing_settings(config) -> dict:

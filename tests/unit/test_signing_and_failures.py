@@ -32,6 +32,12 @@ def test_a_signature_opens_one_file_until_it_expires():
     assert not signing.verify(config, NAME, None, None)
 
 
+@pytest.mark.parametrize(("expires", "given"), [("1060", "é" * 64), ("1060", "\udcff"), ("²", "x"), ("١٠٦٠", "x")])
+def test_any_query_text_is_refused_not_an_error(expires, given):
+    config = {"INTERNAL_URL_SIGNING_KEY": "k" * 32, "INTERNAL_URL_TTL": 60}
+    assert not signing.verify(config, NAME, expires, given, now=1_000)
+
+
 def test_the_key_falls_back_to_one_derived_from_the_internal_key():
     derived = signing.signing_key({"INTERNAL_API_KEY": "secret"})
     assert derived and derived != b"secret"
