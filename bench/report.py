@@ -149,7 +149,8 @@ def _ms(v) -> str:
 
 
 def markdown(r: dict) -> str:
-    lines = _header(r) + _files_section(r) + _small_section(r.get("ours", {}).get("small")) + _goals_section(r)
+    lines = _header(r) + _files_section(r) + _storage_section(r) + _small_section(r.get("ours", {}).get("small"))
+    lines += _goals_section(r)
     for which, prof in (r.get("profiles") or {}).items():
         how = "a separate run" if prof.get("run") else "sampled during the measured run"
         lines += [f"py-spy profile ({which}, {how}): `{prof['file']}`.", ""]
@@ -157,6 +158,65 @@ def markdown(r: dict) -> str:
     if phases:
         lines += ["Phases: " + ", ".join(f"{k} {v:.0f} s" for k, v in phases.items()), ""]
     return "\n".join(lines)
+
+
+def local_reference(r: dict, results_dir: Path) -> dict | None:
+    """The newest run on local disk with the same rows, to compare an S3 run with."""
+    rows = (r.get("settings") or {}).get("rows")
+    best = None
+    for path in results_dir.glob("*.json"):
+        try:
+            other = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        settings = other.get("settings") if isinstance(other, dict) else None
+        if not settings or settings.get("storage", "local") != "local" or settings.get("rows") != rows:
+            continue
+        if "big" in (other.get("ours") or {}) and (best is None or other["started_at"] > best["started_at"]):
+            best = other
+    return best
+
+
+def reference_summary(ref: dict | None) -> dict | None:
+    """What an S3 run keeps of the local run it is compared with."""
+    if ref is None:
+        return None
+    keep = ("upload_s", "upload_to_synced_s", "synced_seen_s", "status", "memory")
+    ours = {k: {f: v.get(f) for f in keep} for k, v in (ref.get("ours") or {}).items() if isinstance(v, dict)}
+    return {"name": ref.get("name"), "started_at": ref.get("started_at"), "ours": ours}
+
+
+def _storage_section(r: dict) -> list[str]:
+    """On S3: each file's times beside the newest local run's of the same rows."""
+    if (r.get("settings") or {}).get("storage") != "s3":
+        return []
+    ref = r.get("local_reference")
+    if not ref:
+        return ["## S3 ÷ local", "", "No run on local disk with the same rows to compare with.", ""]
+    lines = [
+        "## S3 ÷ local",
+        "",
+        f"Against the local run `{ref['name']}` ({ref['started_at']}), same rows.",
+        "",
+        "| file | → 201 S3 / local | ratio | → synced S3 / local | ratio | worker peak S3 / local |",
+        "| --- | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for key, ours in (r.get("ours") or {}).items():
+        local = (ref.get("ours") or {}).get(key)
+        if key == "small" or not local:
+            continue
+        up, up_ref = ours.get("upload_s"), local.get("upload_s")
+        done, done_ref = _synced_s(ours), _synced_s(local)
+        peak = (ours.get("memory") or {}).get("worker_peak_bytes"), (local.get("memory") or {}).get("worker_peak_bytes")
+        lines.append(
+            f"| {key} | {_s(up)} / {_s(up_ref)} | {_x(_ratio(up, up_ref))} | {_s(done)} / {_s(done_ref)} "
+            f"| {_x(_ratio(done, done_ref))} | {_mib(peak[0])} / {_mib(peak[1])} |"
+        )
+    return lines + [""]
+
+
+def _x(v) -> str:
+    return "–" if v is None else f"{v:.2f}×"
 
 
 def _header(r: dict) -> list[str]:

@@ -282,6 +282,8 @@ class BenchRun:
         results["goals"] = report.goals(results)
         results["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         results["duration_s"] = round(elapsed(), 1)
+        if self.settings.storage == "s3":
+            results["local_reference"] = report.reference_summary(report.local_reference(results, RESULTS))
         json_path = RESULTS / f"{name}.json"
         json_path.write_text(json.dumps(results, indent=2, default=str) + "\n")
         markdown = report.markdown(results)

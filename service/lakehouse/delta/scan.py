@@ -46,9 +46,10 @@ def bronze_scan(con: duckdb.DuckDBPyConnection, table: DeltaTable, path: str, *,
 
     The data files are read by DuckDB's own Parquet reader (parallel, within
     memory_limit) with the partition values added as constants. Tables using features
-    that reader cannot honour (deletion vectors, column mapping...) go through the
-    ``deltalake`` PyArrow dataset instead, and so do tables on an object store: DuckDB
-    reads those only with its httpfs extension, which it is not allowed to load.
+    that reader cannot honour (deletion vectors, column mapping...), or asked for with
+    ``local=False``, go through the ``deltalake`` PyArrow dataset instead. A table on an
+    object store is read from a local copy of its data files (``TableStore.local_files``):
+    DuckDB reads object stores only with its httpfs extension, which it may not load.
     """
     schema = pa.schema(table.schema().to_arrow())
     fields = {f.name: f for f in schema}

@@ -16,7 +16,9 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
+from urllib.parse import unquote
 
+import pyarrow as pa
 from deltalake import DeltaTable
 
 from service.duckdb_shared import owned_prefix, remove_orphans, remove_stale
@@ -82,6 +84,22 @@ class TableStore:
             yield staging
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def local_files(self, table: DeltaTable, uri: str) -> Iterator[str]:
+        """A local directory holding the current version's data files at their relative paths:
+        the table's own directory, or (on an object store) a scratch copy, removed afterwards.
+        DuckDB then reads them with its own reader, within its memory limit."""
+        if not self.remote:
+            yield uri
+            return
+        with self.staging(uri) as copy:
+            paths = pa.table(table.get_add_actions(flatten=True)).column("path").to_pylist()
+            for rel in (unquote(p) for p in paths):
+                dest = os.path.join(copy, rel)
+                os.makedirs(os.path.dirname(dest), exist_ok=True)
+                s3.download(self._client, self._key(uri, rel), dest)
+            yield copy
 
     def put(self, uri: str, staged: str, name: str) -> int:
         """Move a staged file into the table as ``name``; its size."""

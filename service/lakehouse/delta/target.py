@@ -191,8 +191,11 @@ class DeltaTarget(LakehouseTarget):
         with target_errors(f"writing silver table {silver.full_name}"):
             duckdb_sql.validate_plan(plan)
             table = open_table(self.tables, bronze_path, bronze)
-            with contextlib.closing(q.connect(self.duckdb_memory_limit, self.duckdb_threads, self.temp_dir)) as con:
-                scan = bronze_scan(con, table, bronze_path, local=not self.tables.remote)
+            with (
+                self.tables.local_files(table, bronze_path) as bronze_files_dir,
+                contextlib.closing(q.connect(self.duckdb_memory_limit, self.duckdb_threads, self.temp_dir)) as con,
+            ):
+                scan = bronze_scan(con, table, bronze_files_dir)
                 silver_sql = duckdb_sql.silver_sql(con, plan, scan)
                 with self.tables.staging(path) as staging_dir:
                     out_file = os.path.join(staging_dir, "data.parquet")
