@@ -23,6 +23,7 @@ from devstack.net import free_port
 from devstack.postgres import EmbeddedPostgres
 from devstack.redis import EmbeddedRedis
 from devstack.s3 import EmbeddedS3
+from devstack.stack import migrate_and_create_tenant
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -228,22 +229,7 @@ class BenchStack:
             **storage_env,
             **self.extra_env,
         }
-        subprocess.run(
-            [sys.executable, "-m", "alembic", "upgrade", "head"],
-            cwd=ROOT,
-            env=self.env,
-            check=True,
-            capture_output=True,
-        )
-        out = subprocess.run(
-            [sys.executable, "-m", "flask", "--app", "wsgi", "tenant", "create", "bench"],
-            cwd=ROOT,
-            env=self.env,
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        self.key = out.stdout.strip().splitlines()[-1]
+        self.key = migrate_and_create_tenant(self.env, "bench")
 
     # -- API and worker: fresh per scenario
     def start_app(self, scenario: str, timeout: float = 90) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -76,3 +77,20 @@ def child_env(urls: dict[str, str], data_dir: Path, environ: Mapping[str, str] |
     path = [p for p in env.get("PATH", "").split(os.pathsep) if p and p not in bins]
     env["PATH"] = os.pathsep.join(dict.fromkeys(bins)) + os.pathsep + os.pathsep.join(path)
     return env
+
+
+def migrate_and_create_tenant(env: dict[str, str], tenant: str) -> str:
+    """Migrate the database of ``env`` to head and create ``tenant``; its new API key.
+    Raises CalledProcessError when either step fails."""
+    subprocess.run(
+        [sys.executable, "-m", "alembic", "upgrade", "head"], cwd=ROOT, env=env, check=True, capture_output=True
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "wsgi", "tenant", "create", tenant],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return out.stdout.strip().splitlines()[-1]

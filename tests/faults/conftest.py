@@ -19,6 +19,7 @@ import requests
 from devstack.net import free_port
 from devstack.postgres import EmbeddedPostgres
 from devstack.redis import EmbeddedRedis
+from devstack.stack import migrate_and_create_tenant
 from tests.conftest import scratch_dir
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -94,22 +95,7 @@ class FaultStack:
             "SYNC_MAX_DELIVERIES": "4",
             "DUCKDB_THREADS": "1",
         }
-        subprocess.run(
-            [sys.executable, "-m", "alembic", "upgrade", "head"],
-            cwd=ROOT,
-            env=self.env,
-            check=True,
-            capture_output=True,
-        )
-        out = subprocess.run(
-            [sys.executable, "-m", "flask", "--app", "wsgi", "tenant", "create", "faults"],
-            cwd=ROOT,
-            env=self.env,
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        self.key = out.stdout.strip().splitlines()[-1]
+        self.key = migrate_and_create_tenant(self.env, "faults")
         logs = self.root / "logs"
         logs.mkdir(exist_ok=True)
         celery = [sys.executable, "-m", "celery", "-A", "tasks.celery_app"]
