@@ -146,16 +146,13 @@ class DeltaTarget(LakehouseTarget):
                         src, staged, pa.schema(fields), rows_per_group=min(max(rows_per_group, 1024), 122_880)
                     )
                 rows = pq.read_metadata(staged).num_rows
-                adds = publish(self.tables, path, [staged])
-                commit(
-                    self.tables,
-                    path,
-                    delta_schema,
-                    adds,
-                    partition_by=list(BRONZE_META),
-                    partition_values=partition_values,
-                )
+                self._commit_load(path, delta_schema, staged, partition_values)
             return TableResult(table=ref, location=path, row_count=rows)
+
+    def _commit_load(self, path: str, schema: DeltaSchema, staged: str, partition_values: dict) -> None:
+        """Replace the table with one staged file of a load, partitioned by the metadata columns."""
+        adds = publish(self.tables, path, [staged])
+        commit(self.tables, path, schema, adds, partition_by=list(BRONZE_META), partition_values=partition_values)
 
     def write_quarantine(self, ctx: SyncContext, table: TableRef, rows: list[dict]) -> TableResult:
         """The bad rows as a small Delta table with bronze's metadata columns."""
@@ -171,15 +168,7 @@ class DeltaTarget(LakehouseTarget):
         with target_errors(f"writing quarantine table {table.full_name}"), self.tables.staging(path) as staging_dir:
             staged = os.path.join(staging_dir, "data.parquet")
             pq.write_table(data, staged)
-            adds = publish(self.tables, path, [staged])
-            commit(
-                self.tables,
-                path,
-                delta_schema,
-                adds,
-                partition_by=list(BRONZE_META),
-                partition_values=_meta_partitions(ctx),
-            )
+            self._commit_load(path, delta_schema, staged, _meta_partitions(ctx))
         return TableResult(table=table, location=path, row_count=data.num_rows)
 
     # ------------------------------------------------------------------ silver
