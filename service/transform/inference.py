@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 
 from service.config import DEFAULT_NULL_TOKENS
 from service.ingest.model import logical_type
+from service.transform import arrow_types
 from service.transform import sql as q
 from service.transform.naming import snake_case_names
 from service.transform.plan import SilverColumn, SilverPlan
@@ -214,6 +215,17 @@ def _infer_string_types(
     was checked. With ``sampled``, a column the sample gives a typed type keeps it
     unchecked; the plan's writer checks it (a sample that saw only nulls decides nothing,
     so such a column is still classified over every value)."""
+    types: dict[int, str] = {}
+    if pq.read_metadata(path).num_rows <= SAMPLE_ROWS:
+        # A small file: Arrow's kernels on its values, DuckDB only for what they leave open.
+        table = pq.read_table(path)
+        for i in positions:
+            found = arrow_types.column_type(table.column(i), tokens)
+            if found is not None:
+                types[i] = found
+        positions = [i for i in positions if i not in types]
+        if not positions:
+            return types, True
     memory_limit, threads, temp_dir = q.settings_values(settings)
     with contextlib.closing(q.connect(memory_limit, threads, temp_dir)) as con:
         token_first = q.tokens_fitting(tokens, q.TYPE_CODES)
@@ -225,7 +237,7 @@ def _infer_string_types(
         sampled_codes = _sample_codes(con, source, positions, tokens, token_first, threads)
         if pq.read_metadata(path).num_rows <= SAMPLE_ROWS:
             # The sample held every row: its codes are the file's.
-            return {i: q.type_from_codes(lo, hi) for i, (lo, hi) in sampled_codes.items()}, True
+            return {**types, **{i: q.type_from_codes(lo, hi) for i, (lo, hi) in sampled_codes.items()}}, True
 
         result = {i: "string" for i in positions}
         candidates = {i: _candidates_from_codes(lo, hi) for i, (lo, hi) in sampled_codes.items()}
