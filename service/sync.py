@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import and_, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
@@ -43,12 +43,22 @@ class StepStart:
 
     ctx: SyncContext
     recorded_rows: dict = field(default_factory=dict)  # layer -> rows the target reported
+    bad_rows: int = 0  # rows the upload set aside
 
 
-def context_for(dataset: Dataset, tenant: Tenant, *, run_id: uuid.UUID | None, ingested_at: datetime) -> SyncContext:
-    """The sync context of a dataset: its tables as recorded by earlier steps, else as we name them."""
+def context_for(
+    dataset: Dataset,
+    tenant: Tenant,
+    *,
+    run_id: uuid.UUID | None,
+    ingested_at: datetime,
+    recorded: dict[str, TableRef] | None = None,
+) -> SyncContext:
+    """The sync context of a dataset: its tables as recorded by earlier steps (``recorded``,
+    else the dataset's), else as we name them."""
     name = table_name(dataset.name, dataset.id)
-    recorded = {t.layer: TableRef(t.catalog, t.schema, t.table) for t in dataset.tables}
+    if recorded is None:
+        recorded = {t.layer: TableRef(t.catalog, t.schema, t.table) for t in dataset.tables}
     proposed = {layer: TableRef(tenant.catalog, layer, name) for layer in ("bronze", "silver")}
     refs = {**proposed, **recorded}
     return SyncContext(
@@ -81,17 +91,34 @@ class _Current:
     run: SyncRun
     tenant: Tenant
     row: SyncStepRun  # the step's row, added to the session when it is new
+    recorded: dict[str, TableRef]  # the dataset's tables by layer
+
+
+# The dataset's recorded tables as one JSON value of the same row, rather than a lazy load
+# (one more query per step).
+_RECORDED_TABLES = (
+    select(
+        func.json_agg(
+            func.json_build_array(
+                LakehouseTable.layer, LakehouseTable.catalog, LakehouseTable.schema, LakehouseTable.table
+            )
+        )
+    )
+    .where(LakehouseTable.dataset_id == Dataset.id)
+    .correlate(Dataset)
+    .scalar_subquery()
+)
 
 
 def _current(session: Session, dataset_id: uuid.UUID, run_id: uuid.UUID, step: str) -> _Current | None:
-    """The dataset and run (both locked), the tenant and the step's row, or None when the run
-    is no longer the one to do.
+    """The dataset and run (both locked), the tenant, the step's row and the recorded tables,
+    or None when the run is no longer the one to do.
 
     One query: each step reads them twice, and round trips to PostgreSQL are most of
     what a step of a small dataset costs.
     """
     found = session.execute(
-        select(Dataset, SyncRun, Tenant, SyncStepRun)
+        select(Dataset, SyncRun, Tenant, SyncStepRun, _RECORDED_TABLES)
         .join(SyncRun, SyncRun.dataset_id == Dataset.id)
         .join(Tenant, Tenant.id == Dataset.tenant_id)
         .outerjoin(SyncStepRun, and_(SyncStepRun.run_id == SyncRun.id, SyncStepRun.step == step))
@@ -100,13 +127,14 @@ def _current(session: Session, dataset_id: uuid.UUID, run_id: uuid.UUID, step: s
     ).first()
     if found is None:
         return None
-    dataset, run, tenant, row = found
+    dataset, run, tenant, row, tables = found
     if dataset.current_run_id != run.id or run.status in ("synced", "failed"):
         return None
     if row is None:
         row = SyncStepRun(run_id=run_id, step=step, status="pending", attempts=0)
         session.add(row)
-    return _Current(dataset, run, tenant, row)
+    recorded = {layer: TableRef(catalog, schema, table) for layer, catalog, schema, table in tables or ()}
+    return _Current(dataset, run, tenant, row, recorded)
 
 
 def begin_step(step: str, dataset_id: uuid.UUID, run_id: uuid.UUID) -> StepStart | None:
@@ -143,8 +171,12 @@ def begin_step(step: str, dataset_id: uuid.UUID, run_id: uuid.UUID) -> StepStart
             dataset.sync_status = "syncing"
             dataset.sync_step = step
             dataset.sync_attempts += 1
-            ctx = context_for(dataset, tenant, run_id=run.id, ingested_at=run.started_at)
-            return StepStart(ctx, {"bronze": dataset.row_count_bronze, "silver": dataset.row_count_silver})
+            ctx = context_for(dataset, tenant, run_id=run.id, ingested_at=run.started_at, recorded=found.recorded)
+            return StepStart(
+                ctx,
+                {"bronze": dataset.row_count_bronze, "silver": dataset.row_count_silver},
+                bad_rows=dataset.bad_row_count,
+            )
     raise AssertionError("unreachable")
 
 
@@ -180,7 +212,8 @@ def _record_table(
         "location": location,
         "row_count": rows,
     }
-    session.execute(
+    # On the session's connection: a Core statement needs none of the ORM's bulk machinery.
+    session.connection().execute(
         pg_insert(LakehouseTable)
         .values(dataset_id=dataset.id, layer=layer, **values)
         .on_conflict_do_update(index_elements=["dataset_id", "layer"], set_={**values, "updated_at": utcnow()})
@@ -205,9 +238,11 @@ def _skipped(dataset_id: uuid.UUID) -> dict:
     return {"dataset_id": str(dataset_id), "skipped": True}
 
 
-def _write_quarantine(ctx: SyncContext) -> TableResult | None:
-    """The upload's bad rows (at most MAX_BAD_ROWS) as a table beside bronze, where the
-    target can hold one."""
+def _write_quarantine(ctx: SyncContext, count: int) -> TableResult | None:
+    """The upload's ``count`` bad rows (at most MAX_BAD_ROWS) as a table beside bronze, where
+    the target can hold one."""
+    if not count:
+        return None
     with session_scope() as session:
         found = session.scalars(
             select(BadRow).where(BadRow.dataset_id == uuid.UUID(ctx.dataset_id)).order_by(BadRow.line)
@@ -227,7 +262,7 @@ def run_bronze(dataset_id: uuid.UUID, run_id: uuid.UUID) -> dict:
         result = runtime().target().write_bronze(source_ctx)
     if result.row_count != ctx.row_count:
         raise PermanentSyncError(f"bronze table has {result.row_count} rows, the dataset has {ctx.row_count}")
-    quarantine = _write_quarantine(ctx)
+    quarantine = _write_quarantine(ctx, start.bad_rows)
 
     def apply(session, dataset, run):
         dataset.row_count_bronze = result.row_count
