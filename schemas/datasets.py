@@ -45,26 +45,40 @@ class HintsField(fields.Field):
         return _checked_hints(value)
 
 
-_HINTS_DOC = {
-    "description": "column (source or silver name) -> string, integer, double, boolean, date, timestamp "
+_HINTS_TEXT = (
+    "column (source or silver name) -> string, integer, double, boolean, date, timestamp "
     "or decimal(p,s); values that do not fit become NULL in silver, their raw text kept "
-    "in _rescued_data",
-    "example": {"amount": "decimal(12,2)"},
-}
+    "in _rescued_data"
+)
+_HINTS_EXAMPLE = {"amount": "decimal(12,2)"}
+_HINTS_DOC = {"description": _HINTS_TEXT, "example": _HINTS_EXAMPLE}
 
 
-class DatasetUploadRequestSchema(Schema):
-    """multipart/form-data upload."""
+class UploadOptionsSchema(Schema):
+    """What an uploaded file's sender may say about it: the fields of a multipart upload, and
+    the query string of a raw-body upload."""
 
-    file = fields.Raw(required=True, metadata={"type": "string", "format": "binary"})
-    name = fields.String(validate=[validate.Length(min=1, max=255), storable_text])
+    name = fields.String(
+        validate=[validate.Length(min=1, max=255), storable_text],
+        metadata={
+            "description": "the dataset's name (default: the file name's stem; for a raw body, the "
+            "Content-Disposition file name's; else dataset)"
+        },
+    )
     description = fields.String(validate=[validate.Length(max=10_000), storable_text])
     sync = _sync_choice()
     sheet = fields.String(
         validate=[validate.Length(min=1, max=255), storable_text],
         metadata={"description": "the sheet of an .xlsx workbook to load (default: the first)"},
     )
-    schema_hints = HintsField(metadata={**_HINTS_DOC, "type": "string"})
+    # A form field or a query parameter holds the object's JSON text (URL-encoded in a query).
+    schema_hints = HintsField(
+        metadata={
+            "description": "a JSON object's text: " + _HINTS_TEXT,
+            "type": "string",
+            "example": json.dumps(_HINTS_EXAMPLE),
+        }
+    )
     bad_rows = fields.String(
         load_default="reject",
         validate=validate.OneOf(BAD_ROW_MODES),
@@ -80,6 +94,12 @@ class DatasetUploadRequestSchema(Schema):
             "(default: the object's one member that is an array of objects)"
         },
     )
+
+
+class DatasetUploadRequestSchema(UploadOptionsSchema):
+    """multipart/form-data upload: the file as the part ``file``, the options as fields."""
+
+    file = fields.Raw(required=True, metadata={"type": "string", "format": "binary"})
 
 
 class BadRowsQuerySchema(PageQuerySchema):
@@ -172,12 +192,6 @@ class RowsResponseSchema(Schema):
     total = fields.Integer(required=True)
 
 
-class DatasetRawUploadQuerySchema(Schema):
-    """Labels of a raw-body upload (the file is the request body, named by its Content-Type)."""
-
-    name = fields.String(
-        validate=[validate.Length(min=1, max=255), storable_text],
-        metadata={"description": "the dataset's name (default: the Content-Disposition file name's stem)"},
-    )
-    description = fields.String(validate=[validate.Length(max=10_000), storable_text])
-    sync = _sync_choice()
+class DatasetRawUploadQuerySchema(UploadOptionsSchema):
+    """The query string of a raw-body upload (the file is the request body, named by its
+    Content-Type): the same options as a multipart upload's fields."""

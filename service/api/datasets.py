@@ -78,8 +78,8 @@ def _validation_error(err: ValidationError, location: str) -> APIError:
 
 
 def upload_from_form(tenant: Tenant, *, handled_fields: Collection[str] = ()):
-    """The dataset of a multipart upload (part ``file``, fields ``name``, ``description``,
-    ``sync``) by ``tenant``. The web console's form posts the same fields, plus those it has
+    """The dataset of a multipart upload (part ``file``, the fields of UploadOptionsSchema)
+    by ``tenant``. The web console's form posts the same fields, plus those it has
     checked itself (``handled_fields``: its CSRF token)."""
     upload = request.files.get("file")
     if upload is None:
@@ -102,25 +102,33 @@ def upload_from_form(tenant: Tenant, *, handled_fields: Collection[str] = ()):
     path = Path(stream.name) if isinstance(getattr(stream, "name", None), str) else None
     if path is None or path.stat().st_size == 0:
         raise IngestError("the uploaded file is empty", code="empty_file")
-    store = runtime().store
+    return _create_from_file(tenant, path, form, original_file_name=upload.filename or None)
+
+
+def _create_from_file(
+    tenant: Tenant, path: Path, options: dict, *, original_file_name: str | None, extension: str | None = None
+):
+    """The dataset of an uploaded file at ``path``, with the options an UploadOptionsSchema
+    loaded (from a multipart form or a raw body's query string)."""
     return service.create_from_file(
-        store,
+        runtime().store,
         runtime().ingest_settings,
         tenant,
         path,
-        original_file_name=upload.filename or None,
-        name=form.get("name"),
-        description=form.get("description"),
-        sync=service.upload_syncs(current_app.config, form.get("sync")),
-        sheet=form.get("sheet"),
-        records_path=form.get("records_path"),
-        bad_rows=form["bad_rows"],
-        schema_hints=form.get("schema_hints"),
+        original_file_name=original_file_name,
+        name=options.get("name"),
+        description=options.get("description"),
+        sync=service.upload_syncs(current_app.config, options.get("sync")),
+        extension=extension,
+        sheet=options.get("sheet"),
+        records_path=options.get("records_path"),
+        bad_rows=options["bad_rows"],
+        schema_hints=options.get("schema_hints"),
     )
 
 
 def _upload_from_raw(extension: str):
-    """The file is the request body itself; its labels come in the query string."""
+    """The file is the request body itself; its options come in the query string."""
     try:
         query = DatasetRawUploadQuerySchema().load(request.args.to_dict())
     except ValidationError as err:
@@ -132,22 +140,11 @@ def _upload_from_raw(extension: str):
         except ValidationError as err:
             messages = {"filename": [f"the file name {m}" for m in err.messages]}
             raise _validation_error(ValidationError(messages), "headers") from None
-    store = runtime().store
     limit = int(current_app.config["MAX_UPLOAD_MB"]) * MB
     path = spool_body(
-        request, store.incoming_dir, limit, empty=IngestError("the request body is empty", code="empty_file")
+        request, runtime().store.incoming_dir, limit, empty=IngestError("the request body is empty", code="empty_file")
     )
-    return service.create_from_file(
-        store,
-        runtime().ingest_settings,
-        g.tenant,
-        path,
-        original_file_name=file_name,
-        name=query.get("name"),
-        description=query.get("description"),
-        sync=service.upload_syncs(current_app.config, query.get("sync")),
-        extension=extension,
-    )
+    return _create_from_file(g.tenant, path, query, original_file_name=file_name, extension=extension)
 
 
 def json_body_limit(config) -> int:
@@ -198,16 +195,20 @@ class Datasets(MethodView):
     @blp.alt_response(415, schema=ErrorResponseSchema)
     @blp.alt_response(422, schema=ErrorResponseSchema)
     def post(self):
-        """Upload a dataset (CSV, TSV, JSON, NDJSON, Parquet, or JSON records).
+        """Upload a dataset (CSV, TSV, JSON, NDJSON, Parquet, Excel, or JSON records).
 
-        Three bodies: multipart/form-data with the file as the part `file`; the file itself
-        as the body (`curl --data-binary @f.csv -H 'Content-Type: text/csv'`), its format
-        named by the Content-Type (text/csv, text/tab-separated-values, application/x-ndjson,
-        application/json, application/vnd.apache.parquet) and its `name`, `description` and
-        `sync` in the query string (read for such bodies only); or JSON records
-        `{"name", "records"}`. An application/json body is a JSON file when the query string
-        has `name`, `description` or `sync`, or the request has a Content-Disposition header;
-        otherwise it is records.
+        Three bodies: multipart/form-data with the file as the part `file` and its options
+        as fields; the file itself as the body (`curl --data-binary @f.csv -H 'Content-Type:
+        text/csv'`), its format named by the Content-Type (text/csv,
+        text/tab-separated-values, application/x-ndjson, application/json,
+        application/vnd.apache.parquet,
+        application/vnd.openxmlformats-officedocument.spreadsheetml.sheet; a gzip or Zstandard
+        body carries its content's type) and the same options in the query string (`name`,
+        `description`, `sync`, `sheet`, `records_path`, `bad_rows`, `schema_hints` as
+        URL-encoded JSON; read for such bodies only, checked as the form fields are); or
+        JSON records `{"name", "records"}`. An application/json body is a JSON file when the
+        query string has one of those parameters, or the request has a Content-Disposition
+        header; otherwise it is records.
 
         The file is stored as a local Parquet file at once; its sync to the lakehouse
         runs in the background, unless the upload (`sync=false`), AUTO_SYNC=false or

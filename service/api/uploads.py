@@ -1,10 +1,11 @@
 """What kind of upload a request body is, and streaming a body to the store's incoming directory.
 
 A raw-body upload is the file itself as the request body (``curl --data-binary @f.csv``),
-named by its ``Content-Type``; ``name``, ``description`` and ``sync`` come in the query
-string. ``application/json`` is both a JSON file and the records body
-``{"name", "records"}``: it is a file when the query string carries one of those parameters
-or the request has a ``Content-Disposition`` header, else it is a records body.
+named by its ``Content-Type``; the options a multipart upload gives as form fields
+(``name``, ``description``, ``sync``, ``sheet``, ``records_path``, ``bad_rows``,
+``schema_hints``) come in the query string. ``application/json`` is both a JSON file and the
+records body ``{"name", "records"}``: it is a file when the query string carries one of those
+parameters or the request has a ``Content-Disposition`` header, else it is a records body.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from flask import Request
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.http import parse_options_header
 
+from schemas.datasets import DatasetRawUploadQuerySchema
 from service.errors import IngestError
 from service.storage import UPLOAD_PREFIX, UPLOAD_SUFFIX
 
@@ -27,6 +29,7 @@ MB = 1024 * 1024
 BODY_CHUNK = 4 * MB
 
 JSON = "application/json"
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 # Content types of a raw-body upload -> the extension that tells the converter the format.
 RAW_TYPES: dict[str, str] = {
     "text/csv": ".csv",
@@ -35,9 +38,10 @@ RAW_TYPES: dict[str, str] = {
     JSON: ".json",
     "application/vnd.apache.parquet": ".parquet",
     "application/x-parquet": ".parquet",
+    XLSX: ".xlsx",
 }
 # Query parameters of a raw-body upload; one of them makes an application/json body a file.
-RAW_PARAMETERS = ("name", "description", "sync")
+RAW_PARAMETERS = tuple(DatasetRawUploadQuerySchema().fields)
 
 
 def raw_extension(request: Request) -> str | None:

@@ -17,6 +17,11 @@ Bronze
     INTO takes the schema from the file and source column names with spaces or brackets
     are kept as they are.
 
+Quarantine
+    The upload's bad rows (``line``, ``reason``, ``raw``) plus bronze's metadata columns,
+    loaded into ``<bronze table>_quarantine`` exactly as bronze is: staged under
+    ``bronze/<table>_quarantine/``, COPY INTO, rows of earlier runs deleted.
+
 Silver
     ``CREATE OR REPLACE TABLE ... AS SELECT DISTINCT ...`` built from the SilverPlan by
     ``service.lakehouse.spark_sql``, which follows the local target's rules exactly.
@@ -72,6 +77,8 @@ TRANSIENT_SQL_ERRORS = (
 # What Databricks says when a catalog or schema is missing.
 MISSING_CATALOG_ERRORS = ("NO_SUCH_CATALOG", "CATALOG_NOT_FOUND")
 MISSING_ERRORS = MISSING_CATALOG_ERRORS + ("SCHEMA_NOT_FOUND", "NO_SUCH_SCHEMA")
+# Columns of the quarantine table before bronze's metadata columns (as on Delta).
+QUARANTINE_FIELDS = (pa.field("line", pa.int64()), pa.field("reason", pa.string()), pa.field("raw", pa.string()))
 # Column mapping keeps source names with spaces or brackets; timestamps without a time
 # zone (TIMESTAMP_NTZ) need their table feature.
 TABLE_PROPERTIES = "TBLPROPERTIES ('delta.columnMapping.mode' = 'name', 'delta.feature.timestampNtz' = 'supported')"
@@ -427,11 +434,24 @@ class DatabricksTarget(LakehouseTarget):
 
     def _write_bronze(self, ctx: SyncContext) -> TableResult:
         ref = ctx.bronze
-        table = sql.table_name(ref)
         self._ensure_schemas(ref.catalog, (ref.schema,), volume=True)
         ingested_at = ctx.ingested_at.astimezone(UTC)
+        rows = self._load(ref, self._bronze_file(ctx, ingested_at), ingested_at)
+        return TableResult(table=ref, location=self.location(ref), row_count=rows)
+
+    def write_quarantine(self, ctx: SyncContext, table: TableRef, rows: list[dict]) -> TableResult:
+        with self._refreshing_layout(table.catalog):
+            self._ensure_schemas(table.catalog, (table.schema,), volume=True)
+            ingested_at = ctx.ingested_at.astimezone(UTC)
+            count = self._load(table, self._quarantine_file(ctx, rows, ingested_at), ingested_at)
+        return TableResult(table=table, location=self.location(table), row_count=count)
+
+    def _load(self, ref: TableRef, local: Path, ingested_at: datetime) -> int:
+        """Make the table hold exactly the rows of ``local`` (a scratch Parquet file with
+        bronze's metadata columns, removed here): staged at a path of its own per run, loaded
+        with COPY INTO, rows of other runs deleted. The number of rows."""
+        table = sql.table_name(ref)
         remote = f"{self._staging_dir(ref)}/{ingested_at.strftime('%Y%m%dT%H%M%S%fZ')}.parquet"
-        local = self._bronze_file(ctx, ingested_at)
         try:
             self.upload(local, remote)
         finally:
@@ -451,33 +471,53 @@ class DatabricksTarget(LakehouseTarget):
             self._remove_staged(ref, keep=remote)
         except (TransientTargetError, PermanentTargetError) as exc:
             log.warning("could not remove older staged files of %s: %s", ref.full_name, exc)
-        return TableResult(table=ref, location=self.location(ref), row_count=rows)
+        return rows
+
+    def _scratch_file(self, prefix: str) -> Path:
+        if self.scratch_dir:
+            self.scratch_dir.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=prefix, suffix=".parquet", dir=self.scratch_dir)
+        os.close(fd)
+        return Path(name)
+
+    @staticmethod
+    def _meta_arrays(ctx: SyncContext, ingested_at: datetime, n: int) -> list[pa.Array]:
+        """Bronze's metadata columns for ``n`` rows of this load."""
+        values = (ctx.dataset_id, ingested_at, ctx.source_file)
+        return [pa.array([v] * n, type=f.type) for v, f in zip(values, BRONZE_META_FIELDS, strict=True)]
 
     def _bronze_file(self, ctx: SyncContext, ingested_at: datetime) -> Path:
         """The local Parquet file plus the metadata columns, written batch by batch."""
-        if self.scratch_dir:
-            self.scratch_dir.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix="bronze-", suffix=".parquet", dir=self.scratch_dir)
-        os.close(fd)
-        path = Path(name)
+        path = self._scratch_file("bronze-")
         try:
             reader = pq.ParquetFile(ctx.source_path)
             try:
                 names = sql.bronze_column_names(reader.schema_arrow.names)
                 fields = [pa.field(n, spark_compatible_type(f.type)) for n, f in zip(names, reader.schema_arrow)]
                 schema = pa.schema(fields + list(BRONZE_META_FIELDS))
-                values = (ctx.dataset_id, ingested_at, ctx.source_file)
                 with pq.ParquetWriter(path, schema) as writer:
                     for batch in reader.iter_batches(batch_size=BATCH_ROWS):
-                        n = batch.num_rows
                         columns = [to_storable_array(a, f.type) for a, f in zip(batch.columns, fields)]
-                        columns += [pa.array([v] * n, type=f.type) for v, f in zip(values, BRONZE_META_FIELDS)]
+                        columns += self._meta_arrays(ctx, ingested_at, batch.num_rows)
                         writer.write_batch(pa.RecordBatch.from_arrays(columns, schema=schema))
             finally:
                 reader.close()
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
             path.unlink(missing_ok=True)
             raise PermanentTargetError(f"cannot write the bronze file for Databricks: {exc}") from exc
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return path
+
+    def _quarantine_file(self, ctx: SyncContext, rows: list[dict], ingested_at: datetime) -> Path:
+        """The bad rows (at most MAX_BAD_ROWS, each cut to 8 KiB at upload) as one small file."""
+        schema = pa.schema(list(QUARANTINE_FIELDS) + list(BRONZE_META_FIELDS))
+        columns = [pa.array([r[f.name] for r in rows], f.type) for f in QUARANTINE_FIELDS]
+        columns += self._meta_arrays(ctx, ingested_at, len(rows))
+        path = self._scratch_file("quarantine-")
+        try:
+            pq.write_table(pa.Table.from_arrays(columns, schema=schema), path)
         except BaseException:
             path.unlink(missing_ok=True)
             raise

@@ -231,8 +231,17 @@ def test_openapi_is_generated_from_the_schemas(client):
         "application/x-ndjson",
         "application/vnd.apache.parquet",
         "application/x-parquet",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
     }
-    assert {p["name"] for p in post["parameters"] if p["in"] == "query"} == {"name", "description", "sync"}
+    assert {p["name"] for p in post["parameters"] if p["in"] == "query"} == {
+        "name",
+        "description",
+        "sync",
+        "sheet",
+        "records_path",
+        "bad_rows",
+        "schema_hints",
+    }
     assert "SyncStatusResponse" in json.dumps(spec["components"]["schemas"])
     schemas = spec["components"]["schemas"]
     for upload_schema in ("DatasetUploadRequest", "DatasetRecordsRequest"):

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import subprocess
 import time
+from urllib.parse import urlencode
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import requests
+from deltalake import DeltaTable
 
-from tests.helpers import assert_error, wait_for_sync
+from service.api.uploads import XLSX
+from tests.corpus.xlsx import write_xlsx
+from tests.helpers import assert_error, upload, wait_for_sync
 
 URL = "/api/v1/datasets"
 ROWS = [{"id": 1, "city": "Oslo", "amount": 1.5}, {"id": 2, "city": "Lima", "amount": 2.25}]
@@ -215,3 +220,120 @@ def test_curl_data_binary_uploads_a_file(live_server, auth, client, tmp_path):
     created = json.loads(body)
     assert created["row_count"] == 500 and created["name"] == "orders"
     assert wait_for_sync(client, auth, created["id"])["row_count_silver"] == 500
+
+
+# --- the upload options in the query string ----------------------------------------------
+
+BAD_ROWS_CSV = b"id,city\n1,Oslo\n## a comment ##\n2,Lima\n3,Rome,extra\n"
+HINTED = b"Order ID,Amount,Day\n1,10.50,2024-01-05\n2,n/a,2024-02-30\n"
+WRAPPED = {"data": {"items": [{"a": 1}, {"a": 2}]}, "links": [{"self": "x"}], "included": [{"id": 7}]}
+
+
+def _workbook() -> bytes:
+    buffer = io.BytesIO()
+    write_xlsx(buffer, {"Notes": [["about"], ["prices"]], "Prices": [["sku", "price"], ["A-1", 9.5], ["A-2", 10]]})
+    return buffer.getvalue()
+
+
+def _synced(client, auth, created: dict) -> dict:
+    status = wait_for_sync(client, auth, created["id"])
+    assert status["status"] == "synced", status
+    assert status["row_count_bronze"] == created["row_count"]
+    return status
+
+
+@pytest.mark.usefixtures("worker")
+@pytest.mark.parametrize("compress", [None, gzip.compress], ids=["plain", "gzip"])
+def test_bad_rows_quarantine_in_the_query(client, auth, compress):
+    body = compress(BAD_ROWS_CSV) if compress else BAD_ROWS_CSV
+    response = post_raw(client, auth, body, "text/csv", "?name=cities&bad_rows=quarantine")
+    assert response.status_code == 201, response.get_data(as_text=True)
+    created = response.get_json()
+    assert created["row_count"] == 2 and created["bad_row_count"] == 2
+    assert created["compression"] == ("gzip" if compress else None)
+    page = client.get(f"{URL}/{created['id']}/bad-rows", headers=auth).get_json()
+    assert [(r["line"], r["raw"]) for r in page["items"]] == [(3, "## a comment ##"), (5, "3,Rome,extra")]
+    status = _synced(client, auth, created)
+    assert status["quarantine_table"] == status["bronze_table"] + "_quarantine"
+    quarantined = DeltaTable(status["bronze_location"] + "_quarantine").to_pyarrow_table().to_pylist()
+    assert sorted(r["line"] for r in quarantined) == [3, 5]
+    # Without the option the same body is refused at its first bad row.
+    error = assert_error(post_raw(client, auth, body, "text/csv", "?name=cities"), 400, "malformed_csv")
+    assert error["details"]["line"] == 3
+
+
+@pytest.mark.usefixtures("worker")
+def test_records_path_in_the_query(client, auth):
+    body = json.dumps(WRAPPED).encode()
+    # Two arrays of objects at the top: the uploader names the one that holds the records.
+    error = assert_error(post_raw(client, auth, body, "application/json", "?name=page"), 400, "invalid_json")
+    assert "records_path" in error["message"]
+    response = post_raw(client, auth, body, "application/json", "?records_path=data.items")
+    assert response.status_code == 201, response.get_data(as_text=True)
+    created = response.get_json()
+    assert created["records_path"] == "data.items" and created["row_count"] == 2 and created["source_format"] == "json"
+    _synced(client, auth, created)
+    rows = client.get(f"{URL}/{created['id']}/rows", headers=auth).get_json()["rows"]
+    assert [r["a"] for r in rows] == [1, 2]
+
+
+@pytest.mark.usefixtures("worker")
+def test_schema_hints_in_the_query(client, auth):
+    hints = {"amount": "decimal(10,2)", "Day": "date", "order_id": "string"}
+    query = "?" + urlencode({"name": "orders", "schema_hints": json.dumps(hints)})
+    response = post_raw(client, auth, HINTED, "text/csv", query)
+    assert response.status_code == 201, response.get_data(as_text=True)
+    created = response.get_json()
+    types = {c["name"]: c["type"] for c in created["columns"]}
+    assert types == {"order_id": "string", "amount": "decimal(10,2)", "day": "date"}
+    status = _synced(client, auth, created)
+    assert status["values_rescued"] == 2
+    silver = {r["order_id"]: r for r in DeltaTable(status["silver_location"]).to_pyarrow_table().to_pylist()}
+    assert str(silver["1"]["amount"]) == "10.50" and silver["1"]["day"].isoformat() == "2024-01-05"
+    assert json.loads(silver["2"]["_rescued_data"]) == {"amount": "n/a", "day": "2024-02-30"}
+
+
+@pytest.mark.usefixtures("worker")
+def test_sheet_in_the_query(client, auth):
+    first = post_raw(client, auth, _workbook(), XLSX, "?name=prices&sync=false")
+    assert first.status_code == 201, first.get_data(as_text=True)
+    assert first.get_json()["sheet"] == "Notes" and first.get_json()["source_format"] == "xlsx"
+    response = post_raw(client, auth, _workbook(), XLSX, "?name=prices&sheet=Prices")
+    assert response.status_code == 201, response.get_data(as_text=True)
+    created = response.get_json()
+    assert created["sheet"] == "Prices" and created["row_count"] == 2
+    _synced(client, auth, created)
+    rows = client.get(f"{URL}/{created['id']}/rows", headers=auth).get_json()["rows"]
+    assert [(r["sku"], r["price"]) for r in rows] == [("A-1", "9.5"), ("A-2", "10")]
+
+
+# (option, value, body, its Content-Type, the file name of the same body sent as multipart)
+BAD_OPTIONS = [
+    ("bad_rows", "skip", BODIES["text/csv"], "text/csv", "a.csv"),
+    ("schema_hints", "{not json", HINTED, "text/csv", "a.csv"),
+    ("schema_hints", "[1, 2]", HINTED, "text/csv", "a.csv"),
+    ("schema_hints", json.dumps({"amount": "money"}), HINTED, "text/csv", "a.csv"),
+    ("schema_hints", json.dumps({"total": "double"}), HINTED, "text/csv", "a.csv"),
+    ("records_path", "", BODIES["application/json"], "application/json", "a.json"),
+    ("records_path", "data.items", BODIES["text/csv"], "text/csv", "a.csv"),
+    ("records_path", "data.rows", json.dumps(WRAPPED).encode(), "application/json", "a.json"),
+    ("sheet", "", BODIES["text/csv"], "text/csv", "a.csv"),
+    ("sheet", "Prices", BODIES["text/csv"], "text/csv", "a.csv"),
+    ("sheet", "Sales", _workbook(), XLSX, "a.xlsx"),
+]
+
+
+@pytest.mark.parametrize(("option", "value", "body", "content_type", "file_name"), BAD_OPTIONS)
+def test_bad_options_in_the_query_answer_as_in_a_form(
+    client, auth, leftovers, option, value, body, content_type, file_name
+):
+    before = leftovers()
+    raw = post_raw(client, auth, body, content_type, "?" + urlencode({"name": "x", option: value}))
+    form = upload(client, auth, body, file_name, name="x", **{option: value})
+    assert form.status_code in (400, 422), form.get_data(as_text=True)
+    raw_error = assert_error(raw, form.status_code, form.get_json()["error"]["code"])
+    assert raw_error["message"] == form.get_json()["error"]["message"]
+    assert option in json.dumps(raw_error)
+    if raw_error["message"].startswith("invalid request"):  # the schema's check names where the value was
+        assert option in raw_error["details"]["query"] and option in form.get_json()["error"]["details"]["form"]
+    assert leftovers() == before

@@ -338,3 +338,42 @@ def test_integration_endpoints_need_a_key(databricks):
     client = databricks.app.test_client()
     assert client.get("/api/v1/integration/status").status_code == 401
     assert client.post("/api/v1/catalog/initialize").status_code == 401
+
+
+BAD_ROWS_CSV = "id,city\n1,Oslo\n## a comment ##\n2,Lima\n3,Rome,extra\n"
+
+
+def test_quarantine_table_beside_bronze_as_on_delta(delta, databricks, auth, tenant):
+    emulator = databricks.extras["emulator"]
+    client = databricks.app.test_client()
+    local = _sync(delta, auth, BAD_ROWS_CSV, "bad.csv", bad_rows="quarantine")
+    status = _sync(databricks, auth, BAD_ROWS_CSV, "bad.csv", bad_rows="quarantine")
+    assert local["status"] == status["status"] == "synced", (local, status)
+    assert status["bad_row_count"] == 2
+    assert status["quarantine_table"] == status["bronze_table"] + "_quarantine"
+
+    quarantine = emulator.read_table(status["quarantine_table"])
+    delta_quarantine = DeltaTable(local["bronze_location"] + "_quarantine").to_pyarrow_table()
+    assert sorted(_comparable(quarantine)[0]) == sorted(_comparable(delta_quarantine)[0])
+    bad = ["line", "reason", "raw"]
+    rows = sorted(quarantine.to_pylist(), key=lambda r: r["line"])
+    assert [{k: r[k] for k in bad} for r in rows] == sorted(
+        delta_quarantine.select(bad).to_pylist(), key=lambda r: r["line"]
+    )
+    assert [(r["line"], r["raw"]) for r in rows] == [(3, "## a comment ##"), (5, "3,Rome,extra")]
+    dataset = client.get(f"/api/v1/datasets/{status['dataset_id']}", headers=auth).get_json()
+    assert {(r["_dataset_id"], r["_source_file"]) for r in rows} == {(dataset["id"], dataset["file_name"])}
+
+    # A resync leaves the same rows, and one staged file per table.
+    dataset_id = status["dataset_id"]
+    assert client.post(f"/api/v1/datasets/{dataset_id}/sync", headers=auth).status_code == 202
+    again = wait_for_sync(client, auth, dataset_id, timeout=90)
+    assert again["status"] == "synced" and again["quarantine_table"] == status["quarantine_table"]
+    assert sorted(emulator.read_table(status["quarantine_table"]).column("line").to_pylist()) == [3, 5]
+    table = status["quarantine_table"].split(".")[-1]
+    staged = [f for f in emulator.volume_files(tenant["catalog"], "staging", "uploads") if f"/{table}/" in f]
+    assert len(staged) == 1
+
+    assert client.delete(f"/api/v1/datasets/{dataset_id}", headers=auth).status_code == 204
+    assert not emulator.table_exists(status["quarantine_table"])
+    assert not [f for f in emulator.volume_files(tenant["catalog"], "staging", "uploads") if f"/{table}/" in f]

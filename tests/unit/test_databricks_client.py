@@ -386,6 +386,50 @@ def test_bronze_is_staged_copied_once_and_replaced_on_resync(emulator, tmp_path,
     t.drop_tables(_source(source_file, first, ref), [ref])  # already gone: fine
 
 
+BAD_ROWS = [
+    {"line": 3, "reason": "expected 2 fields, found 1", "raw": "## comment ##"},
+    {"line": 7, "reason": "unclosed quote", "raw": "a,\"b\\c 'd'\nx"},
+]
+
+
+def test_quarantine_is_staged_loaded_once_and_replaced_on_resync(emulator, tmp_path, source_file):
+    t = target(emulator, tmp_path)
+    catalog = "tenant_unit_quarantine"
+    bronze = TableRef(catalog, "bronze", "sales_5e6f7a8b")
+    quarantine = TableRef(catalog, "bronze", "sales_5e6f7a8b_quarantine")
+    first = dt.datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=dt.UTC)
+
+    result = t.write_quarantine(_source(source_file, first, bronze), quarantine, BAD_ROWS)
+    assert (result.table, result.row_count) == (quarantine, 2)
+    assert result.location.endswith(f"/{quarantine.full_name}")
+    again = t.write_quarantine(_source(source_file, first, bronze), quarantine, BAD_ROWS)  # a retried step
+    assert again.row_count == 2
+    assert emulator.volume_files(catalog, "staging", "staging") == [
+        "bronze/sales_5e6f7a8b_quarantine/20240501T120000123456Z.parquet"
+    ]
+    assert len(emulator.loaded_files(quarantine.full_name)) == 1
+    assert not list(tmp_path.glob("quarantine-*"))  # the scratch file is gone
+
+    table = emulator.read_table(quarantine.full_name)
+    assert table.column_names == ["line", "reason", "raw", "_dataset_id", "_ingested_at", "_source_file"]
+    assert table.schema.field("line").type == pa.int64()
+    assert table.schema.field("_ingested_at").type == pa.timestamp("us", tz="UTC")
+    rows = sorted(table.to_pylist(), key=lambda r: r["line"])
+    assert [(r["line"], r["reason"], r["raw"]) for r in rows] == [(b["line"], b["reason"], b["raw"]) for b in BAD_ROWS]
+    assert {(r["_dataset_id"], r["_ingested_at"], r["_source_file"]) for r in rows} == {("ds-1", first, "ds-1.parquet")}
+
+    second = first + dt.timedelta(hours=1)  # a new run of the same dataset
+    assert t.write_quarantine(_source(source_file, second, bronze), quarantine, BAD_ROWS).row_count == 2
+    assert set(emulator.read_table(quarantine.full_name).column("_ingested_at").to_pylist()) == {second}
+    assert emulator.volume_files(catalog, "staging", "staging") == [
+        "bronze/sales_5e6f7a8b_quarantine/20240501T130000123456Z.parquet"
+    ]
+
+    t.drop_tables(_source(source_file, second, bronze), [quarantine])
+    assert not emulator.table_exists(quarantine.full_name)
+    assert emulator.volume_files(catalog, "staging", "staging") == []
+
+
 def test_silver_applies_the_plan_and_counts_duplicates(emulator, tmp_path, source_file):
     t = target(emulator, tmp_path)
     bronze, silver = (
