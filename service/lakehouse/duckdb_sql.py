@@ -51,7 +51,7 @@ def validate_plan(plan: SilverPlan) -> None:
         seen.add(key)
 
 
-def _renamed_fields(fields: dict[str, pa.Field]) -> dict[bytes, pa.Field]:
+def renamed_fields(fields: dict[str, pa.Field]) -> dict[bytes, pa.Field]:
     """The fields that record a source name of their own, by that name (the first of each)."""
     renamed: dict[bytes, pa.Field] = {}
     for field in fields.values():
@@ -61,7 +61,7 @@ def _renamed_fields(fields: dict[str, pa.Field]) -> dict[bytes, pa.Field]:
     return renamed
 
 
-def _bronze_column(source_name: str, fields: dict[str, pa.Field], renamed: dict[bytes, pa.Field]) -> pa.Field:
+def bronze_column(source_name: str, fields: dict[str, pa.Field], renamed: dict[bytes, pa.Field]) -> pa.Field:
     if source_name.encode() in renamed:
         return renamed[source_name.encode()]
     field = fields.get(source_name)
@@ -70,7 +70,7 @@ def _bronze_column(source_name: str, fields: dict[str, pa.Field], renamed: dict[
     return field
 
 
-def _is_string_type(t: pa.DataType) -> bool:
+def is_string_type(t: pa.DataType) -> bool:
     return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
 
 
@@ -175,13 +175,13 @@ def silver_sql(con: duckdb.DuckDBPyConnection, plan: SilverPlan, scan: BronzeSca
     inner, outer = [], []
     rescued: list[tuple[str, str]] = []  # (column name, SQL of its raw text when it did not fit)
     lists: list[tuple[int, str, ColumnRule]] = []  # (position, bronze name, rule) of listed columns
-    renamed = _renamed_fields(scan.fields)
+    renamed = renamed_fields(scan.fields)
     for i, column in enumerate(plan.columns):
-        field = _bronze_column(column.source_name, scan.fields, renamed)
+        field = bronze_column(column.source_name, scan.fields, renamed)
         src = q.quote_ident(field.name)
         alias = f"s{i}"
         out = q.quote_ident(column.name)
-        is_string = _is_string_type(field.type) and column.source_type != "json"
+        is_string = is_string_type(field.type) and column.source_type != "json"
         if column.hinted and column.type != "string":
             raw = src if is_string else f"CAST({src} AS VARCHAR)"
             inner.append(f"{raw} AS {alias}")

@@ -25,10 +25,11 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
+from deltalake import DeltaTable
 from deltalake import Schema as DeltaSchema
 
 from service.config import lakehouse_url, sync_duckdb
-from service.lakehouse import duckdb_sql
+from service.lakehouse import arrow_silver, duckdb_sql
 from service.lakehouse.base import (
     LakehouseTarget,
     PermanentTargetError,
@@ -180,6 +181,9 @@ class DeltaTarget(LakehouseTarget):
         with target_errors(f"writing silver table {silver.full_name}"):
             duckdb_sql.validate_plan(plan)
             table = open_table(self.tables, bronze_path, bronze)
+            fields = {f.name: f for f in pa.schema(table.schema().to_arrow())}
+            if arrow_silver.applies(plan, fields, count_rows(table, bronze_path)):
+                return self._write_silver_arrow(table, silver, path, plan)
             with (
                 self.tables.local_files(table, bronze_path) as bronze_files_dir,
                 contextlib.closing(q.connect(self.duckdb_memory_limit, self.duckdb_threads, self.temp_dir)) as con,
@@ -196,14 +200,28 @@ class DeltaTarget(LakehouseTarget):
                         raise SampledPlanRejected(str(exc)) from exc
                     # The table schema is the written file's (DuckDB writes one even for no
                     # rows): asking DuckDB for the query's schema first cost a planning pass.
-                    metadata = pq.read_metadata(out_file)
                     rescued = duckdb_sql.count_rescued(con, out_file) if plan.rescues else None
-                    delta_schema = DeltaSchema.from_arrow(nullable(metadata.schema.to_arrow_schema()))
-                    files = [out_file] if metadata.num_rows > 0 else []
-                    adds = publish(self.tables, path, files)
-                    rows = sum(json.loads(a.stats)["numRecords"] for a in adds)
-                    commit(self.tables, path, delta_schema, adds)
+                    rows = self._commit_silver(path, out_file)
         return TableResult(table=silver, location=path, row_count=rows, values_rescued=rescued)
+
+    def _write_silver_arrow(self, bronze: DeltaTable, silver: TableRef, path: str, plan: SilverPlan) -> TableResult:
+        """Silver of a small bronze table, applied in Arrow (see ``arrow_silver``)."""
+        rows = arrow_silver.silver_table(bronze.to_pyarrow_dataset().to_table(), plan)
+        with self.tables.staging(path) as staging_dir:
+            out_file = os.path.join(staging_dir, "data.parquet")
+            pq.write_table(rows, out_file, compression="snappy")
+            count = self._commit_silver(path, out_file)
+        return TableResult(table=silver, location=path, row_count=count)
+
+    def _commit_silver(self, path: str, out_file: str) -> int:
+        """Replace the silver table with the written file; its row count."""
+        # The table schema is the written file's (DuckDB writes one even for no rows).
+        metadata = pq.read_metadata(out_file)
+        delta_schema = DeltaSchema.from_arrow(nullable(metadata.schema.to_arrow_schema()))
+        files = [out_file] if metadata.num_rows > 0 else []
+        adds = publish(self.tables, path, files)
+        commit(self.tables, path, delta_schema, adds)
+        return sum(json.loads(a.stats)["numRecords"] for a in adds)
 
     # ------------------------------------------------------------------ reading & admin
 
