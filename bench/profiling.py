@@ -166,8 +166,10 @@ def _run_timings_line(which: str, res: dict) -> str:
         )
     lat = res.get("upload_latency_s", {})
     return (
-        f"upload p50 {(lat.get('p50') or 0) * 1000:.0f} ms, p99 {(lat.get('p99') or 0) * 1000:.0f} ms, "
-        f"{res.get('synced_per_s_sustained') or 0:.1f} synced/s; per dataset p50: bronze "
+        f"offered {res.get('rate_achieved') or 0:.1f}/s; upload p50 {(lat.get('p50') or 0) * 1000:.0f} ms, "
+        f"p99 {(lat.get('p99') or 0) * 1000:.0f} ms; last synced {seconds(res.get('last_upload_to_synced_s'))} "
+        f"after the last upload; worker CPU {(res.get('worker_cpu_per_dataset_s') or 0) * 1000:.0f} ms per "
+        "dataset; per dataset p50: bronze "
         f"{(res.get('bronze_s', {}).get('p50') or 0) * 1000:.0f} ms, silver "
         f"{(res.get('silver_s', {}).get('p50') or 0) * 1000:.0f} ms, metadata "
         f"{(res.get('metadata_s', {}).get('p50') or 0) * 1000:.0f} ms"
@@ -199,6 +201,6 @@ def write_profile(
     out.write_text("\n".join(text))
     entry: dict = {"file": str(out.relative_to(ROOT))}
     if separate:
-        entry["run"] = {k: v for k, v in res.items() if k != "synced_series"}
+        entry["run"] = {k: v for k, v in res.items() if k not in ("synced_series", "uploads")}
     results["profiles"][which] = entry
     log(f"profile summary: {out.relative_to(ROOT)}")

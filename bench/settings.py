@@ -6,7 +6,7 @@ import os
 import time
 from pathlib import Path
 
-from bench.client import env_int
+from bench.client import env_float, env_int
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -29,7 +29,12 @@ class Settings:
         self.only = only
         self.parts = only or list(PARTS)
         scale = min(1.0, self.rows / DEFAULT_ROWS)
-        self.small_count = env_int("BENCH_SMALL_COUNT", max(100, round(1000 * scale)))
+        # The small scenario offers uploads at a fixed rate for a while (open loop).
+        self.small_rate = env_float("BENCH_SMALL_RATE", 20.0)
+        self.small_seconds = env_float("BENCH_SMALL_SECONDS", max(10, round(60 * scale)))
+        if self.small_rate <= 0 or self.small_seconds <= 0:
+            raise SystemExit("BENCH_SMALL_RATE and BENCH_SMALL_SECONDS must be positive")
+        self.small_count = max(1, round(self.small_rate * self.small_seconds))
         self.small_rows = env_int("BENCH_SMALL_ROWS", 1000)
         self.small_clients = env_int("BENCH_SMALL_CLIENTS", 16)
         self.wide_rows = env_int("BENCH_WIDE_ROWS", max(5000, round(100_000 * scale)))
@@ -46,7 +51,9 @@ class Settings:
             self.rows == DEFAULT_ROWS
             and not self.skip_huge
             and not only
-            and self.small_count == 1000
+            and self.small_rate == 20
+            and self.small_seconds == 60
+            and self.small_rows == 1000
             and self.wide_rows == 100_000
             and self.small_clients == 16
             and self.repeat >= 3
@@ -65,6 +72,8 @@ class Settings:
                 tags.append("nohuge")
             if self.only:
                 tags.append("only-" + "-".join(self.only))
+            if (self.small_rate, self.small_seconds, self.small_rows) != (20, 60, 1000) and "small" in self.parts:
+                tags.append(f"small{self.small_rate:g}x{self.small_seconds:g}s")
             if self.storage != "local":
                 tags.append(self.storage)
             name += "-" + ("-".join(tags) or "custom")

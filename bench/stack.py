@@ -108,6 +108,8 @@ class MemoryWatch:
     def __init__(self, roots: dict[str, int], interval: float = 0.5):
         self.roots, self.interval = roots, interval
         self.seen: dict[int, dict] = {}
+        # The sampling thread and the caller's reads of the CPU figures share ``seen``.
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="memory-watch", daemon=True)
 
@@ -116,6 +118,18 @@ class MemoryWatch:
         return self
 
     def sample(self) -> None:
+        with self._lock:
+            self._sample()
+
+    def cpu_s(self) -> dict[str, float]:
+        """CPU seconds used so far by each role's processes, those that already exited
+        included (as of their last sample); the difference of two calls is what a role used
+        in between."""
+        self.sample()
+        with self._lock:
+            return {role: sum(e["cpu_s"] for e in self.seen.values() if e["role"] == role) for role in self.roots}
+
+    def _sample(self) -> None:
         for role, root in self.roots.items():
             for pid in process_tree(root):
                 kb = _status_kb(pid)
@@ -275,6 +289,10 @@ class BenchStack:
 
     def pids(self) -> dict[str, list[int]]:
         return {role: process_tree(p.pid) for role, p in self.procs.items() if p.alive()}
+
+    def cpu_s(self) -> dict[str, float]:
+        """CPU seconds per role so far ({} once the watch has ended)."""
+        return self.watch.cpu_s() if self.watch is not None else {}
 
     def memory(self) -> dict:
         """Peak memory of the running API and worker, read now; the watch ends here."""

@@ -6,7 +6,17 @@ import math
 from collections.abc import Callable
 
 # The figures of every repeated run kept next to the median one.
-REPEAT_FIELDS = ("upload_s", "upload_to_synced_s", "silver_s", "seconds", "peak_rss_bytes", "status", "error")
+REPEAT_FIELDS = (
+    "upload_s",
+    "upload_status",
+    "upload_to_synced_s",
+    "synced_seen_s",
+    "silver_s",
+    "seconds",
+    "peak_rss_bytes",
+    "status",
+    "error",
+)
 
 
 def percentile(values: list[float], p: float) -> float | None:
@@ -48,8 +58,23 @@ def median_run(runs: list[dict | None], key: Callable[[dict], float | None]) -> 
 
     ordered = sorted(done, key=value)
     chosen = dict(ordered[(len(ordered) - 1) // 2])
-    chosen["repeats"] = [{k: r.get(k) for k in REPEAT_FIELDS if k in r} | {"value": value(r)} for r in done]
+    # "round" pairs a run with the other tools' runs of the same round (a failed phase leaves a gap).
+    chosen["repeats"] = [
+        {k: r.get(k) for k in REPEAT_FIELDS if k in r} | {"value": value(r), "round": i + 1}
+        for i, r in enumerate(runs)
+        if r is not None
+    ]
     return chosen
+
+
+def lower_median(values: list[float | None]) -> float | None:
+    """The median as ``median_run`` picks it (the lower middle of an even count), missing values
+    ranking as the slowest; None when that middle one is missing."""
+    if not values:
+        return None
+    ordered = sorted(math.inf if v is None else v for v in values)
+    middle = ordered[(len(ordered) - 1) // 2]
+    return None if math.isinf(middle) else middle
 
 
 def sustained_rate(finished: list[float]) -> float | None:

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from bench.stats import REPEAT_FIELDS, dist, median_run, percentile, sustained_rate
+from bench.stats import REPEAT_FIELDS, dist, lower_median, median_run, percentile, sustained_rate
 
 
 def test_percentile_interpolates_between_the_nearest_values():
@@ -45,11 +45,11 @@ def test_median_run_picks_the_middle_run_and_keeps_every_repeat():
     runs = [{"seconds": 3.0, "rows": 1}, {"seconds": 1.0, "rows": 2}, {"seconds": 2.0, "rows": 3}]
     chosen = median_run(runs, _seconds)
     assert chosen["rows"] == 3
-    # Only the listed fields of each run, in the order they ran, with the value ranked.
+    # Only the listed fields of each run, in the order they ran, with the value ranked and the round.
     assert chosen["repeats"] == [
-        {"seconds": 3.0, "value": 3.0},
-        {"seconds": 1.0, "value": 1.0},
-        {"seconds": 2.0, "value": 2.0},
+        {"seconds": 3.0, "value": 3.0, "round": 1},
+        {"seconds": 1.0, "value": 1.0, "round": 2},
+        {"seconds": 2.0, "value": 2.0, "round": 3},
     ]
     assert "rows" not in REPEAT_FIELDS
     assert "repeats" not in runs[2]  # the chosen run is a copy
@@ -65,9 +65,11 @@ def test_failed_runs_count_as_the_slowest():
     runs = [{"seconds": 1.0, "error": "exit 1"}, {"seconds": 2.0}, {"seconds": 3.0}, None]
     chosen = median_run(runs, _seconds)
     assert chosen["seconds"] == 3.0
-    # The missing run (None) is left out of the repeats.
+    # The missing run (None) is left out of the repeats; the rounds still say which run was which.
     assert [r["value"] for r in chosen["repeats"]] == [math.inf, 2.0, 3.0]
-    assert chosen["repeats"][0] == {"seconds": 1.0, "error": "exit 1", "value": math.inf}
+    assert [r["round"] for r in chosen["repeats"]] == [1, 2, 3]
+    assert chosen["repeats"][0] == {"seconds": 1.0, "error": "exit 1", "value": math.inf, "round": 1}
+    assert [r["round"] for r in median_run([None, {"seconds": 1.0}], _seconds)["repeats"]] == [2]
     # So does a run without a figure.
     assert median_run([{"seconds": None}, {"seconds": 1.0}, {"seconds": 2.0}], _seconds)["seconds"] == 2.0
 
@@ -89,3 +91,12 @@ def test_sustained_rate_needs_a_spread_of_completions():
     assert sustained_rate([1.0, 2.0]) is None  # the 10th and 90th percentile are the same one
     assert sustained_rate([1.0, 2.0, 3.0]) == pytest.approx(1.0)
     assert sustained_rate([5.0] * 20) is None  # all at once: no time between them
+
+
+def test_lower_median_ranks_missing_values_last():
+    assert lower_median([3.0, 1.0, 2.0]) == 2.0
+    assert lower_median([4.0, 1.0, 3.0, 2.0]) == 2.0  # the lower middle, as median_run picks
+    assert lower_median([None, 1.0, 2.0]) == 2.0
+    # When the middle one is missing the median is not known.
+    assert lower_median([None, None, 1.0]) is None
+    assert lower_median([]) is None
