@@ -18,7 +18,7 @@ from service.lakehouse.base import PermanentTargetError
 from service.table_rules import BRONZE_META, RESCUED_DATA, SILVER_META, SOURCE_NAME_KEY
 from service.transform import sql as q
 from service.transform.naming import RESERVED_NAMES
-from service.transform.plan import SilverColumn, SilverPlan, decimal_parts, is_silver_type
+from service.transform.plan import SilverColumn, SilverPlan, decimal_parts, is_silver_type, unrounded_decimal
 
 # Silver Parquet options. Snappy is the fastest codec to write and read. Dictionary
 # encoding is kept only for columns with few distinct values per row group: building a
@@ -327,6 +327,9 @@ def _hinted(col: str, type_name: str, tokens: list[str]) -> tuple[str, str]:
         typed = f"CASE lower({clean}) WHEN 'true' THEN true WHEN 'false' THEN false END"
     else:
         typed = f"TRY_CAST({clean} AS {duckdb_type(type_name)})"
+        wide = unrounded_decimal(type_name)
+        if wide is not None:
+            typed = f"CASE WHEN {typed} = TRY_CAST({clean} AS {duckdb_type(wide)}) THEN {typed} END"
     return typed, f"CASE WHEN {typed} IS NULL AND {clean} IS NOT NULL THEN {col} END"
 
 

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from service.lakehouse.base import PermanentTargetError, TableRef
 from service.table_rules import RESCUED_DATA
 from service.transform import sql as rules
-from service.transform.plan import SILVER_TYPES, SilverPlan, decimal_parts
+from service.transform.plan import SILVER_TYPES, SilverPlan, decimal_parts, unrounded_decimal
 
 # Catalog, schema, table and silver column names: lowercase, no quoting tricks needed
 # anywhere (Unity Catalog folds names to lowercase anyway).
@@ -197,6 +197,9 @@ def hinted_exprs(column, tokens: Sequence[str], bronze_name: str | None = None) 
         typed = f"try_cast({_zoned(clean)} AS TIMESTAMP)"
     else:
         typed = f"try_cast({clean} AS {spark_type(column.type)})"
+        wide = unrounded_decimal(column.type)
+        if wide is not None:
+            typed = f"CASE WHEN {typed} = try_cast({clean} AS {spark_type(wide)}) THEN {typed} END"
     return typed, f"CASE WHEN {typed} IS NULL AND {clean} IS NOT NULL THEN {raw} END"
 
 

@@ -22,6 +22,17 @@ def decimal_parts(type_name: str) -> tuple[int, int] | None:
     return precision, scale
 
 
+def unrounded_decimal(type_name: str) -> str | None:
+    """For a decimal type, the widest decimal with the same integer digits: a value fits
+    the type only when its cast to both is equal, so that no digit is rounded away (the
+    value is rescued instead). None for other types."""
+    parts = decimal_parts(type_name)
+    if parts is None:
+        return None
+    precision, scale = parts
+    return f"decimal({MAX_DECIMAL_PRECISION},{MAX_DECIMAL_PRECISION - (precision - scale)})"
+
+
 def is_silver_type(type_name: str) -> bool:
     return type_name in SILVER_TYPES or decimal_parts(type_name) is not None
 

@@ -11,7 +11,10 @@ from service.lakehouse.mcp import plan_from_json, plan_json
 from service.transform.plan import SilverColumn, SilverPlan
 from tests.helpers import upload, wait_for_sync
 
-HINTED = "Order ID,Amount,Day,Paid\n1,10.50,2024-01-05,true\n2,n/a?,2024-02-30,yes\n3,7,2024-03-01,false\n"
+HINTED = (
+    "Order ID,Amount,Day,Paid\n1,10.50,2024-01-05,true\n2,n/a?,2024-02-30,yes\n3,7,2024-03-01,false\n"
+    "4,1.239,2024-03-02,true\n"
+)
 HINTS = {"amount": "decimal(10,2)", "Day": "date", "paid": "boolean"}
 
 
@@ -22,7 +25,7 @@ def test_hints_on_databricks_use_try_cast_and_rescue_the_raw_text(databricks, au
     assert response.status_code == 201, response.get_json()
     status = wait_for_sync(client, auth, response.get_json()["id"], timeout=90)
     assert status["status"] == "synced", status
-    assert status["values_rescued"] == 3
+    assert status["values_rescued"] == 4
     silver = emulator.read_table(status["silver_table"])
     assert pa.types.is_decimal(silver.schema.field("amount").type)
     rows = {r["order_id"]: r for r in silver.to_pylist()}
@@ -30,6 +33,8 @@ def test_hints_on_databricks_use_try_cast_and_rescue_the_raw_text(databricks, au
     assert rows[2]["amount"] is None and rows[2]["day"] is None and rows[2]["paid"] is None
     assert json.loads(rows[2]["_rescued_data"]) == {"amount": "n/a?", "day": "2024-02-30", "paid": "yes"}
     assert rows[3]["paid"] is False
+    # A value the decimal would round is rescued, not rounded.
+    assert rows[4]["amount"] is None and json.loads(rows[4]["_rescued_data"]) == {"amount": "1.239"}
 
 
 def test_the_plan_sent_to_mcp_carries_the_hinted_types():

@@ -11,7 +11,7 @@ from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError, DeltaError
 
 from service.config import DEFAULT_NULL_TOKENS
-from service.lakehouse import duckdb_sql
+from service.lakehouse import arrow_silver, duckdb_sql
 from service.lakehouse.base import (
     PermanentTargetError,
     TableRef,
@@ -283,10 +283,13 @@ def test_bronze_missing_or_invalid_source_is_permanent(tmp_path, target):
 # ---------------------------------------------------------------------- silver
 
 
-@pytest.fixture(params=["per column", "listed"])
+@pytest.fixture(params=["arrow", "per column", "listed"])
 def both_silver_shapes(request, monkeypatch):
-    """The silver rules hold in both shapes of the SQL: an expression per column, and (for
+    """The silver rules hold in every way silver is written: in Arrow (small tables whose
+    plan it can apply), and in both shapes of the SQL: an expression per column, and (for
     very wide plans) lists of values through one expression per rule."""
+    if request.param != "arrow":
+        monkeypatch.setattr(arrow_silver, "MAX_ROWS", -1)
     if request.param == "listed":
         monkeypatch.setattr(duckdb_sql, "LISTED_COLUMNS", 0)
 
@@ -476,6 +479,35 @@ def test_silver_hinted_columns_beside_inferred_ones(tmp_path, target):
         {"n": 2, "s": None, "_rescued_data": None},
         {"n": None, "s": "b", "_rescued_data": '{"n":"x"}'},
     ]
+
+
+def test_hinted_decimals_that_would_be_rounded_are_rescued(tmp_path, target):
+    values = ["1.5", " 2.10 ", "1.239", "12345678.99", "123456789.1", "1.2300", "abc", "NULL"]
+    src = write_parquet(tmp_path / "in.parquet", pa.table({"k": [str(i) for i in range(len(values))], "d": values}))
+    target.write_bronze(source_for(src))
+    plan = SilverPlan(
+        [SilverColumn("k", "k", "integer", "string"), SilverColumn("d", "d", "decimal(10,2)", "string", hinted=True)],
+        TOKENS,
+    )
+    result = target.write_silver(TABLES, plan)
+    silver = read(result.location)
+    rows = {r["k"]: (r["d"], r["_rescued_data"]) for r in silver.to_pylist()}
+    assert {k: None if d is None else str(d) for k, (d, _) in rows.items()} == {
+        0: "1.50",
+        1: "2.10",
+        2: None,
+        3: "12345678.99",
+        4: None,
+        5: "1.23",
+        6: None,
+        7: None,
+    }
+    assert {k: r for k, (_, r) in rows.items() if r} == {
+        2: '{"d":"1.239"}',
+        4: '{"d":"123456789.1"}',
+        6: '{"d":"abc"}',
+    }
+    assert result.values_rescued == 3
 
 
 @pytest.mark.usefixtures("both_silver_shapes")
