@@ -42,7 +42,7 @@ from service.ingest.encoding import (
 )
 from service.ingest.model import LOCAL_PARQUET_CODEC, ConvertResult, IngestSettings, SourceColumn
 from service.ingest.output import remove_quietly, scratch_file
-from service.ingest.recount import count_nonblank_lines, reference_records
+from service.ingest.recount import count_lines, count_nonblank_lines, reference_records
 from service.ingest.sql import connect, sql_string
 
 SNIFF_BYTES = 1 << 20
@@ -579,14 +579,17 @@ def _duckdb_checked(path: Path, out: Path, layout: Layout, settings: IngestSetti
     """DuckDB's conversion and its row count, or None when the reference parser reads
     another number of rows.
 
-    The non-blank lines are counted while DuckDB converts (it releases the GIL); only when
-    they are not one more than DuckDB's rows (the header) does the reference parser run.
+    The lines are counted while DuckDB converts (it releases the GIL). Records never
+    outnumber non-blank lines, so DuckDB's rows plus the header matching the lines (those
+    blank at the start and the end taken off) confirm the conversion; otherwise the blank
+    lines between records are counted, and only when DuckDB's rows miss those too does the
+    reference parser run.
     """
     with ThreadPoolExecutor(1) as pool:
-        lines = pool.submit(count_nonblank_lines, path)
+        lines = pool.submit(count_lines, path)
         rows = _duckdb_copy(path, out, layout, settings)
-        nonblank = lines.result()
-    if rows + 1 == nonblank:
+        bound = lines.result().nonblank_bound
+    if rows + 1 == bound or (rows + 1 < bound and rows + 1 == count_nonblank_lines(path)):
         return rows
     d = layout.dialect
     records = reference_records(path, d.reader_options(), d.quote, d.escape)
