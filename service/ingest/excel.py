@@ -1,6 +1,6 @@
 """Excel workbooks (.xlsx) to Parquet: one sheet, every cell kept as its text (see excel_table.py).
 
-Two readers, giving the same text. python-calamine (Rust) is about ten times faster, but it
+Two readers, giving the same text. python-calamine (Rust) is four to five times faster, but it
 holds the whole sheet as a dense grid of cells (from the first to the last row and column
 used) while it reads; it converts a sheet whose XML, with the shared strings, is at most
 ``CALAMINE_MAX_XML_BYTES`` and whose grid is at most ``CALAMINE_MAX_CELLS``. A larger sheet
