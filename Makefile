@@ -24,7 +24,7 @@ WORKER_BEAT ?= -B -s "$(DATA_DIR)/celerybeat-schedule"
 .DEFAULT_GOAL := help
 
 .PHONY: help venv run api worker beat flower migrate revision tenant revoke-key resync \
-	resync-failed bench bench-hostile bench-corpus test test-unit test-faults screenshots lint format stop clean clean-data
+	resync-failed bench bench-hostile bench-corpus bench-excel test test-unit test-faults screenshots lint format stop clean clean-data
 
 help: ## this list
 	@echo "usage: make TARGET [VAR=value]"
@@ -94,6 +94,10 @@ bench-hostile: $(STAMP) ## time and peak memory of each hostile input (python -m
 CORPUS_SCALE ?= 20
 bench-corpus: $(STAMP) ## rows, time and peak memory per file of the generated corpus (CORPUS_SCALE=20)
 	$(PY) -m bench.corpus --scale $(CORPUS_SCALE)
+
+EXCEL_ROWS ?= 1450000
+bench-excel: $(STAMP) ## time and peak memory of converting a ~100 MB .xlsx, per reader (EXCEL_ROWS=1450000)
+	$(PY) -m bench.excel --rows $(EXCEL_ROWS)
 
 test: $(STAMP) ## the suite but the fault injection; browser tests need chromium (embedded servers, or TEST_DATABASE_URL / TEST_REDIS_URL)
 	$(PY) -m pytest -q tests --ignore=tests/faults

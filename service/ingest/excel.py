@@ -1,32 +1,60 @@
-"""Excel workbooks (.xlsx) to Parquet: one sheet, every cell kept as its text.
+"""Excel workbooks (.xlsx) to Parquet: one sheet, every cell kept as its text (see excel_table.py).
 
-python-calamine reads the sheet (in Rust) and hands rows over one at a time; rows are
-written in batches, so the Python side holds one batch. Calamine holds the sheet's cells
-while it reads: a sheet whose XML expands past ``max_uncompressed_bytes`` is refused (413)
-before it is opened, which bounds that memory too.
+Two readers, giving the same text. python-calamine (Rust) is four to five times faster, but it
+holds the whole sheet as a dense grid of cells (from the first to the last row and column
+used) while it reads; it converts a sheet whose XML, with the shared strings, is at most
+``CALAMINE_MAX_XML_BYTES`` and whose grid is at most ``CALAMINE_MAX_CELLS``. A larger sheet
+is streamed by openpyxl's read-only mode (excel_stream.py), whose memory does not grow
+with the sheet, only with the shared strings table (at most ``MAX_SHARED_STRINGS_BYTES``).
 
-Text of a cell: strings as they are, whole numbers without a decimal point, other numbers
-as Python's shortest repr, booleans ``true``/``false``, dates and times in ISO 8601, empty
-cells as empty text. The first non-empty row is the header.
+Before any reader opens it, a workbook whose parts expand past ``max_uncompressed_bytes``,
+or past ``max_compression_ratio`` times its size (above a floor), is refused with a 413, as
+a compressed CSV is (unwrap.py). Both readers stop at a part's declared size, so these
+bounds hold for what they read.
 """
 
 from __future__ import annotations
 
-import datetime as dt
+import contextlib
+import posixpath
+import re
+import xml.etree.ElementTree as ElementTree
 import zipfile
+import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import python_calamine
 
 from service.errors import IngestError
-from service.ingest.columns import check_column_count, unique_names
-from service.ingest.model import LOCAL_PARQUET_CODEC, ConvertResult, IngestSettings, SourceColumn
+from service.ingest import excel_stream, unwrap
+from service.ingest.excel_table import cell_text, write_rows
+from service.ingest.model import ConvertResult, IngestSettings, SourceColumn
+
+__all__ = ["CALAMINE", "OPENPYXL", "cell_text", "convert_workbook", "is_workbook", "sheet_rows"]
 
 WORKBOOK_PART = "xl/workbook.xml"
-BATCH_CELLS = 1 << 20
-_EXACT_FLOAT = 2**53
+_WORKBOOK_RELS = "xl/_rels/workbook.xml.rels"
+CALAMINE_MAX_XML_BYTES = 64 << 20
+CALAMINE_MAX_CELLS = 4 << 20
+MAX_SHARED_STRINGS_BYTES = 256 << 20
+# Cell and row references (r="AB12", r="12"), whatever the quotes, spacing or prefix; other
+# attributes whose name ends in r can only raise the bound.
+_COLUMN_REF = re.compile(rb"""r\s*=\s*["']([A-Za-z]+)[0-9]""")
+_ROW_REF = re.compile(rb"""r\s*=\s*["'][A-Za-z]*([0-9]+)""")
+_READ_ERRORS = (
+    python_calamine.CalamineError,
+    zipfile.BadZipFile,
+    zlib.error,
+    OSError,
+    EOFError,
+    ElementTree.ParseError,
+    ValueError,
+    KeyError,
+    IndexError,
+    TypeError,
+    AttributeError,
+)
 
 
 def is_workbook(path: Path) -> bool:
@@ -37,104 +65,152 @@ def is_workbook(path: Path) -> bool:
         return False
 
 
-def cell_text(value) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if value.is_integer() and abs(value) < _EXACT_FLOAT:
-            return str(int(value))
-        return repr(value)
-    if isinstance(value, (dt.date, dt.time)):  # datetime is a date
-        return value.isoformat()
-    if isinstance(value, dt.timedelta):
-        return str(value)
-    return "" if value is None else str(value)
-
-
-def _bad_workbook(reason: str) -> IngestError:
+def _bad_workbook(exc: BaseException) -> IngestError:
+    cause = exc.__cause__ or exc  # openpyxl wraps its errors in a message naming the file's path
+    reason = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
     return IngestError(f"the workbook cannot be read: {reason}", code="invalid_workbook", status=400)
 
 
-def _check_expanded_size(path: Path, limit: int) -> None:
-    """Refuse a workbook whose parts expand past ``limit`` bytes (a zip bomb, or a sheet
-    too large to hold) before any part is read."""
-    with zipfile.ZipFile(path) as archive:
-        expanded = sum(info.file_size for info in archive.infolist())
-    if expanded > limit:
+def _check_expansion(archive: zipfile.ZipFile, compressed: int, settings: IngestSettings) -> None:
+    """413 for a workbook whose parts expand past the bounds of compressed uploads (a zip bomb)."""
+    limit = unwrap.expansion_limit(compressed, settings.max_uncompressed_bytes, settings.max_compression_ratio)
+    if sum(info.file_size for info in archive.infolist()) > limit:
+        raise unwrap.too_large(limit, "workbook", compressed, settings.max_compression_ratio)
+
+
+def _check_shared_strings(archive: zipfile.ZipFile, part: str | None) -> None:
+    """413 for a shared strings table too large to hold (both readers hold it whole)."""
+    size = _part_size(archive, part)
+    if size > MAX_SHARED_STRINGS_BYTES:
         raise IngestError(
-            f"the workbook expands to {expanded >> 20} MB, more than {limit >> 20} MB (MAX_UNCOMPRESSED_MB)",
+            f"the workbook's shared strings expand to {size >> 20} MB, more than {MAX_SHARED_STRINGS_BYTES >> 20} MB",
             code="uncompressed_too_large",
             status=413,
-            details={"limit_mb": limit >> 20, "expanded_mb": expanded >> 20},
+            details={"limit_mb": MAX_SHARED_STRINGS_BYTES >> 20, "shared_strings_mb": size >> 20},
         )
 
 
-def _open_sheet(workbook, sheet: str | None):
-    names = workbook.sheet_names
+def _elements(archive: zipfile.ZipFile, part: str, tag: str) -> Iterator[dict[str, str]]:
+    """Attributes of the ``tag`` elements (any namespace) of an XML part, keyed by local name."""
+    if part not in archive.namelist():
+        return
+    with archive.open(part) as source:
+        for _, element in ElementTree.iterparse(source):
+            if element.tag.rpartition("}")[2] == tag:
+                yield {key.rpartition("}")[2]: value for key, value in element.attrib.items()}
+            element.clear()
+
+
+def _layout(archive: zipfile.ZipFile) -> tuple[dict[str, str | None], str | None]:
+    """The sheets (name -> part path, in workbook order) and the shared strings part."""
+    targets = {}  # relationship id -> (type, part path)
+    for rel in _elements(archive, _WORKBOOK_RELS, "Relationship"):
+        target = rel.get("Target", "")
+        path = target.lstrip("/") if target.startswith("/") else posixpath.normpath(posixpath.join("xl", target))
+        targets[rel.get("Id", "")] = (rel.get("Type", ""), path)
+    sheets = {
+        s.get("name", ""): targets.get(s.get("id", ""), ("", None))[1]
+        for s in _elements(archive, WORKBOOK_PART, "sheet")
+    }
+    strings = next((path for kind, path in targets.values() if kind.endswith("/sharedStrings")), None)
+    return sheets, strings
+
+
+def _part_size(archive: zipfile.ZipFile, part: str | None) -> int:
+    try:
+        return archive.getinfo(part).file_size if part else 0
+    except KeyError:
+        return 0
+
+
+def _pick(sheets: dict[str, str | None], sheet: str | None) -> tuple[str, str | None]:
+    """The name and part path of the sheet asked for (the first when ``sheet`` is None)."""
+    names = list(sheets)
     if sheet is None:
         if not names:
-            raise _bad_workbook("it has no sheets")
-        return workbook.get_sheet_by_index(0), names[0]
-    if sheet not in names:
+            raise IngestError("the workbook cannot be read: it has no sheets", code="invalid_workbook", status=400)
+        sheet = names[0]
+    if sheet not in sheets:
         raise IngestError(
             f"the workbook has no sheet named {sheet!r}; its sheets: {', '.join(names)}",
             code="sheet_not_found",
             status=422,
             details={"sheet": sheet, "sheets": names},
         )
-    return workbook.get_sheet_by_name(sheet), sheet
+    return sheet, sheets[sheet]
 
 
-def convert_workbook(src: Path, out: Path, *, settings: IngestSettings, sheet: str | None = None) -> ConvertResult:
-    _check_expanded_size(src, settings.max_uncompressed_bytes)
-    try:
+def _grid_cells(archive: zipfile.ZipFile, part: str, limit: int) -> int:
+    """An upper bound of the cells of calamine's grid: highest row times highest column
+    referenced, found by a scan of the XML (stops once past ``limit``)."""
+    rows = columns = 0
+    tail = b""
+    with archive.open(part) as source:
+        while chunk := source.read(4 << 20):
+            data = tail + chunk
+            cut = data.rfind(b"<")  # a reference is never split across two scans
+            data, tail = (data[:cut], data[cut:]) if cut > 0 else (data, b"")
+            letters = set(_COLUMN_REF.findall(data))
+            if letters:
+                columns = max(columns, max(_column_number(s) for s in letters))
+            numbers = _ROW_REF.findall(data)
+            if numbers:
+                rows = max(rows, max(map(int, numbers)))
+            if rows * columns > limit:
+                break
+    return rows * max(columns, 1)
+
+
+def _column_number(letters: bytes) -> int:
+    number = 0
+    for c in letters.upper():
+        number = number * 26 + c - 64
+    return number
+
+
+def _use_calamine(archive: zipfile.ZipFile, part: str | None, strings: str | None) -> bool:
+    if part is None or part not in archive.namelist():
+        return True  # calamine reports what is missing
+    xml = _part_size(archive, part) + _part_size(archive, strings)
+    return xml <= CALAMINE_MAX_XML_BYTES and _grid_cells(archive, part, CALAMINE_MAX_CELLS) <= CALAMINE_MAX_CELLS
+
+
+CALAMINE = "calamine"
+OPENPYXL = "openpyxl"
+
+
+@contextlib.contextmanager
+def sheet_rows(src: Path, sheet: str, reader: str) -> Iterator[Iterator[list[str]]]:
+    """The rows of ``sheet`` as lists of text, read by ``reader`` (CALAMINE or OPENPYXL)."""
+    if reader == CALAMINE:
         with python_calamine.CalamineWorkbook.from_path(str(src)) as workbook:
-            worksheet, sheet_name = _open_sheet(workbook, sheet)
-            rows = (list(map(cell_text, row)) for row in worksheet.iter_rows())
-            names, written = _write(rows, out, settings.max_columns)
-    except python_calamine.CalamineError as exc:
-        raise _bad_workbook(str(exc)) from None
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise _bad_workbook(str(exc)) from None
+            yield (list(map(cell_text, row)) for row in workbook.get_sheet_by_name(sheet).iter_rows())
+    else:
+        with excel_stream.streamed_rows(src, sheet) as rows:
+            yield rows
+
+
+def convert_workbook(
+    src: Path, out: Path, *, settings: IngestSettings, sheet: str | None = None, reader: str | None = None
+) -> ConvertResult:
+    """``reader`` forces one reader (for tests and benchmarks); by default it follows the sheet's size."""
+    try:
+        with zipfile.ZipFile(src) as archive:
+            _check_expansion(archive, src.stat().st_size, settings)
+            sheets, strings = _layout(archive)
+            _check_shared_strings(archive, strings)
+            sheet_name, part = _pick(sheets, sheet)
+            if reader is None:
+                reader = CALAMINE if _use_calamine(archive, part, strings) else OPENPYXL
+        with sheet_rows(src, sheet_name, reader) as rows:
+            names, written = write_rows(rows, out, settings.max_columns)
+    except IngestError:
+        raise
+    except _READ_ERRORS as exc:
+        raise _bad_workbook(exc) from None
     return ConvertResult(
         source_format="xlsx",
         row_count=written,
         columns=[SourceColumn(name, "string") for name in names],
         sheet=sheet_name,
     )
-
-
-def _write(rows, out: Path, max_columns: int) -> tuple[list[str], int]:
-    header = next((row for row in rows if any(row)), None)
-    if header is None:
-        raise IngestError("the sheet is empty", code="empty_file", status=400)
-    check_column_count(len(header), max_columns)
-    names = unique_names(header)
-    width = len(names)
-    schema = pa.schema([pa.field(name, pa.string()) for name in names])
-    batch_rows = max(1, BATCH_CELLS // width)
-    written = 0
-    batch: list[list[str]] = []
-    with pq.ParquetWriter(out, schema, compression=LOCAL_PARQUET_CODEC) as writer:
-
-        def flush():
-            columns = [pa.array([row[i] for row in batch], pa.string()) for i in range(width)]
-            writer.write_table(pa.Table.from_arrays(columns, schema=schema))
-            batch.clear()
-
-        for row in rows:
-            if not any(row):
-                continue  # a blank row, as blank lines of a CSV file
-            if len(row) != width:
-                row = (row + [""] * width)[:width]
-            batch.append(row)
-            written += 1
-            if len(batch) >= batch_rows:
-                flush()
-        if batch:
-            flush()
-    return names, written

@@ -1,5 +1,6 @@
-"""A minimal .xlsx writer (inline strings, numbers, booleans, dates), streaming rows into the
-archive, so tests and benchmarks can make workbooks of any size without a spreadsheet library."""
+"""A minimal .xlsx writer (strings, numbers, booleans, dates), streaming rows into the archive,
+so tests and benchmarks can make workbooks of any size without a spreadsheet library. Strings
+are inline, or in a shared strings table as Excel writes them (``shared_strings=True``)."""
 
 from __future__ import annotations
 
@@ -47,9 +48,11 @@ def _column(index: int) -> str:
     return name
 
 
-def _cell(ref: str, value) -> str:
+def _cell(ref: str, value, strings: dict[str, int] | None = None) -> str:
     if value is None or value == "":
         return ""
+    if strings is not None and isinstance(value, str):
+        return f'<c r="{ref}" t="s"><v>{strings.setdefault(value, len(strings))}</v></c>'
     if isinstance(value, bool):
         return f'<c r="{ref}" t="b"><v>{int(value)}</v></c>'
     if isinstance(value, (int, float)):
@@ -63,15 +66,21 @@ def _cell(ref: str, value) -> str:
     return f'<c r="{ref}" t="inlineStr"><is><t xml:space="preserve">{escape(str(value))}</t></is></c>'
 
 
-def write_xlsx(path: Path | BinaryIO, sheets: dict[str, Iterable[list]]) -> None:
+def write_xlsx(path: Path | BinaryIO, sheets: dict[str, Iterable[list]], *, shared_strings: bool = False) -> None:
     """Write ``sheets`` (name -> rows) to ``path``; rows are consumed as they are written."""
     names = list(sheets)
+    strings: dict[str, int] | None = {} if shared_strings else None
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         overrides = "\n".join(
             f'<Override PartName="/xl/worksheets/sheet{i}.xml" '
             'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/>'
             for i in range(1, len(names) + 1)
         )
+        if strings is not None:
+            overrides += (
+                '\n<Override PartName="/xl/sharedStrings.xml" '
+                'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"/>'
+            )
         archive.writestr("[Content_Types].xml", _CONTENT_TYPES.format(sheets=overrides))
         archive.writestr("_rels/.rels", _ROOT_RELS)
         archive.writestr("xl/styles.xml", _STYLES)
@@ -90,6 +99,11 @@ def write_xlsx(path: Path | BinaryIO, sheets: dict[str, Iterable[list]]) -> None
             f'<Relationship Id="rId{len(names) + 1}" Type="http://schemas.openxmlformats.org/officeDocument/'
             '2006/relationships/styles" Target="styles.xml"/>'
         )
+        if strings is not None:
+            rels += (
+                f'<Relationship Id="rId{len(names) + 2}" Type="http://schemas.openxmlformats.org/officeDocument/'
+                '2006/relationships/sharedStrings" Target="sharedStrings.xml"/>'
+            )
         archive.writestr(
             "xl/_rels/workbook.xml.rels",
             '<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -100,6 +114,12 @@ def write_xlsx(path: Path | BinaryIO, sheets: dict[str, Iterable[list]]) -> None
             with archive.open(f"xl/worksheets/sheet{i}.xml", "w", force_zip64=True) as part:
                 part.write(f'<?xml version="1.0" encoding="UTF-8"?>\n<worksheet {_NS}><sheetData>'.encode())
                 for r, row in enumerate(sheets[name], 1):
-                    cells = "".join(_cell(f"{_column(c)}{r}", v) for c, v in enumerate(row))
+                    cells = "".join(_cell(f"{_column(c)}{r}", v, strings) for c, v in enumerate(row))
                     part.write(f'<row r="{r}">{cells}</row>'.encode())
                 part.write(b"</sheetData></worksheet>")
+        if strings is not None:
+            with archive.open("xl/sharedStrings.xml", "w", force_zip64=True) as part:
+                part.write(f'<?xml version="1.0" encoding="UTF-8"?>\n<sst {_NS} uniqueCount="{len(strings)}">'.encode())
+                for text in strings:
+                    part.write(f'<si><t xml:space="preserve">{escape(text)}</t></si>'.encode())
+                part.write(b"</sst>")

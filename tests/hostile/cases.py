@@ -12,6 +12,7 @@ import gzip
 import io
 import itertools
 import json
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -141,6 +142,34 @@ def gzip_bomb() -> bytes:
 
 def zstd_bomb() -> bytes:
     return zstandard.ZstdCompressor().compress(b"a,b\n" + b"1,2\n" * (20 << 20))
+
+
+def xlsx_bomb() -> bytes:
+    """A workbook with a part of 80 MB of zeros in about 80 KB: past the expansion bound."""
+    from tests.corpus.xlsx import write_xlsx
+
+    buf = io.BytesIO()
+    write_xlsx(buf, {"S": [["a"], [1]]})
+    with zipfile.ZipFile(buf, "a", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("xl/media/padding.bin", bytes(80 << 20))
+    return buf.getvalue()
+
+
+def xlsx_far_corners() -> bytes:
+    """Two cells, at A1 and CV1048576: a grid of 100 million cells to a reader that holds it."""
+    from tests.corpus.xlsx import write_xlsx
+
+    buf = io.BytesIO()
+    write_xlsx(buf, {"S": [["a"], [1]]})
+    with zipfile.ZipFile(buf) as archive:
+        parts = {name: archive.read(name) for name in archive.namelist()}
+    far = b'<row r="1048576"><c r="CV1048576"><v>2</v></c></row></sheetData>'
+    parts["xl/worksheets/sheet1.xml"] = parts["xl/worksheets/sheet1.xml"].replace(b"</sheetData>", far)
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in parts.items():
+            archive.writestr(name, data)
+    return out.getvalue()
 
 
 # --------------------------------------------------------------------------- the cases
@@ -292,6 +321,9 @@ CASES: list[Case] = [
     Case("csv NUL bytes", lambda: b"a,b\n1,\x002\n" * 10, (415,), "unsupported_format", "binary"),
     Case("gzip bomb", gzip_bomb, (413,), "uncompressed_too_large", "expands", file_name="data.csv.gz"),
     Case("zstd bomb", zstd_bomb, (413,), "uncompressed_too_large", "expands", file_name="data.csv.zst"),
+    # Excel workbooks
+    Case("xlsx zip bomb", xlsx_bomb, (413,), "uncompressed_too_large", "expands", file_name="bomb.xlsx"),
+    Case("xlsx cells at far corners", xlsx_far_corners, (201,), file_name="corners.xlsx"),
     # Names and headers
     Case("file name of 300 characters", lambda: b"a\n1\n", (201,), file_name="n" * 296 + ".csv"),
     Case("file name with control characters", lambda: b"a\n1\n", (201,), file_name="x\x01\x1b\u202e.csv"),
