@@ -310,7 +310,7 @@ class BenchRun:
             log("chart failed (see above)")
         print()
         print(markdown)
-        log(f"results: {json_path.relative_to(ROOT)} (.md, .png); total {results['duration_s']:.0f}s")
+        log(f"results: {os.path.relpath(json_path, ROOT)} (.md, .png); total {results['duration_s']:.0f}s")
         if results.get("errors"):
             log(f"{len(results['errors'])} phase(s) failed: {', '.join(e['phase'] for e in results['errors'])}")
             return 1
