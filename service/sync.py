@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, bindparam, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
@@ -110,6 +110,18 @@ _RECORDED_TABLES = (
 )
 
 
+# Built once: every step runs it twice, and building the statement cost more than its
+# round trip.
+_CURRENT = (
+    select(Dataset, SyncRun, Tenant, SyncStepRun, _RECORDED_TABLES)
+    .join(SyncRun, SyncRun.dataset_id == Dataset.id)
+    .join(Tenant, Tenant.id == Dataset.tenant_id)
+    .outerjoin(SyncStepRun, and_(SyncStepRun.run_id == SyncRun.id, SyncStepRun.step == bindparam("step")))
+    .where(Dataset.id == bindparam("dataset_id"), SyncRun.id == bindparam("run_id"))
+    .with_for_update(of=(Dataset, SyncRun))
+)
+
+
 def _current(session: Session, dataset_id: uuid.UUID, run_id: uuid.UUID, step: str) -> _Current | None:
     """The dataset and run (both locked), the tenant, the step's row and the recorded tables,
     or None when the run is no longer the one to do.
@@ -117,14 +129,7 @@ def _current(session: Session, dataset_id: uuid.UUID, run_id: uuid.UUID, step: s
     One query: each step reads them twice, and round trips to PostgreSQL are most of
     what a step of a small dataset costs.
     """
-    found = session.execute(
-        select(Dataset, SyncRun, Tenant, SyncStepRun, _RECORDED_TABLES)
-        .join(SyncRun, SyncRun.dataset_id == Dataset.id)
-        .join(Tenant, Tenant.id == Dataset.tenant_id)
-        .outerjoin(SyncStepRun, and_(SyncStepRun.run_id == SyncRun.id, SyncStepRun.step == step))
-        .where(Dataset.id == dataset_id, SyncRun.id == run_id)
-        .with_for_update(of=(Dataset, SyncRun))
-    ).first()
+    found = session.execute(_CURRENT, {"dataset_id": dataset_id, "run_id": run_id, "step": step}).first()
     if found is None:
         return None
     dataset, run, tenant, row, tables = found
