@@ -15,16 +15,17 @@ import pyarrow.compute as pc
 
 from service.lakehouse.duckdb_sql import WIDE_TABLE_COLUMNS, bronze_column, is_string_type, renamed_fields
 from service.table_rules import SILVER_META
+from service.transform import arrow_types
 from service.transform.plan import SilverPlan
 
-# Bronze tables of at most this many rows are applied in Arrow.
-MAX_ROWS = 4096
 _TYPES = {"string": pa.string(), "integer": pa.int64(), "double": pa.float64(), "date": pa.date32()}
 _ROW = "__lakesync_row"
 
 
 def applies(plan: SilverPlan, fields: dict[str, pa.Field], rows: int) -> bool:
-    if rows > MAX_ROWS or not plan.verified or plan.rescues or len(plan.columns) > WIDE_TABLE_COLUMNS:
+    """Whether the plan can be applied here to a bronze table of ``rows`` rows (that it is
+    small in bytes too is found while reading it: ``arrow_types.read_small``)."""
+    if rows > arrow_types.SMALL_ROWS or not plan.verified or plan.rescues or len(plan.columns) > WIDE_TABLE_COLUMNS:
         return False
     if any(m not in fields for m in SILVER_META):
         return False

@@ -9,14 +9,45 @@ left to DuckDB (None).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from service.transform import sql as q
 
 _INT64_DIGITS = 18  # every integer of this many digits fits int64; longer ones are checked
+# Tables of at most this many rows, taking at most this many bytes once decoded, are read
+# whole into memory and typed here.
+SMALL_ROWS = 4096
+SMALL_BYTES = 32 << 20
+# Rows read at a time while a table is read whole: a file's sizes do not bound its decoded
+# size (a dictionary page may stand for any number of long values), so it is measured.
+_READ_BATCH_ROWS = 256
+
+
+def read_small(batches: Iterator[pa.RecordBatch], schema: pa.Schema) -> pa.Table | None:
+    """The table of ``batches`` if it is small (SMALL_ROWS, SMALL_BYTES), else None, having
+    read no more than one batch past either bound."""
+    kept: list[pa.RecordBatch] = []
+    rows = nbytes = 0
+    for batch in batches:
+        rows += batch.num_rows
+        nbytes += batch.nbytes
+        if rows > SMALL_ROWS or nbytes > SMALL_BYTES:
+            return None
+        kept.append(batch)
+    return pa.Table.from_batches(kept, schema=schema)
+
+
+def read_small_parquet(path: str | os.PathLike) -> pa.Table | None:
+    """A small Parquet file as a table (see ``read_small``), else None."""
+    with pq.ParquetFile(path) as pf:
+        if pf.metadata.num_rows > SMALL_ROWS:
+            return None
+        return read_small(pf.iter_batches(batch_size=_READ_BATCH_ROWS), pf.schema_arrow)
 
 
 def _full(pattern: str) -> str:

@@ -216,9 +216,9 @@ def _infer_string_types(
     unchecked; the plan's writer checks it (a sample that saw only nulls decides nothing,
     so such a column is still classified over every value)."""
     types: dict[int, str] = {}
-    if pq.read_metadata(path).num_rows <= SAMPLE_ROWS:
+    table = arrow_types.read_small_parquet(path)
+    if table is not None:
         # A small file: Arrow's kernels on its values, DuckDB only for what they leave open.
-        table = pq.read_table(path)
         for i in positions:
             found = arrow_types.column_type(table.column(i), tokens)
             if found is not None:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from service.lakehouse import arrow_silver
 from service.lakehouse.base import TableRef
 from service.lakehouse.delta import DeltaTarget
-from service.transform import infer_plan
+from service.transform import arrow_types, infer_plan
 from tests.support.contexts import sync_context
 
 BRONZE = TableRef("tenant_acme", "bronze", "small_1a2b")
@@ -35,7 +35,7 @@ def silver_of(root: Path, source: pa.Table, *, arrow: bool, monkeypatch: pytest.
         fields = {f.name: f for f in pa.schema(bronze.schema().to_arrow())}
         assert arrow_silver.applies(plan, fields, source.num_rows)
     with monkeypatch.context() as m:
-        m.setattr(arrow_silver, "MAX_ROWS", arrow_silver.MAX_ROWS if arrow else -1)
+        m.setattr(arrow_types, "SMALL_ROWS", arrow_types.SMALL_ROWS if arrow else -1)
         result = target.write_silver(ctx, plan)
     return DeltaTable(result.location).to_pyarrow_table(), result.row_count
 
@@ -72,7 +72,18 @@ def test_the_plan_is_applied_in_arrow_when_it_can_be(tmp_path):
     fields = {f.name: f for f in CSV_LIKE.schema} | {"_dataset_id": pa.field("_dataset_id", pa.string())}
     fields["_ingested_at"] = pa.field("_ingested_at", pa.timestamp("us", tz="UTC"))
     assert arrow_silver.applies(plan, fields, CSV_LIKE.num_rows)
-    assert not arrow_silver.applies(plan, fields, arrow_silver.MAX_ROWS + 1)
+    assert not arrow_silver.applies(plan, fields, arrow_types.SMALL_ROWS + 1)
+
+
+def test_a_table_too_large_in_bytes_goes_to_duckdb(tmp_path, monkeypatch):
+    # Few rows, but more bytes than Arrow's path holds: DuckDB writes the same silver.
+    monkeypatch.setattr(arrow_types, "SMALL_BYTES", 1024)
+    wide_values = pa.table({"note": ["x" * 600, "y" * 600, "x" * 600], "n": ["1", "2", "1"]})
+    pq.write_table(wide_values, tmp_path / "probe.parquet")
+    assert arrow_types.read_small_parquet(tmp_path / "probe.parquet") is None
+    silver, rows = silver_of(tmp_path, wide_values, arrow=True, monkeypatch=monkeypatch)
+    assert rows == 2 == silver.num_rows
+    assert sorted(silver.column("n").to_pylist()) == [1, 2]
 
 
 def test_csv_like_values(tmp_path, monkeypatch):

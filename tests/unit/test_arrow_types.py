@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import os
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -59,6 +61,20 @@ def agree(values: list[str | None], tokens: list[str] = TOKENS) -> None:
 def test_known_values(values, expected):
     assert arrow_types.column_type(pa.array(values, pa.string()), TOKENS) == expected
     assert duckdb_type(values, TOKENS) == expected
+
+
+def test_small_files_are_read_whole_and_large_ones_not(tmp_path, monkeypatch):
+    path = tmp_path / "f.parquet"
+    # Dictionary-encoded: the file is small whatever its values decode to.
+    pq.write_table(pa.table({"v": ["x" * 10_000] * 2_000}), path, use_dictionary=True)
+    assert os.path.getsize(path) < 100_000
+    table = arrow_types.read_small_parquet(path)
+    assert table is not None and table.num_rows == 2_000
+    monkeypatch.setattr(arrow_types, "SMALL_BYTES", 1_000_000)  # 20 MB decoded: too large
+    assert arrow_types.read_small_parquet(path) is None
+    monkeypatch.setattr(arrow_types, "SMALL_ROWS", 1_999)
+    monkeypatch.setattr(arrow_types, "SMALL_BYTES", 1 << 30)
+    assert arrow_types.read_small_parquet(path) is None
 
 
 def test_chunked_columns_are_read_whole():

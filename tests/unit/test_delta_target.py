@@ -11,7 +11,7 @@ from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError, DeltaError
 
 from service.config import DEFAULT_NULL_TOKENS
-from service.lakehouse import arrow_silver, duckdb_sql
+from service.lakehouse import duckdb_sql
 from service.lakehouse.base import (
     PermanentTargetError,
     TableRef,
@@ -22,7 +22,7 @@ from service.lakehouse.delta import bronze as delta_bronze
 from service.lakehouse.delta import commit as delta_commit
 from service.lakehouse.delta import target as delta_target
 from service.lakehouse.registry import get_target
-from service.transform import SampledPlanRejected, SilverColumn, SilverPlan, infer_plan
+from service.transform import SampledPlanRejected, SilverColumn, SilverPlan, arrow_types, infer_plan
 from service.transform.inference import SAMPLE_ROWS
 from tests.support.contexts import INGESTED, sync_context
 
@@ -289,7 +289,7 @@ def both_silver_shapes(request, monkeypatch):
     plan it can apply), and in both shapes of the SQL: an expression per column, and (for
     very wide plans) lists of values through one expression per rule."""
     if request.param != "arrow":
-        monkeypatch.setattr(arrow_silver, "MAX_ROWS", -1)
+        monkeypatch.setattr(arrow_types, "SMALL_ROWS", -1)
     if request.param == "listed":
         monkeypatch.setattr(duckdb_sql, "LISTED_COLUMNS", 0)
 

@@ -25,7 +25,6 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
-from deltalake import DeltaTable
 from deltalake import Schema as DeltaSchema
 
 from service.config import lakehouse_url, sync_duckdb
@@ -46,6 +45,7 @@ from service.lakehouse.delta.scan import bronze_scan, count_rows, open_table
 from service.lakehouse.delta.tables import TableStore
 from service.storage import S3Settings
 from service.table_rules import BRONZE_META, BRONZE_META_FIELDS
+from service.transform import arrow_types
 from service.transform import sql as q
 from service.transform.plan import SampledPlanRejected, SilverPlan
 
@@ -183,7 +183,10 @@ class DeltaTarget(LakehouseTarget):
             table = open_table(self.tables, bronze_path, bronze)
             fields = {f.name: f for f in pa.schema(table.schema().to_arrow())}
             if arrow_silver.applies(plan, fields, count_rows(table, bronze_path)):
-                return self._write_silver_arrow(table, silver, path, plan)
+                dataset = table.to_pyarrow_dataset()
+                rows = arrow_types.read_small(dataset.to_batches(batch_size=256), dataset.schema)
+                if rows is not None:
+                    return self._write_silver_arrow(rows, silver, path, plan)
             with (
                 self.tables.local_files(table, bronze_path) as bronze_files_dir,
                 contextlib.closing(q.connect(self.duckdb_memory_limit, self.duckdb_threads, self.temp_dir)) as con,
@@ -204,9 +207,9 @@ class DeltaTarget(LakehouseTarget):
                     rows = self._commit_silver(path, out_file)
         return TableResult(table=silver, location=path, row_count=rows, values_rescued=rescued)
 
-    def _write_silver_arrow(self, bronze: DeltaTable, silver: TableRef, path: str, plan: SilverPlan) -> TableResult:
+    def _write_silver_arrow(self, bronze: pa.Table, silver: TableRef, path: str, plan: SilverPlan) -> TableResult:
         """Silver of a small bronze table, applied in Arrow (see ``arrow_silver``)."""
-        rows = arrow_silver.silver_table(bronze.to_pyarrow_dataset().to_table(), plan)
+        rows = arrow_silver.silver_table(bronze, plan)
         with self.tables.staging(path) as staging_dir:
             out_file = os.path.join(staging_dir, "data.parquet")
             pq.write_table(rows, out_file, compression="snappy")
