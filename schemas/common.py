@@ -24,3 +24,11 @@ class ErrorResponseSchema(Schema):
 class PageQuerySchema(Schema):
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=1000))
     offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=2**31 - 1))
+
+
+class PageResponseSchema(Schema):
+    """What a page of a list answers besides its items: the total and the page asked for."""
+
+    total = fields.Integer(required=True)
+    limit = fields.Integer(required=True)
+    offset = fields.Integer(required=True)

@@ -2,7 +2,7 @@ import json
 
 from marshmallow import Schema, ValidationError, fields, validate
 
-from schemas.common import PageQuerySchema, storable_text
+from schemas.common import PageQuerySchema, PageResponseSchema, storable_text
 from service.ingest import SUPPORTED_FORMATS
 from service.ingest.badrows import BAD_ROW_MODES
 from service.models import SYNC_STATUSES
@@ -112,11 +112,8 @@ class BadRowSchema(Schema):
     raw = fields.String(required=True, metadata={"description": "the row's text (its first 8,192 characters)"})
 
 
-class BadRowsResponseSchema(Schema):
+class BadRowsResponseSchema(PageResponseSchema):
     items = fields.List(fields.Nested(BadRowSchema), required=True)
-    total = fields.Integer(required=True)
-    limit = fields.Integer(required=True)
-    offset = fields.Integer(required=True)
 
 
 class DialectSchema(Schema):
@@ -172,24 +169,18 @@ class DatasetListQuerySchema(PageQuerySchema):
     status = fields.String(validate=validate.OneOf(SYNC_STATUSES))
 
 
-class DatasetListResponseSchema(Schema):
+class DatasetListResponseSchema(PageResponseSchema):
     items = fields.List(fields.Nested(DatasetResponseSchema), required=True)
-    total = fields.Integer(required=True)
-    limit = fields.Integer(required=True)
-    offset = fields.Integer(required=True)
 
 
 class RowsQuerySchema(PageQuerySchema):
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
 
 
-class RowsResponseSchema(Schema):
+class RowsResponseSchema(PageResponseSchema):
     dataset_id = fields.UUID(required=True)
     columns = fields.List(fields.String(), required=True)
     rows = fields.List(fields.Dict(), required=True)
-    limit = fields.Integer(required=True)
-    offset = fields.Integer(required=True)
-    total = fields.Integer(required=True)
 
 
 class DatasetRawUploadQuerySchema(UploadOptionsSchema):
