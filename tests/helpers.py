@@ -54,28 +54,24 @@ def assert_error(response, status: int, code: str) -> dict:
     return body["error"]
 
 
-def start_worker(env: dict, log_path: Path, name: str, *options: str) -> subprocess.Popen:
-    """A real Celery worker process with ``env`` over this process's environment, logging to
-    ``log_path``."""
-    with open(log_path, "wb") as log:
+def start_celery(args: list[str], env: dict, log_path: Path, *, new_session: bool = False) -> subprocess.Popen:
+    """A real Celery process (``celery -A tasks.celery_app <args>``) with ``env`` over this
+    process's environment, appending to ``log_path``; with ``new_session`` in a process
+    group of its own, so that it and its children can be killed at once."""
+    with open(log_path, "ab") as log:
         return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "tasks.celery_app",
-                "worker",
-                "--loglevel=INFO",
-                "--concurrency=2",
-                "--without-mingle",
-                "--without-gossip",
-                "-n",
-                f"{name}-{uuid.uuid4().hex[:6]}@%h",
-                *options,
-            ],
+            [sys.executable, "-m", "celery", "-A", "tasks.celery_app", *args],
             cwd=ROOT,
             env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=new_session,
         )
+
+
+def start_worker(env: dict, log_path: Path, name: str, *options: str, new_session: bool = False) -> subprocess.Popen:
+    """A real Celery worker process named after ``name`` (see ``start_celery``)."""
+    args = ["worker", "--loglevel=INFO", "--concurrency=2", "--without-mingle", "--without-gossip"]
+    return start_celery(
+        [*args, "-n", f"{name}-{uuid.uuid4().hex[:6]}@%h", *options], env, log_path, new_session=new_session
+    )

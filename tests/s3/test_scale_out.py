@@ -6,47 +6,22 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, make_app
-from tests.helpers import upload, wait_for_sync
+from tests.conftest import make_app
+from tests.helpers import start_celery, start_worker, upload, wait_for_sync
 from tests.s3.conftest import SCALE_OUT_DB, s3_settings
 from tests.s3.test_s3_stack import keys, local_dataset_files
 from tests.targets.conftest import redis_db
 
 
-def _start(args: list[str], env: dict, log_path: Path) -> subprocess.Popen:
-    with open(log_path, "ab") as log:
-        # A session of its own: the whole "machine" (parent and children) can be killed at once.
-        return subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "tasks.celery_app", *args],
-            cwd=ROOT,
-            env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-
 def _worker(env: dict, log_path: Path) -> subprocess.Popen:
-    return _start(
-        [
-            "worker",
-            "--loglevel=INFO",
-            "--concurrency=2",
-            "--without-mingle",
-            "--without-gossip",
-            "-n",
-            f"machine-{uuid.uuid4().hex[:6]}@%h",
-        ],
-        env,
-        log_path,
-    )
+    # A session of its own: the whole "machine" (parent and children) can be killed at once.
+    return start_worker(env, log_path, "machine", new_session=True)
 
 
 def _halt(proc: subprocess.Popen) -> None:
@@ -83,10 +58,11 @@ def machines(app_env, stack_dir, s3_server, s3_run):
     envs = {name: {**shared, "DATA_DIR": str(path)} for name, path in dirs.items()}
     api = make_app(envs["api"])
     procs = {name: _worker(envs[name], base.parent / f"worker-{base.name}-{name}.log") for name in ("a", "b")}
-    procs["beat"] = _start(
+    procs["beat"] = start_celery(
         ["beat", "--loglevel=INFO", "-s", str(base / "celerybeat-schedule")],
         envs["b"],
         base.parent / f"beat-{base.name}.log",
+        new_session=True,
     )
     try:
         _wait_for_workers(api, 2)
