@@ -22,6 +22,9 @@ RESCUED_DATA = "_rescued_data"
 # Field metadata key naming the source column of a bronze column that had to be renamed.
 SOURCE_NAME_KEY = "lakesync.source_name"
 
+# Columns of a quarantine table (the upload's bad rows), before bronze's metadata columns.
+QUARANTINE_FIELDS = (pa.field("line", pa.int64()), pa.field("reason", pa.string()), pa.field("raw", pa.string()))
+
 UTC_US = pa.timestamp("us", tz="UTC")
 BRONZE_META_FIELDS = (
     pa.field(DATASET_ID, pa.string()),
@@ -84,3 +87,8 @@ def to_storable_array(array: pa.Array, target: pa.DataType) -> pa.Array:
         # Delta stores microseconds; finer digits cannot be kept.
         return array.cast(target, safe=False)
     return array.cast(target)
+
+
+def quarantine_columns(rows: list[dict]) -> list[pa.Array]:
+    """The QUARANTINE_FIELDS columns of bad rows given as dicts of those names."""
+    return [pa.array([r[f.name] for r in rows], f.type) for f in QUARANTINE_FIELDS]

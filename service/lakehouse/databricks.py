@@ -56,7 +56,14 @@ from service.lakehouse.base import (
     TransientTargetError,
 )
 from service.lakehouse.http import HttpClient, RemotePermanentError, RemoteTransientError, sleep_until
-from service.table_rules import BRONZE_META_FIELDS, INGESTED_AT, spark_compatible_type, to_storable_array
+from service.table_rules import (
+    BRONZE_META_FIELDS,
+    INGESTED_AT,
+    QUARANTINE_FIELDS,
+    quarantine_columns,
+    spark_compatible_type,
+    to_storable_array,
+)
 from service.transform.plan import SilverPlan
 
 log = logging.getLogger(__name__)
@@ -77,8 +84,6 @@ TRANSIENT_SQL_ERRORS = (
 # What Databricks says when a catalog or schema is missing.
 MISSING_CATALOG_ERRORS = ("NO_SUCH_CATALOG", "CATALOG_NOT_FOUND")
 MISSING_ERRORS = MISSING_CATALOG_ERRORS + ("SCHEMA_NOT_FOUND", "NO_SUCH_SCHEMA")
-# Columns of the quarantine table before bronze's metadata columns (as on Delta).
-QUARANTINE_FIELDS = (pa.field("line", pa.int64()), pa.field("reason", pa.string()), pa.field("raw", pa.string()))
 # Column mapping keeps source names with spaces or brackets; timestamps without a time
 # zone (TIMESTAMP_NTZ) need their table feature.
 TABLE_PROPERTIES = "TBLPROPERTIES ('delta.columnMapping.mode' = 'name', 'delta.feature.timestampNtz' = 'supported')"
@@ -513,8 +518,7 @@ class DatabricksTarget(LakehouseTarget):
     def _quarantine_file(self, ctx: SyncContext, rows: list[dict], ingested_at: datetime) -> Path:
         """The bad rows (at most MAX_BAD_ROWS, each cut to 8 KiB at upload) as one small file."""
         schema = pa.schema(list(QUARANTINE_FIELDS) + list(BRONZE_META_FIELDS))
-        columns = [pa.array([r[f.name] for r in rows], f.type) for f in QUARANTINE_FIELDS]
-        columns += self._meta_arrays(ctx, ingested_at, len(rows))
+        columns = quarantine_columns(rows) + self._meta_arrays(ctx, ingested_at, len(rows))
         path = self._scratch_file("quarantine-")
         try:
             pq.write_table(pa.Table.from_arrays(columns, schema=schema), path)

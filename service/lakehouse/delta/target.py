@@ -44,7 +44,7 @@ from service.lakehouse.delta.errors import target_errors
 from service.lakehouse.delta.scan import bronze_scan, count_rows, open_table
 from service.lakehouse.delta.tables import TableStore
 from service.storage import S3Settings
-from service.table_rules import BRONZE_META, BRONZE_META_FIELDS
+from service.table_rules import BRONZE_META, BRONZE_META_FIELDS, QUARANTINE_FIELDS, quarantine_columns
 from service.transform import arrow_types
 from service.transform import sql as q
 from service.transform.plan import SampledPlanRejected, SilverPlan
@@ -158,13 +158,7 @@ class DeltaTarget(LakehouseTarget):
     def write_quarantine(self, ctx: SyncContext, table: TableRef, rows: list[dict]) -> TableResult:
         """The bad rows as a small Delta table with bronze's metadata columns."""
         path = self.location(table)
-        data = pa.table(
-            {
-                "line": pa.array([r["line"] for r in rows], pa.int64()),
-                "reason": pa.array([r["reason"] for r in rows], pa.string()),
-                "raw": pa.array([r["raw"] for r in rows], pa.string()),
-            }
-        )
+        data = pa.Table.from_arrays(quarantine_columns(rows), schema=pa.schema(QUARANTINE_FIELDS))
         delta_schema = DeltaSchema.from_arrow(pa.schema(list(data.schema) + list(BRONZE_META_FIELDS)))
         with target_errors(f"writing quarantine table {table.full_name}"), self.tables.staging(path) as staging_dir:
             staged = os.path.join(staging_dir, "data.parquet")
