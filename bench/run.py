@@ -205,17 +205,12 @@ class BenchRun:
                     )
                 )
                 if "peers" in self.settings.parts:
-                    peer_runs.setdefault(label, {})
-                    self.phase(
-                        f"peers {label} #{rep + 1}",
-                        run_peers,
-                        self.peers_py,
-                        tmp,
-                        label,
-                        self.files[label],
-                        peer_runs[label],
-                    )
+                    self.peers_round(tmp, label, rep, peer_runs.setdefault(label, {}))
         return ours_runs, peer_runs
+
+    def peers_round(self, tmp: Path, label: str, rep: int, into: dict) -> None:
+        """One run of every peer on the file ``label``, its figures added to ``into``."""
+        self.phase(f"peers {label} #{rep + 1}", run_peers, self.peers_py, tmp, label, self.files[label], into)
 
     def keep_wide_profile(self, ours_runs: dict[str, list]) -> None:
         """Summarize the profile taken during the first wide run; the median run keeps no raw paths."""
@@ -236,15 +231,7 @@ class BenchRun:
             return
         for rep in range(self.settings.repeat):
             for label in peer_only:
-                self.phase(
-                    f"peers {label} #{rep + 1}",
-                    run_peers,
-                    self.peers_py,
-                    tmp,
-                    label,
-                    self.files[label],
-                    peers.setdefault(label, {}),
-                )
+                self.peers_round(tmp, label, rep, peers.setdefault(label, {}))
         for label in peer_only:
             peers[label] = peer_medians(peers[label])
 
