@@ -69,6 +69,20 @@ def sessions_on(conn: Connection) -> Iterator[None]:
 
 
 @contextmanager
+def transaction() -> Iterator[Connection]:
+    """One transaction on a Core connection, for statements that need none of the ORM's
+    object loading or unit of work; on the bound connection when one is set, as
+    session_scope() does."""
+    bound = _bound.get()
+    if bound is not None and not bound.in_transaction():
+        with bound.begin():
+            yield bound
+        return
+    with get_engine().begin() as conn:
+        yield conn
+
+
+@contextmanager
 def session_scope() -> Iterator[Session]:
     """One transaction: commit on success, roll back on any error."""
     if _session_factory is None:

@@ -42,7 +42,12 @@ class Tenant(Base):
 
     @property
     def catalog(self) -> str:
-        return f"tenant_{self.slug}"
+        return catalog_of(self.slug)
+
+
+def catalog_of(slug: str) -> str:
+    """The lakehouse catalog of the tenant whose slug is ``slug``."""
+    return f"tenant_{slug}"
 
 
 class ApiKey(Base):

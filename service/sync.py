@@ -17,17 +17,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import and_, bindparam, func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, select
 
-from service.db import session_scope
+from service import progress
+from service.db import session_scope, transaction
 from service.failures import PermanentSyncError, log_detail, step_error_text
 from service.lakehouse import PermanentTargetError, TableRef
 from service.lakehouse.base import SyncContext, TableResult, quarantine_ref
 from service.locks import dataset_lock
-from service.models import BadRow, Dataset, LakehouseTable, SyncRun, SyncStepRun, Tenant, utcnow
+from service.models import BadRow, Dataset, Tenant, catalog_of, utcnow
 from service.naming import table_name
+from service.observability.run_metrics import run_ended
 from service.retry import quick_retrying
 from service.runtime import runtime
 from service.storage import StoredFileMissing
@@ -56,10 +56,17 @@ def context_for(
 ) -> SyncContext:
     """The sync context of a dataset: its tables as recorded by earlier steps (``recorded``,
     else the dataset's), else as we name them."""
-    name = table_name(dataset.name, dataset.id)
     if recorded is None:
         recorded = {t.layer: TableRef(t.catalog, t.schema, t.table) for t in dataset.tables}
-    proposed = {layer: TableRef(tenant.catalog, layer, name) for layer in ("bronze", "silver")}
+    return _context(dataset, tenant.catalog, run_id=run_id, ingested_at=ingested_at, recorded=recorded)
+
+
+def _context(
+    dataset, catalog: str, *, run_id: uuid.UUID | None, ingested_at: datetime, recorded: dict[str, TableRef]
+) -> SyncContext:
+    """``dataset`` is a Dataset or a row with the same attribute names."""
+    name = table_name(dataset.name, dataset.id)
+    proposed = {layer: TableRef(catalog, layer, name) for layer in ("bronze", "silver")}
     refs = {**proposed, **recorded}
     return SyncContext(
         dataset_id=str(dataset.id),
@@ -85,144 +92,82 @@ def dataset_tables(ctx: SyncContext, dataset: Dataset, tenant: Tenant) -> list[T
     return sorted(refs, key=lambda r: r.full_name)
 
 
-@dataclass
-class _Current:
-    dataset: Dataset
-    run: SyncRun
-    tenant: Tenant
-    row: SyncStepRun  # the step's row, added to the session when it is new
-    recorded: dict[str, TableRef]  # the dataset's tables by layer
-
-
-# The dataset's recorded tables as one JSON value of the same row, rather than a lazy load
-# (one more query per step).
-_RECORDED_TABLES = (
-    select(
-        func.json_agg(
-            func.json_build_array(
-                LakehouseTable.layer, LakehouseTable.catalog, LakehouseTable.schema, LakehouseTable.table
-            )
-        )
-    )
-    .where(LakehouseTable.dataset_id == Dataset.id)
-    .correlate(Dataset)
-    .scalar_subquery()
-)
-
-
-# Built once: every step runs it twice, and building the statement cost more than its
-# round trip.
-_CURRENT = (
-    select(Dataset, SyncRun, Tenant, SyncStepRun, _RECORDED_TABLES)
-    .join(SyncRun, SyncRun.dataset_id == Dataset.id)
-    .join(Tenant, Tenant.id == Dataset.tenant_id)
-    .outerjoin(SyncStepRun, and_(SyncStepRun.run_id == SyncRun.id, SyncStepRun.step == bindparam("step")))
-    .where(Dataset.id == bindparam("dataset_id"), SyncRun.id == bindparam("run_id"))
-    .with_for_update(of=(Dataset, SyncRun))
-)
-
-
-def _current(session: Session, dataset_id: uuid.UUID, run_id: uuid.UUID, step: str) -> _Current | None:
-    """The dataset and run (both locked), the tenant, the step's row and the recorded tables,
-    or None when the run is no longer the one to do.
-
-    One query: each step reads them twice, and round trips to PostgreSQL are most of
-    what a step of a small dataset costs.
-    """
-    found = session.execute(_CURRENT, {"dataset_id": dataset_id, "run_id": run_id, "step": step}).first()
-    if found is None:
-        return None
-    dataset, run, tenant, row, tables = found
-    if dataset.current_run_id != run.id or run.status in ("synced", "failed"):
-        return None
-    if row is None:
-        row = SyncStepRun(run_id=run_id, step=step, status="pending", attempts=0)
-        session.add(row)
-    recorded = {layer: TableRef(catalog, schema, table) for layer, catalog, schema, table in tables or ()}
-    return _Current(dataset, run, tenant, row, recorded)
-
-
 def begin_step(step: str, dataset_id: uuid.UUID, run_id: uuid.UUID) -> StepStart | None:
     """Record that a step starts; None when the run was superseded, finished or deleted."""
     now = utcnow()
     for attempt in quick_retrying():
-        with attempt, session_scope() as session:
-            found = _current(session, dataset_id, run_id, step)
-            if found is None:
+        with attempt, transaction() as conn:
+            current = progress.current(conn, dataset_id, run_id, step)
+            if current is None:
                 return None
-            dataset, run, tenant, row = found.dataset, found.run, found.tenant, found.row
-            if row.status == "succeeded":
+            if current.step_status == "succeeded":
                 return None  # a duplicate delivery (e.g. re-sent by the sweeper); the work is done
+            attempts = current.step_attempts or 0
             limit = int(current_app.config["SYNC_MAX_DELIVERIES"])
-            if row.attempts >= limit:
+            if attempts >= limit:
                 # Started that often without an outcome: the step kills its worker. Stop here.
                 _fail(
-                    dataset,
-                    run,
-                    row,
-                    f"{step}: started {row.attempts} times without finishing "
+                    conn,
+                    dataset_id,
+                    run_id,
+                    step,
+                    f"{step}: started {attempts} times without finishing "
                     f"(the worker was lost each time); giving up after SYNC_MAX_DELIVERIES={limit}",
                     now,
                 )
-                return None
-            row.status = "running"
-            row.attempts += 1
-            row.started_at = row.started_at or now
-            row.finished_at = None
-            run.status = "syncing"
-            run.step = step
-            run.started_at = run.started_at or now
-            run.heartbeat_at = now
-            dataset.sync_status = "syncing"
-            dataset.sync_step = step
-            dataset.sync_attempts += 1
-            ctx = context_for(dataset, tenant, run_id=run.id, ingested_at=run.started_at, recorded=found.recorded)
-            return StepStart(
-                ctx,
-                {"bronze": dataset.row_count_bronze, "silver": dataset.row_count_silver},
-                bad_rows=dataset.bad_row_count,
-            )
+                gave_up = True
+            else:
+                gave_up = False
+                started = progress.start_step(conn, dataset_id, run_id, step, now)
+        if gave_up:
+            run_ended("failed")
+            return None
+        ctx = _context(
+            current,
+            catalog_of(current.tenant_slug),
+            run_id=run_id,
+            ingested_at=started,
+            recorded=progress.recorded_tables(current),
+        )
+        return StepStart(
+            ctx,
+            {"bronze": current.row_count_bronze, "silver": current.row_count_silver},
+            bad_rows=current.bad_row_count,
+        )
     raise AssertionError("unreachable")
 
 
-def _finish_step(step: str, ctx: SyncContext, rows: int | None, apply) -> bool:
-    """Record a step's success and apply its changes; False when the run was superseded."""
+@dataclass
+class Outcome:
+    """What a step that succeeded changes: dataset and run fields, and tables to record."""
+
+    dataset: dict = field(default_factory=dict)
+    run: dict = field(default_factory=dict)
+    tables: list[tuple[str, TableResult]] = field(default_factory=list)  # (layer, table)
+
+
+def _finish_step(step: str, ctx: SyncContext, rows: int | None, outcome) -> bool:
+    """Record a step's success and what ``outcome(current, now)`` says it changes; False when
+    the run was superseded."""
     now = utcnow()
+    dataset_id, run_id = uuid.UUID(ctx.dataset_id), uuid.UUID(ctx.run_id)
+    target = runtime().target().name
     for attempt in quick_retrying():
-        with attempt, session_scope() as session:
-            found = _current(session, uuid.UUID(ctx.dataset_id), uuid.UUID(ctx.run_id), step)
-            if found is None:
+        with attempt, transaction() as conn:
+            current = progress.current(conn, dataset_id, run_id, step)
+            if current is None:
                 return False
-            dataset, run, row = found.dataset, found.run, found.row
-            row.status = "succeeded"
-            row.finished_at = now
-            row.rows = rows
-            row.error = None
-            run.heartbeat_at = now
-            apply(session, dataset, run)
-            return True
+            changes: Outcome = outcome(current, now)
+            progress.set_step(conn, run_id, step, status="succeeded", finished_at=now, rows=rows, error=None)
+            progress.set_run(conn, run_id, heartbeat_at=now, **changes.run)
+            if changes.dataset:
+                progress.set_dataset(conn, dataset_id, **changes.dataset)
+            for layer, table in changes.tables:
+                progress.record_table(conn, dataset_id, layer, target, table)
+        if "status" in changes.run:
+            run_ended(changes.run["status"])  # counted once committed
+        return True
     raise AssertionError("unreachable")
-
-
-def _record_table(
-    session: Session, dataset: Dataset, layer: str, table: TableRef, location: str, rows: int | None
-) -> None:
-    """Record where a layer's table is: one INSERT ... ON CONFLICT, not a read and a write."""
-    values = {
-        "target": runtime().target().name,
-        "catalog": table.catalog,
-        "schema": table.schema,
-        "table": table.table,
-        "full_name": table.full_name,
-        "location": location,
-        "row_count": rows,
-    }
-    # On the session's connection: a Core statement needs none of the ORM's bulk machinery.
-    session.connection().execute(
-        pg_insert(LakehouseTable)
-        .values(dataset_id=dataset.id, layer=layer, **values)
-        .on_conflict_do_update(index_elements=["dataset_id", "layer"], set_={**values, "updated_at": utcnow()})
-    )
 
 
 @contextlib.contextmanager
@@ -269,13 +214,11 @@ def run_bronze(dataset_id: uuid.UUID, run_id: uuid.UUID) -> dict:
         raise PermanentSyncError(f"bronze table has {result.row_count} rows, the dataset has {ctx.row_count}")
     quarantine = _write_quarantine(ctx, start.bad_rows)
 
-    def apply(session, dataset, run):
-        dataset.row_count_bronze = result.row_count
-        _record_table(session, dataset, "bronze", result.table, result.location, result.row_count)
-        if quarantine is not None:
-            _record_table(session, dataset, "quarantine", quarantine.table, quarantine.location, quarantine.row_count)
+    def outcome(current, now) -> Outcome:
+        tables = [("bronze", result)] + ([("quarantine", quarantine)] if quarantine is not None else [])
+        return Outcome(dataset={"row_count_bronze": result.row_count}, tables=tables)
 
-    _finish_step("bronze", ctx, result.row_count, apply)
+    _finish_step("bronze", ctx, result.row_count, outcome)
     return {"dataset_id": str(dataset_id), "bronze_table": result.table.full_name, "rows": result.row_count}
 
 
@@ -317,9 +260,9 @@ def run_silver(dataset_id: uuid.UUID, run_id: uuid.UUID) -> dict:
         result, plan_columns = _write_silver(source_ctx)
     planned = {c.source_name: c for c in plan_columns}
 
-    def apply(session, dataset, run):
+    def outcome(current, now) -> Outcome:
         columns = []
-        for col in dataset.columns:
+        for col in current.columns:
             silver = planned.get(col["source_name"])
             if silver is not None:
                 col = {
@@ -328,14 +271,16 @@ def run_silver(dataset_id: uuid.UUID, run_id: uuid.UUID) -> dict:
                     "type": silver.source_type if silver.type == "source" else silver.type,
                 }
             columns.append(col)
-        dataset.columns = columns
-        dataset.row_count_silver = result.row_count
-        dataset.values_rescued = result.values_rescued
-        bronze_rows = dataset.row_count_bronze if dataset.row_count_bronze is not None else dataset.row_count
-        dataset.duplicates_removed = bronze_rows - result.row_count
-        _record_table(session, dataset, "silver", result.table, result.location, result.row_count)
+        bronze_rows = current.row_count_bronze if current.row_count_bronze is not None else current.row_count
+        changes = {
+            "columns": columns,
+            "row_count_silver": result.row_count,
+            "values_rescued": result.values_rescued,
+            "duplicates_removed": bronze_rows - result.row_count,
+        }
+        return Outcome(dataset=changes, tables=[("silver", result)])
 
-    _finish_step("silver", ctx, result.row_count, apply)
+    _finish_step("silver", ctx, result.row_count, outcome)
     return {"dataset_id": str(dataset_id), "silver_table": result.table.full_name, "rows": result.row_count}
 
 
@@ -345,35 +290,39 @@ def run_metadata(dataset_id: uuid.UUID, run_id: uuid.UUID) -> dict:
         return _skipped(dataset_id)
     ctx = start.ctx
     states = runtime().target().read_back(ctx)
-    rows = {}
+    rows: dict[str, int] = {}
     for layer, state in (("bronze", states.bronze), ("silver", states.silver)):
         if not state.exists:
             raise PermanentSyncError(f"the {layer} table {state.table.full_name} does not exist on the target")
         # A target that does not count rows (MCP) is taken at the word of its load answers.
-        rows[layer] = state.row_count if state.row_count is not None else start.recorded_rows.get(layer)
-        if rows[layer] is None:
+        count = state.row_count if state.row_count is not None else start.recorded_rows.get(layer)
+        if count is None:
             raise PermanentSyncError(f"no row count of the {layer} table {state.table.full_name} was recorded")
+        rows[layer] = count
     if rows["bronze"] != ctx.row_count:
         raise PermanentSyncError(
             f"bronze table {states.bronze.table.full_name} has {rows['bronze']} rows, expected {ctx.row_count}"
         )
 
-    def apply(session, dataset, run):
-        now = utcnow()
-        dataset.row_count_bronze = rows["bronze"]
-        dataset.row_count_silver = rows["silver"]
-        dataset.duplicates_removed = rows["bronze"] - rows["silver"]
-        for layer, state in (("bronze", states.bronze), ("silver", states.silver)):
-            _record_table(session, dataset, layer, state.table, state.location, rows[layer])
-        dataset.sync_status = "synced"
-        dataset.sync_step = None
-        dataset.last_error = None
-        dataset.last_sync_at = now
-        run.status = "synced"
-        run.step = None
-        run.finished_at = now
+    def outcome(current, now) -> Outcome:
+        return Outcome(
+            dataset={
+                "row_count_bronze": rows["bronze"],
+                "row_count_silver": rows["silver"],
+                "duplicates_removed": rows["bronze"] - rows["silver"],
+                "sync_status": "synced",
+                "sync_step": None,
+                "last_error": None,
+                "last_sync_at": now,
+            },
+            run={"status": "synced", "step": None, "finished_at": now},
+            tables=[
+                (layer, TableResult(table=state.table, location=state.location, row_count=rows[layer]))
+                for layer, state in (("bronze", states.bronze), ("silver", states.silver))
+            ],
+        )
 
-    _finish_step("metadata", ctx, rows["silver"], apply)
+    _finish_step("metadata", ctx, rows["silver"], outcome)
     return {
         "dataset_id": str(dataset_id),
         "status": "synced",
@@ -401,16 +350,10 @@ def describe_error(exc: BaseException) -> str:
     return f"{exc.__class__.__name__}: {text}"[:2000]
 
 
-def _fail(dataset: Dataset, run: SyncRun, row: SyncStepRun, message: str, now: datetime) -> None:
-    row.status = "failed"
-    row.error = message
-    row.finished_at = now
-    dataset.last_error = message
-    dataset.sync_status = "failed"
-    dataset.sync_step = row.step
-    run.status = "failed"
-    run.error = message
-    run.finished_at = now
+def _fail(conn: Connection, dataset_id: uuid.UUID, run_id: uuid.UUID, step: str, message: str, now: datetime) -> None:
+    progress.upsert_step(conn, run_id, step, status="failed", error=message, finished_at=now)
+    progress.set_dataset(conn, dataset_id, last_error=message, sync_status="failed", sync_step=step)
+    progress.set_run(conn, run_id, status="failed", error=message, finished_at=now)
 
 
 def record_step_error(
@@ -421,19 +364,19 @@ def record_step_error(
     log.warning("step %s of dataset %s failed (final: %s): %s", step, dataset_id, final, log_detail(exc))
     now = utcnow()
     for attempt in quick_retrying():
-        with attempt, session_scope() as session:
-            found = _current(session, dataset_id, run_id, step)
-            if found is None:
+        with attempt, transaction() as conn:
+            if progress.current(conn, dataset_id, run_id, step) is None:
                 return
-            dataset, run, row = found.dataset, found.run, found.row
             if final:
-                _fail(dataset, run, row, message, now)
-                return
-            row.status = "retrying"
-            row.error = message
-            dataset.last_error = message
-            # The run is alive until its retry is due; the sweeper waits that long.
-            run.heartbeat_at = now + timedelta(seconds=retry_in)
+                _fail(conn, dataset_id, run_id, step, message, now)
+            else:
+                progress.upsert_step(conn, run_id, step, status="retrying", error=message)
+                progress.set_dataset(conn, dataset_id, last_error=message)
+                # The run is alive until its retry is due; the sweeper waits that long.
+                progress.set_run(conn, run_id, heartbeat_at=now + timedelta(seconds=retry_in))
+        if final:
+            run_ended("failed")
+        return
 
 
 PERMANENT_ERRORS = (PermanentSyncError, PermanentTargetError)

@@ -8,7 +8,7 @@ from flask import Flask, Response
 
 def init_observability(app: Flask) -> None:
     """Logging in the configured format, request ids, ``GET /metrics`` and the Celery hooks."""
-    from service.observability import celery_signals, metrics, request_id, run_metrics  # noqa: F401
+    from service.observability import celery_signals, metrics, request_id
     from service.observability.logging import configure_logging
 
     try:
