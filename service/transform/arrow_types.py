@@ -25,7 +25,9 @@ SMALL_ROWS = 4096
 SMALL_BYTES = 32 << 20
 # Rows read at a time while a table is read whole: a file's sizes do not bound its decoded
 # size (a dictionary page may stand for any number of long values), so it is measured.
-_READ_BATCH_ROWS = 256
+# Read on the calling thread: for a few batches, handing them to a pool costs more CPU
+# than decoding them.
+READ_BATCH_ROWS = 256
 
 
 def read_small(batches: Iterator[pa.RecordBatch], schema: pa.Schema) -> pa.Table | None:
@@ -47,7 +49,7 @@ def read_small_parquet(path: str | os.PathLike) -> pa.Table | None:
     with pq.ParquetFile(path) as pf:
         if pf.metadata.num_rows > SMALL_ROWS:
             return None
-        return read_small(pf.iter_batches(batch_size=_READ_BATCH_ROWS), pf.schema_arrow)
+        return read_small(pf.iter_batches(batch_size=READ_BATCH_ROWS, use_threads=False), pf.schema_arrow)
 
 
 def _full(pattern: str) -> str:

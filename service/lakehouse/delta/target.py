@@ -178,7 +178,8 @@ class DeltaTarget(LakehouseTarget):
             fields = {f.name: f for f in pa.schema(table.schema().to_arrow())}
             if arrow_silver.applies(plan, fields, count_rows(table, bronze_path)):
                 dataset = table.to_pyarrow_dataset()
-                rows = arrow_types.read_small(dataset.to_batches(batch_size=256), dataset.schema)
+                batches = dataset.to_batches(batch_size=arrow_types.READ_BATCH_ROWS, use_threads=False)
+                rows = arrow_types.read_small(batches, dataset.schema)
                 if rows is not None:
                     return self._write_silver_arrow(rows, silver, path, plan)
             with (
