@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Row, select
 
 from service import progress
 from service.db import session_scope, transaction
@@ -94,47 +94,49 @@ def dataset_tables(ctx: SyncContext, dataset: Dataset, tenant: Tenant) -> list[T
 
 def begin_step(step: str, dataset_id: uuid.UUID, run_id: uuid.UUID) -> StepStart | None:
     """Record that a step starts; None when the run was superseded, finished or deleted."""
-    now = utcnow()
-    for attempt in quick_retrying():
-        with attempt, transaction() as conn:
-            current = progress.current(conn, dataset_id, run_id, step)
-            if current is None:
-                return None
-            if current.step_status == "succeeded":
-                return None  # a duplicate delivery (e.g. re-sent by the sweeper); the work is done
-            attempts = current.step_attempts or 0
-            limit = int(current_app.config["SYNC_MAX_DELIVERIES"])
-            if attempts >= limit:
-                # Started that often without an outcome: the step kills its worker. Stop here.
-                _fail(
-                    conn,
-                    dataset_id,
-                    run_id,
-                    step,
-                    f"{step}: started {attempts} times without finishing "
-                    f"(the worker was lost each time); giving up after SYNC_MAX_DELIVERIES={limit}",
-                    now,
-                )
-                gave_up = True
-            else:
-                gave_up = False
-                started = progress.start_step(conn, dataset_id, run_id, step, now)
-        if gave_up:
-            run_ended("failed")
+    limit = int(current_app.config["SYNC_MAX_DELIVERIES"])
+    begun = quick_retrying()(_begin, step, dataset_id, run_id, limit, utcnow())
+    if begun is None:
+        return None
+    current, started = begun
+    if started is None:
+        run_ended("failed")  # given up, and committed
+        return None
+    ctx = _context(
+        current,
+        catalog_of(current.tenant_slug),
+        run_id=run_id,
+        ingested_at=started,
+        recorded=progress.recorded_tables(current),
+    )
+    return StepStart(
+        ctx,
+        {"bronze": current.row_count_bronze, "silver": current.row_count_silver},
+        bad_rows=current.bad_row_count,
+    )
+
+
+def _begin(
+    step: str, dataset_id: uuid.UUID, run_id: uuid.UUID, limit: int, now: datetime
+) -> tuple[Row, datetime | None] | None:
+    """One transaction of begin_step: the step's ``current`` row and the run's start time
+    (None when the step is given up); None when there is nothing to do."""
+    with transaction() as conn:
+        current = progress.current(conn, dataset_id, run_id, step)
+        if current is None:
             return None
-        ctx = _context(
-            current,
-            catalog_of(current.tenant_slug),
-            run_id=run_id,
-            ingested_at=started,
-            recorded=progress.recorded_tables(current),
-        )
-        return StepStart(
-            ctx,
-            {"bronze": current.row_count_bronze, "silver": current.row_count_silver},
-            bad_rows=current.bad_row_count,
-        )
-    raise AssertionError("unreachable")
+        if current.step_status == "succeeded":
+            return None  # a duplicate delivery (e.g. re-sent by the sweeper); the work is done
+        attempts = current.step_attempts or 0
+        if attempts >= limit:
+            # Started that often without an outcome: the step kills its worker. Stop here.
+            message = (
+                f"{step}: started {attempts} times without finishing "
+                f"(the worker was lost each time); giving up after SYNC_MAX_DELIVERIES={limit}"
+            )
+            _fail(conn, dataset_id, run_id, step, message, now)
+            return current, None
+        return current, progress.start_step(conn, dataset_id, run_id, step, now)
 
 
 @dataclass
@@ -164,10 +166,9 @@ def _finish_step(step: str, ctx: SyncContext, rows: int | None, outcome) -> bool
                 progress.set_dataset(conn, dataset_id, **changes.dataset)
             for layer, table in changes.tables:
                 progress.record_table(conn, dataset_id, layer, target, table)
-        if "status" in changes.run:
-            run_ended(changes.run["status"])  # counted once committed
-        return True
-    raise AssertionError("unreachable")
+    if "status" in changes.run:
+        run_ended(changes.run["status"])  # counted once committed
+    return True
 
 
 @contextlib.contextmanager
@@ -374,9 +375,8 @@ def record_step_error(
                 progress.set_dataset(conn, dataset_id, last_error=message)
                 # The run is alive until its retry is due; the sweeper waits that long.
                 progress.set_run(conn, run_id, heartbeat_at=now + timedelta(seconds=retry_in))
-        if final:
-            run_ended("failed")
-        return
+    if final:
+        run_ended("failed")
 
 
 PERMANENT_ERRORS = (PermanentSyncError, PermanentTargetError)
