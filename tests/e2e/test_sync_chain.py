@@ -218,6 +218,51 @@ def test_a_step_redone_after_a_crash_leaves_the_same_tables(app, client, auth):
     assert steps == {"bronze": 1, "silver": 1, "metadata": 1}  # the second silver call found it done
 
 
+def test_bookkeeping_cut_by_a_dropped_connection_is_tried_again(app, client, auth, monkeypatch):
+    """PostgreSQL drops the step's connection in the middle of recording its start and its
+    success: each transaction is tried again on a new connection, and the run ends synced."""
+    from sqlalchemy import text
+
+    from service import progress, sync
+    from service.db import session_scope
+    from service.models import Dataset, SyncRun
+
+    response = upload(client, auth, "k,v\n1,x\n2,y\n2,y\n", "dropped.csv")
+    dataset_id = uuid.UUID(response.get_json()["id"])
+    assert wait_for_sync(client, auth, str(dataset_id))["status"] == "synced"
+    dropped = []
+
+    def dropping(write):
+        def first_call_drops(conn, *args, **kwargs):
+            if write.__name__ not in dropped:
+                dropped.append(write.__name__)
+                conn.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
+            return write(conn, *args, **kwargs)
+
+        return first_call_drops
+
+    monkeypatch.setattr(progress, "start_step", dropping(progress.start_step))
+    monkeypatch.setattr(progress, "set_step", dropping(progress.set_step))
+    with app.app_context():
+        with session_scope() as session:
+            run = SyncRun(id=uuid.uuid4(), dataset_id=dataset_id, trigger="manual", status="pending")
+            session.add(run)
+            session.get(Dataset, dataset_id).current_run_id = run.id
+        for step in sync.STEPS.values():
+            assert not step(dataset_id, run.id).get("skipped")
+    assert dropped == ["start_step", "set_step"]
+    status = wait_for_sync(client, auth, str(dataset_id))
+    assert status["status"] == "synced" and status["last_error"] is None, status
+    current = status["runs"][0]
+    assert current["status"] == "synced"
+    assert {s["step"]: (s["status"], s["attempts"]) for s in current["steps"]} == {
+        "bronze": ("succeeded", 1),
+        "silver": ("succeeded", 1),
+        "metadata": ("succeeded", 1),
+    }
+    assert status["row_count_bronze"] == 3 and status["row_count_silver"] == 2
+
+
 def test_types_hold_for_every_row_not_just_the_sampled_ones(client, auth):
     from service.transform.inference import SAMPLE_ROWS
 
