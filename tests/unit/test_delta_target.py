@@ -235,7 +235,7 @@ def test_bronze_converts_types_delta_cannot_store_without_losing_values(tmp_path
     assert table.column("cat").to_pylist() == ["a", "b"]
 
     plan = infer_plan(tmp_path / "in.parquet", null_tokens=TOKENS)
-    target.write_silver(TABLES, plan)
+    target.write_silver(source_for(src), plan)
     silver = read(target.location(SILVER))
     assert silver.schema.field("naive").type == pa.timestamp("us")
     assert sorted_rows(silver.select(["u8", "naive", "cat"]), "u8") == [
@@ -263,7 +263,7 @@ def test_bronze_renames_columns_delta_would_refuse_and_silver_follows(tmp_path, 
     assert table.column("_dataset_id").to_pylist() == ["ds-1", "ds-1"]
 
     plan = infer_plan(src, null_tokens=TOKENS)
-    target.write_silver(TABLES, plan)
+    target.write_silver(source_for(src), plan)
     silver = read(target.location(SILVER))
     assert sorted_rows(silver.select(["id", "id_2", "dataset_id"]), "id") == [
         {"id": 1, "id_2": "x", "dataset_id": "mine"},
@@ -298,7 +298,7 @@ def write_both(tmp_path, target, table=CSV_LIKE, tokens=TOKENS):
     src = write_parquet(tmp_path / "in.parquet", table)
     target.write_bronze(source_for(src))
     plan = infer_plan(src, null_tokens=tokens)
-    return plan, target.write_silver(TABLES, plan)
+    return plan, target.write_silver(source_for(src), plan)
 
 
 @pytest.mark.usefixtures("both_silver_shapes")
@@ -355,6 +355,37 @@ def test_silver_types_names_trim_nulls_and_dedup(tmp_path, target):
     assert {r["_dataset_id"] for r in rows} == {"ds-1"}
     assert {r["_ingested_at"] for r in rows} == {INGESTED}
     assert target.count_rows(SILVER) == 5
+
+
+def test_small_silver_is_written_in_arrow_from_the_file_bronze_holds(tmp_path, target, monkeypatch):
+    """A small all-text dataset: silver's rows come from the file silver is given (bronze's
+    data file as it is) with bronze's metadata values, and no DuckDB query runs."""
+    table = CSV_LIKE.drop_columns(["at"])
+    src = write_parquet(tmp_path / "in.parquet", table)
+    ctx = source_for(src)
+    target.write_bronze(ctx)
+    plan = infer_plan(src, null_tokens=TOKENS)
+
+    def no_duckdb(*args, **kwargs):
+        raise AssertionError("the small silver ran a DuckDB query")
+
+    monkeypatch.setattr(delta_target.q, "connect", no_duckdb)
+    result = target.write_silver(ctx, plan)
+    silver, bronze = read(result.location), read(target.location(BRONZE))
+    assert result.row_count == silver.num_rows == 5
+    assert silver.column_names[-2:] == ["_dataset_id", "_ingested_at"]
+    assert (
+        set(zip(silver.column("_dataset_id").to_pylist(), silver.column("_ingested_at").to_pylist()))
+        == set(zip(bronze.column("_dataset_id").to_pylist(), bronze.column("_ingested_at").to_pylist()))
+        == {("ds-1", INGESTED)}
+    )
+    assert sorted(silver.column("customer_id").to_pylist(), key=lambda v: (v is None, v)) == [1, 2, 3, 4, None]
+
+
+def test_silver_needs_the_bronze_table_even_when_the_file_is_there(tmp_path, target):
+    src = write_parquet(tmp_path / "in.parquet", CSV_LIKE.drop_columns(["at"]))
+    with pytest.raises(PermanentTargetError, match="does not exist"):
+        target.write_silver(source_for(src), infer_plan(src, null_tokens=TOKENS))
 
 
 @pytest.mark.usefixtures("both_silver_shapes")
@@ -422,7 +453,7 @@ def test_silver_json_text_is_not_trimmed(tmp_path, target):
     src = write_parquet(tmp_path / "in.parquet", pa.table({"j": pa.array([' {"a": 1} ', "null"])}))
     target.write_bronze(source_for(src))
     plan = SilverPlan(columns=[SilverColumn("j", "j", "string", "json")], null_tokens=TOKENS)
-    target.write_silver(TABLES, plan)
+    target.write_silver(source_for(src), plan)
     assert sorted(read(target.location(SILVER)).column("j").to_pylist()) == [' {"a": 1} ', "null"]
 
 
@@ -445,14 +476,14 @@ def test_silver_null_token_that_casts_is_still_null(tmp_path, target):
 def test_a_sampled_plan_nulls_tokens_that_fit_or_cast(tmp_path, target, values, tokens, expected):
     plan, _ = write_both(tmp_path, target, pa.table({"n": pa.array(values)}), tokens=tokens)
     sampled = SilverPlan(plan.columns, plan.null_tokens, verified=False)
-    result = target.write_silver(TABLES, sampled)
+    result = target.write_silver(source_for(tmp_path / "in.parquet"), sampled)
     got = read(result.location).column("n").to_pylist()
     assert sorted(got, key=lambda v: (v is None, v)) == expected
 
 
 def test_silver_twice_gives_the_same_table(tmp_path, target):
     plan, first = write_both(tmp_path, target)
-    second = target.write_silver(TABLES, plan)
+    second = target.write_silver(source_for(tmp_path / "in.parquet"), plan)
     assert (second.row_count, (target.count_rows(BRONZE) - second.row_count)) == (
         first.row_count,
         (target.count_rows(BRONZE) - first.row_count),
@@ -472,7 +503,7 @@ def test_silver_hinted_columns_beside_inferred_ones(tmp_path, target):
     plan = SilverPlan(
         [SilverColumn("n", "n", "integer", "string", hinted=True), SilverColumn("s", "s", "string", "string")], TOKENS
     )
-    silver = read(target.write_silver(TABLES, plan).location)
+    silver = read(target.write_silver(source_for(src), plan).location)
     assert silver.column_names == ["n", "s", "_rescued_data", "_dataset_id", "_ingested_at"]
     assert sorted_rows(silver.select(["n", "s", "_rescued_data"]), "n") == [
         {"n": 1, "s": "a", "_rescued_data": None},
@@ -489,7 +520,7 @@ def test_hinted_decimals_that_would_be_rounded_are_rescued(tmp_path, target):
         [SilverColumn("k", "k", "integer", "string"), SilverColumn("d", "d", "decimal(10,2)", "string", hinted=True)],
         TOKENS,
     )
-    result = target.write_silver(TABLES, plan)
+    result = target.write_silver(source_for(src), plan)
     silver = read(result.location)
     rows = {r["k"]: (r["d"], r["_rescued_data"]) for r in silver.to_pylist()}
     assert {k: None if d is None else str(d) for k, (d, _) in rows.items()} == {
@@ -526,7 +557,7 @@ def test_silver_with_a_plan_that_does_not_fit_is_permanent(tmp_path, target):
     target.write_bronze(source_for(src))
     wrong_type = SilverPlan([SilverColumn("v", "v", "integer", "string")], TOKENS)
     with pytest.raises(PermanentTargetError, match="abc"):
-        target.write_silver(TABLES, wrong_type)
+        target.write_silver(source_for(src), wrong_type)
     for plan in (
         SilverPlan([SilverColumn("nope", "v", "string", "string")], TOKENS),
         SilverPlan([SilverColumn("v", "v", "uuid", "string")], TOKENS),
@@ -535,7 +566,7 @@ def test_silver_with_a_plan_that_does_not_fit_is_permanent(tmp_path, target):
         SilverPlan([], TOKENS),
     ):
         with pytest.raises(PermanentTargetError):
-            target.write_silver(TABLES, plan)
+            target.write_silver(source_for(src), plan)
     assert not os.path.exists(os.path.join(target.location(SILVER), "_delta_log"))
 
 
@@ -544,7 +575,7 @@ def test_a_sampled_plan_gives_the_same_silver_as_a_verified_one(tmp_path, target
     plan, verified = write_both(tmp_path, target)
     expected = sorted_rows(read(verified.location), "customer_id")
     sampled = SilverPlan(plan.columns, plan.null_tokens, verified=False)
-    result = target.write_silver(TABLES, sampled)
+    result = target.write_silver(source_for(tmp_path / "in.parquet"), sampled)
     assert (result.row_count, (target.count_rows(BRONZE) - result.row_count)) == (
         verified.row_count,
         (target.count_rows(BRONZE) - verified.row_count),
@@ -558,14 +589,14 @@ def test_a_sampled_plan_that_a_late_value_disproves_is_rejected(tmp_path, target
     table = pa.table({"n": [str(i) for i in range(n)] + ["2.5"], "s": ["a"] * (n + 1)})
     src = write_parquet(tmp_path / "in.parquet", table)
     target.write_bronze(source_for(src))
-    target.write_silver(TABLES, infer_plan(src, null_tokens=TOKENS))
+    target.write_silver(source_for(src), infer_plan(src, null_tokens=TOKENS))
     before = read(target.location(SILVER))
 
     sampled = infer_plan(src, null_tokens=TOKENS, sampled=True)
     assert not sampled.verified
     assert [c.type for c in sampled.columns] == ["integer", "string"]
     with pytest.raises(SampledPlanRejected, match="2.5"):
-        target.write_silver(TABLES, sampled)
+        target.write_silver(source_for(src), sampled)
     # The table written before is untouched and no staged file is left.
     assert read(target.location(SILVER)) == before
     assert [c.type for c in infer_plan(src, null_tokens=TOKENS).columns] == ["double", "string"]
@@ -712,7 +743,7 @@ def test_leftovers_of_a_killed_write_are_cleaned_up(tmp_path, target):
     os.utime(old_spill, (long_ago, long_ago))
 
     target.write_bronze(source_for(src))
-    target.write_silver(TABLES, infer_plan(src, null_tokens=TOKENS))
+    target.write_silver(source_for(src), infer_plan(src, null_tokens=TOKENS))
     assert not os.path.exists(old_staging)
     assert os.path.exists(fresh_staging)  # may belong to a write still running
     assert not os.path.exists(old_spill)
@@ -746,9 +777,9 @@ def test_a_sampled_plan_that_a_late_value_disproves_is_rejected_on_a_wide_table(
     sampled = infer_plan(src, null_tokens=TOKENS, sampled=True)
     assert sampled.columns[0].type == "integer"
     with pytest.raises(SampledPlanRejected, match="late text"):
-        target.write_silver(TABLES, sampled)
+        target.write_silver(source_for(src), sampled)
     assert not os.path.exists(os.path.join(target.location(SILVER), "_delta_log"))
-    result = target.write_silver(TABLES, infer_plan(src, null_tokens=TOKENS))
+    result = target.write_silver(source_for(src), infer_plan(src, null_tokens=TOKENS))
     assert (result.row_count, (target.count_rows(BRONZE) - result.row_count)) == (n + 1, 0)
 
 

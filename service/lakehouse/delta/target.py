@@ -9,7 +9,9 @@ transaction (``create_table_with_add_actions``, mode="overwrite"):
   Parquet file only holds Delta-compatible column types it *is* the data file (hard-linked
   or copied, not re-encoded); otherwise it is rewritten batch by batch with converted types.
 - silver: one DuckDB query (``service.lakehouse.duckdb_sql``) reads the bronze data files,
-  trims, nulls, casts, renames and removes duplicate rows, and writes one Parquet file.
+  trims, nulls, casts, renames and removes duplicate rows, and writes one Parquet file. A
+  small dataset's plan is applied in Arrow instead (``arrow_silver``), to the rows bronze
+  holds as they are: the dataset's file, with the load's metadata values.
 
 Each write replaces the table's current version; the data files of the replaced
 version are then deleted, so re-running a sync does not accumulate files.
@@ -44,7 +46,15 @@ from service.lakehouse.delta.errors import target_errors
 from service.lakehouse.delta.scan import bronze_scan, count_rows, open_table
 from service.lakehouse.delta.tables import TableStore
 from service.storage import S3Settings
-from service.table_rules import BRONZE_META, BRONZE_META_FIELDS, QUARANTINE_FIELDS, quarantine_columns
+from service.table_rules import (
+    BRONZE_META,
+    BRONZE_META_FIELDS,
+    DATASET_ID,
+    INGESTED_AT,
+    QUARANTINE_FIELDS,
+    UTC_US,
+    quarantine_columns,
+)
 from service.transform import arrow_types
 from service.transform import sql as q
 from service.transform.plan import SampledPlanRejected, SilverPlan
@@ -63,6 +73,39 @@ def _meta_partitions(ctx: SyncContext) -> dict:
             strict=True,
         )
     )
+
+
+def _small_bronze_rows(ctx: SyncContext, plan: SilverPlan) -> pa.Table | None:
+    """Bronze's rows, for a small dataset whose plan Arrow applies in full (``arrow_silver``);
+    else None.
+
+    Such a dataset's bronze data file is its Parquet file as it is (string columns, no
+    renamed names), with the load's constant metadata columns as partition values: the
+    rows are read from the file silver is given (``ctx.source_path``) and the metadata
+    columns added from the context, which costs less than opening the bronze table.
+    """
+    if ctx.source_path is None:
+        return None
+    try:
+        metadata = pq.read_metadata(ctx.source_path)
+        schema = metadata.schema.to_arrow_schema()
+    except (OSError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None  # the bronze table's own reading says what is wrong
+    physical = {column.path: column.physical_type for column in metadata.schema}
+    data_fields, as_is = bronze_files.bronze_fields(schema, physical)
+    fields = {f.name: f for f in (*data_fields, *BRONZE_META_FIELDS)}
+    if not as_is or not arrow_silver.applies(plan, fields, metadata.num_rows):
+        return None
+    rows = arrow_types.read_small_parquet(ctx.source_path)
+    if rows is None:
+        return None
+    constants = {
+        DATASET_ID: pa.scalar(ctx.dataset_id, pa.string()),
+        INGESTED_AT: pa.scalar(ctx.ingested_at, UTC_US),
+    }
+    for name, value in constants.items():
+        rows = rows.append_column(pa.field(name, value.type), pa.repeat(value, rows.num_rows))
+    return rows
 
 
 class DeltaTarget(LakehouseTarget):
@@ -174,14 +217,12 @@ class DeltaTarget(LakehouseTarget):
         path = self.location(silver)
         with target_errors(f"writing silver table {silver.full_name}"):
             duckdb_sql.validate_plan(plan)
-            table = open_table(self.tables, bronze_path, bronze)
-            fields = {f.name: f for f in pa.schema(table.schema().to_arrow())}
-            if arrow_silver.applies(plan, fields, count_rows(table, bronze_path)):
-                dataset = table.to_pyarrow_dataset()
-                batches = dataset.to_batches(batch_size=arrow_types.READ_BATCH_ROWS, use_threads=False)
-                rows = arrow_types.read_small(batches, dataset.schema)
-                if rows is not None:
-                    return self._write_silver_arrow(rows, silver, path, plan)
+            if not self.tables.is_table(bronze_path):
+                raise PermanentTargetError(f"table {bronze.full_name} does not exist")
+            rows = _small_bronze_rows(ctx, plan)
+            if rows is not None:
+                return self._write_silver_arrow(rows, silver, path, plan)
+            table = self.tables.open(bronze_path)
             with (
                 self.tables.local_files(table, bronze_path) as bronze_files_dir,
                 contextlib.closing(q.connect(self.duckdb_memory_limit, self.duckdb_threads, self.temp_dir)) as con,
