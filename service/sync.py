@@ -151,24 +151,32 @@ class Outcome:
 def _finish_step(step: str, ctx: SyncContext, rows: int | None, outcome) -> bool:
     """Record a step's success and what ``outcome(current, now)`` says it changes; False when
     the run was superseded."""
-    now = utcnow()
-    dataset_id, run_id = uuid.UUID(ctx.dataset_id), uuid.UUID(ctx.run_id)
     target = runtime().target().name
-    for attempt in quick_retrying():
-        with attempt, transaction() as conn:
-            current = progress.current(conn, dataset_id, run_id, step)
-            if current is None:
-                return False
-            changes: Outcome = outcome(current, now)
-            progress.set_step(conn, run_id, step, status="succeeded", finished_at=now, rows=rows, error=None)
-            progress.set_run(conn, run_id, heartbeat_at=now, **changes.run)
-            if changes.dataset:
-                progress.set_dataset(conn, dataset_id, **changes.dataset)
-            for layer, table in changes.tables:
-                progress.record_table(conn, dataset_id, layer, target, table)
+    args = (step, uuid.UUID(ctx.dataset_id), uuid.UUID(ctx.run_id), rows, outcome, target, utcnow())
+    changes = quick_retrying()(_finish, *args)
+    if changes is None:
+        return False
     if "status" in changes.run:
         run_ended(changes.run["status"])  # counted once committed
     return True
+
+
+def _finish(
+    step: str, dataset_id: uuid.UUID, run_id: uuid.UUID, rows: int | None, outcome, target: str, now: datetime
+) -> Outcome | None:
+    """One transaction of _finish_step: the changes it wrote; None when the run was superseded."""
+    with transaction() as conn:
+        current = progress.current(conn, dataset_id, run_id, step)
+        if current is None:
+            return None
+        changes: Outcome = outcome(current, now)
+        progress.set_step(conn, run_id, step, status="succeeded", finished_at=now, rows=rows, error=None)
+        progress.set_run(conn, run_id, heartbeat_at=now, **changes.run)
+        if changes.dataset:
+            progress.set_dataset(conn, dataset_id, **changes.dataset)
+        for layer, table in changes.tables:
+            progress.record_table(conn, dataset_id, layer, target, table)
+        return changes
 
 
 @contextlib.contextmanager
@@ -363,20 +371,26 @@ def record_step_error(
     """Write a step's error; a final one fails the run and the dataset's sync."""
     message = step_error_text(step, exc)
     log.warning("step %s of dataset %s failed (final: %s): %s", step, dataset_id, final, log_detail(exc))
-    now = utcnow()
-    for attempt in quick_retrying():
-        with attempt, transaction() as conn:
-            if progress.current(conn, dataset_id, run_id, step) is None:
-                return
-            if final:
-                _fail(conn, dataset_id, run_id, step, message, now)
-            else:
-                progress.upsert_step(conn, run_id, step, status="retrying", error=message)
-                progress.set_dataset(conn, dataset_id, last_error=message)
-                # The run is alive until its retry is due; the sweeper waits that long.
-                progress.set_run(conn, run_id, heartbeat_at=now + timedelta(seconds=retry_in))
-    if final:
-        run_ended("failed")
+    recorded = quick_retrying()(_record_error, step, dataset_id, run_id, message, final, retry_in, utcnow())
+    if recorded and final:
+        run_ended("failed")  # counted once committed
+
+
+def _record_error(
+    step: str, dataset_id: uuid.UUID, run_id: uuid.UUID, message: str, final: bool, retry_in: float, now: datetime
+) -> bool:
+    """One transaction of record_step_error; False when the run was superseded."""
+    with transaction() as conn:
+        if progress.current(conn, dataset_id, run_id, step) is None:
+            return False
+        if final:
+            _fail(conn, dataset_id, run_id, step, message, now)
+        else:
+            progress.upsert_step(conn, run_id, step, status="retrying", error=message)
+            progress.set_dataset(conn, dataset_id, last_error=message)
+            # The run is alive until its retry is due; the sweeper waits that long.
+            progress.set_run(conn, run_id, heartbeat_at=now + timedelta(seconds=retry_in))
+        return True
 
 
 PERMANENT_ERRORS = (PermanentSyncError, PermanentTargetError)

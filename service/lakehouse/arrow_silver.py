@@ -24,7 +24,7 @@ _ROW = "__lakesync_row"
 
 def applies(plan: SilverPlan, fields: dict[str, pa.Field], rows: int) -> bool:
     """Whether the plan can be applied here to a bronze table of ``rows`` rows (that it is
-    small in bytes too is found while reading it: ``arrow_types.read_small``)."""
+    small in bytes too is found while reading it: ``arrow_types.read_small_parquet``)."""
     if rows > arrow_types.SMALL_ROWS or not plan.verified or plan.rescues or len(plan.columns) > WIDE_TABLE_COLUMNS:
         return False
     if any(m not in fields for m in SILVER_META):

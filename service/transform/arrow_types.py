@@ -10,7 +10,7 @@ left to DuckDB (None).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -27,29 +27,23 @@ SMALL_BYTES = 32 << 20
 # size (a dictionary page may stand for any number of long values), so it is measured.
 # Read on the calling thread: for a few batches, handing them to a pool costs more CPU
 # than decoding them.
-READ_BATCH_ROWS = 256
-
-
-def read_small(batches: Iterator[pa.RecordBatch], schema: pa.Schema) -> pa.Table | None:
-    """The table of ``batches`` if it is small (SMALL_ROWS, SMALL_BYTES), else None, having
-    read no more than one batch past either bound."""
-    kept: list[pa.RecordBatch] = []
-    rows = nbytes = 0
-    for batch in batches:
-        rows += batch.num_rows
-        nbytes += batch.nbytes
-        if rows > SMALL_ROWS or nbytes > SMALL_BYTES:
-            return None
-        kept.append(batch)
-    return pa.Table.from_batches(kept, schema=schema)
+_READ_BATCH_ROWS = 256
 
 
 def read_small_parquet(path: str | os.PathLike) -> pa.Table | None:
-    """A small Parquet file as a table (see ``read_small``), else None."""
+    """A Parquet file as a table if it is small (SMALL_ROWS, SMALL_BYTES once decoded), else
+    None, having read no more than one batch past either bound."""
     with pq.ParquetFile(path) as pf:
         if pf.metadata.num_rows > SMALL_ROWS:
             return None
-        return read_small(pf.iter_batches(batch_size=READ_BATCH_ROWS, use_threads=False), pf.schema_arrow)
+        kept: list[pa.RecordBatch] = []
+        nbytes = 0
+        for batch in pf.iter_batches(batch_size=_READ_BATCH_ROWS, use_threads=False):
+            nbytes += batch.nbytes
+            if nbytes > SMALL_BYTES:
+                return None
+            kept.append(batch)
+        return pa.Table.from_batches(kept, schema=pf.schema_arrow)
 
 
 def _full(pattern: str) -> str:
