@@ -18,29 +18,36 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# A fresh interpreter runs ``setup``, then (unless its first argument is "-", the baseline)
+# the expression ``call`` giving the rows converted; it prints the time and its own peak RSS.
 _CHILD = """
 import json, resource, sys, time
 from pathlib import Path
-from service.ingest import convert_file
-src, out = Path(sys.argv[1]), Path(sys.argv[2])
+{setup}
+args = sys.argv[1:]
 rows, error = None, None
 start = time.perf_counter()
-if src.name != "-":
+if args[0] != "-":
     try:
-        rows = convert_file(src, out, file_name=src.name).row_count
+        rows = {call}
     except Exception as exc:
-        error = f"{type(exc).__name__}: {exc}"
+        error = f"{{type(exc).__name__}}: {{exc}}"
 seconds = time.perf_counter() - start
-print(json.dumps({"rows": rows, "seconds": seconds, "error": error,
-                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+print(json.dumps({{"rows": rows, "seconds": seconds, "error": error,
+                  "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
 """
 
 
-def _convert(src: Path, out: Path) -> dict:
-    proc = subprocess.run(
-        [sys.executable, "-c", _CHILD, str(src), str(out)], cwd=ROOT, capture_output=True, text=True, check=True
-    )
+def measure(setup: str, call: str, *args: str) -> dict:
+    """Rows, seconds, error and peak RSS (MiB) of one conversion in a fresh process."""
+    code = _CHILD.format(setup=setup, call=call)
+    proc = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True, text=True, check=True)
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _convert(src: Path, out: Path) -> dict:
+    call = "convert_file(Path(args[0]), Path(args[1]), file_name=Path(args[0]).name).row_count"
+    return measure("from service.ingest import convert_file", call, str(src), str(out))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         files = build(directory, scale=args.scale)
         out = Path(tmp) / "out.parquet"
         baseline = _convert(Path("-"), out)
-        print(f"baseline (interpreter and ingest modules): {baseline['peak_mb']:.0f} MB peak RSS\n")
+        print(f"baseline (interpreter and ingest modules): {baseline['peak_mib']:.0f} MB peak RSS\n")
         print("| file | size (KB) | reference rows | rows | time (s) | peak RSS (MB) |")
         print("| --- | ---: | ---: | ---: | ---: | ---: |")
         failures = 0
@@ -67,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             rows = m["rows"] if m["error"] is None else m["error"][:60]
             print(
                 f"| {f.name} | {(directory / f.name).stat().st_size // 1024} | {f.rows} | {rows}{'' if ok else ' ✗'} "
-                f"| {m['seconds']:.3f} | {m['peak_mb']:.0f} |"
+                f"| {m['seconds']:.3f} | {m['peak_mib']:.0f} |"
             )
     return 1 if failures else 0
 

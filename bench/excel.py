@@ -14,34 +14,17 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import random
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from bench.corpus import measure
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "bench" / "data"
 READERS = ("auto", "openpyxl", "calamine")
-
-_CHILD = """
-import json, resource, sys, time
-from pathlib import Path
-from service.ingest.excel import convert_workbook
-from service.ingest.model import IngestSettings
-src, out, reader = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
-rows, error = None, None
-start = time.perf_counter()
-if reader != "-":
-    try:
-        rows = convert_workbook(src, out, settings=IngestSettings(), reader=None if reader == "auto" else reader).row_count
-    except Exception as exc:
-        error = f"{type(exc).__name__}: {exc}"
-seconds = time.perf_counter() - start
-print(json.dumps({"rows": rows, "seconds": seconds, "error": error,
-                  "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
-"""
 
 _WORDS = (
     "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa quebec "
@@ -90,10 +73,12 @@ def workbook(rows: int) -> Path:
 
 
 def _convert(src: Path, out: Path, reader: str) -> dict:
-    proc = subprocess.run(
-        [sys.executable, "-c", _CHILD, str(src), str(out), reader], cwd=ROOT, capture_output=True, text=True, check=True
+    setup = "from service.ingest.excel import convert_workbook\nfrom service.ingest.model import IngestSettings"
+    call = (
+        "convert_workbook(Path(args[1]), Path(args[2]), settings=IngestSettings(), "
+        "reader=None if args[0] == 'auto' else args[0]).row_count"
     )
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return measure(setup, call, reader, str(src), str(out))
 
 
 def main(argv: list[str] | None = None) -> int:

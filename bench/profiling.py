@@ -164,15 +164,23 @@ def _run_timings_line(which: str, res: dict) -> str:
             for k in ("upload_s", "queue_s", "bronze_s", "silver_s", "metadata_s", "upload_to_synced_s")
             if k in res
         )
-    lat = res.get("upload_latency_s", {})
     return (
-        f"offered {res.get('rate_achieved') or 0:.1f}/s; upload p50 {(lat.get('p50') or 0) * 1000:.0f} ms, "
-        f"p99 {(lat.get('p99') or 0) * 1000:.0f} ms; last synced {seconds(res.get('last_upload_to_synced_s'))} "
-        f"after the last upload; worker CPU {(res.get('worker_cpu_per_dataset_s') or 0) * 1000:.0f} ms per "
-        "dataset; per dataset p50: bronze "
+        f"{small_summary(res)}; per dataset p50: bronze "
         f"{(res.get('bronze_s', {}).get('p50') or 0) * 1000:.0f} ms, silver "
         f"{(res.get('silver_s', {}).get('p50') or 0) * 1000:.0f} ms, metadata "
         f"{(res.get('metadata_s', {}).get('p50') or 0) * 1000:.0f} ms"
+    )
+
+
+def small_summary(res: dict) -> str:
+    """A small run in one line: the rate offered, upload latency, how soon the last dataset
+    synced, and the worker's CPU per dataset."""
+    lat = res.get("upload_latency_s", {})
+    cpu = res.get("worker_cpu_per_dataset_s")
+    return (
+        f"offered {res.get('rate_achieved') or 0:.1f}/s; upload p50 {(lat.get('p50') or 0) * 1000:.0f} ms, "
+        f"p95 {(lat.get('p95') or 0) * 1000:.0f} ms, p99 {(lat.get('p99') or 0) * 1000:.0f} ms; last synced {seconds(res.get('last_upload_to_synced_s'))} "
+        f"after the last upload; worker CPU {'–' if cpu is None else f'{cpu * 1000:.0f} ms'} per dataset"
     )
 
 

@@ -47,7 +47,7 @@ HUGE_MEMORY_GROWTH = 1.2
 def _run_figure(run: dict, figure: str) -> float | None:
     """One run's figure: lakesync's time to synced or to 201, or a peer's seconds."""
     if figure == "synced":
-        return (run.get("upload_to_synced_s") or run.get("synced_seen_s")) if run.get("status") == "synced" else None
+        return _synced_s(run)
     if figure == "201":
         return run.get("upload_s") if run.get("upload_status") == 201 else None
     return None if "error" in run else run.get("seconds")
@@ -401,7 +401,7 @@ def _files_table(file_labels: list[str], ours: dict, peers: dict, data: dict) ->
                 lines.append(
                     f"| {title} | {PEER_TITLES[tool]} | | {_s(p['seconds'])} | "
                     f"{_n(p['rows'] / p['seconds'])} | {_mib(p['peak_rss_bytes'])} | "
-                    f"{'–' if ratio is None else f'{ratio:.2f}×'} |"
+                    f"{_x(ratio)} |"
                 )
             title = ""
     lines.append("")

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from bench import data
 from bench.client import Api, run_timings
-from bench.log import log, seconds
+from bench.log import log
 from bench.openloop import Outcome, run_open_loop, summarize
-from bench.profiling import start_profilers, stop_profilers
+from bench.profiling import small_summary, start_profilers, stop_profilers
 from bench.stack import BenchStack
 from bench.stats import dist, sustained_rate
 
@@ -284,12 +284,7 @@ def _step_spreads(per: list[dict]) -> dict:
 
 
 def _log_small(label: str, result: dict) -> None:
-    lat = result["upload_latency_s"]
-    cpu = result.get("worker_cpu_per_dataset_s")
     log(
-        f"{label}: offered {result['rate_achieved'] or 0:.1f}/s; upload p50 {(lat.get('p50') or 0) * 1000:.0f} ms, "
-        f"p95 {(lat.get('p95') or 0) * 1000:.0f} ms, p99 {(lat.get('p99') or 0) * 1000:.0f} ms; last synced "
-        f"{seconds(result.get('last_upload_to_synced_s'))} after the last upload; worker CPU "
-        f"{'–' if cpu is None else f'{cpu * 1000:.0f} ms'} per dataset; {result['failed_uploads']} uploads failed, "
+        f"{label}: {small_summary(result)}; {result['failed_uploads']} uploads failed, "
         f"{result['not_synced']} not synced"
     )
