@@ -31,7 +31,7 @@ from service.ingest import excel_stream, unwrap
 from service.ingest.excel_table import cell_text, write_rows
 from service.ingest.model import ConvertResult, IngestSettings, SourceColumn
 
-__all__ = ["CALAMINE", "OPENPYXL", "cell_text", "convert_workbook", "is_workbook", "sheet_rows"]
+__all__ = ["CALAMINE", "OPENPYXL", "convert_workbook", "is_workbook"]
 
 WORKBOOK_PART = "xl/workbook.xml"
 _WORKBOOK_RELS = "xl/_rels/workbook.xml.rels"
@@ -40,8 +40,8 @@ CALAMINE_MAX_CELLS = 4 << 20
 MAX_SHARED_STRINGS_BYTES = 256 << 20
 # Cell and row references (r="AB12", r="12"), whatever the quotes, spacing or prefix; other
 # attributes whose name ends in r can only raise the bound.
-_COLUMN_REF = re.compile(rb"""r\s*=\s*["']([A-Za-z]+)[0-9]""")
-_ROW_REF = re.compile(rb"""r\s*=\s*["'][A-Za-z]*([0-9]+)""")
+# A cell or row reference: r="AB12" (column letters, row number) or r="12" (a row).
+_REF = re.compile(rb"""r\s*=\s*["']([A-Za-z]*)([0-9]+)""")
 _READ_ERRORS = (
     python_calamine.CalamineError,
     zipfile.BadZipFile,
@@ -150,12 +150,12 @@ def _grid_cells(archive: zipfile.ZipFile, part: str, limit: int) -> int:
             data = tail + chunk
             cut = data.rfind(b"<")  # a reference is never split across two scans
             data, tail = (data[:cut], data[cut:]) if cut > 0 else (data, b"")
-            letters = set(_COLUMN_REF.findall(data))
-            if letters:
-                columns = max(columns, max(_column_number(s) for s in letters))
-            numbers = _ROW_REF.findall(data)
-            if numbers:
-                rows = max(rows, max(map(int, numbers)))
+            refs = _REF.findall(data)
+            if refs:
+                letters = {col for col, _ in refs if col}
+                if letters:
+                    columns = max(columns, max(_column_number(s) for s in letters))
+                rows = max(rows, max(int(row) for _, row in refs))
             if rows * columns > limit:
                 break
     return rows * max(columns, 1)

@@ -33,9 +33,8 @@ from openpyxl.reader.excel import ExcelReader
 from openpyxl.worksheet._reader import WorkSheetParser
 from openpyxl.xml.constants import SHARED_STRINGS, SHEET_MAIN_NS
 
-from service.ingest.excel_table import cell_text
+from service.ingest.excel_table import EXACT_FLOAT, cell_text
 
-_EXACT_INT = 2**53
 _EAST_ASIAN_DATES = frozenset([*range(27, 37), *range(50, 59)])
 _ESCAPE = re.compile(r"_x([0-9A-Fa-f]{4})_")
 _SI = f"{{{SHEET_MAIN_NS}}}si"
@@ -134,7 +133,7 @@ def _text(value, kind: str, epoch: dt.datetime) -> str:
         return _ESCAPE.sub(_decode, value) if "_x" in value else value
     if kind == "e":
         return ""
-    if kind == "n" and type(value) is int and abs(value) >= _EXACT_INT:
+    if kind == "n" and type(value) is int and abs(value) >= EXACT_FLOAT:
         value = float(value)
     elif kind == "d" and type(value) is dt.datetime:
         if value < epoch:  # a negative serial: calamine keeps its time of day

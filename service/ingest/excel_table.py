@@ -26,7 +26,8 @@ from service.ingest.columns import check_column_count, unique_names
 from service.ingest.model import LOCAL_PARQUET_CODEC
 from service.ingest.output import scratch_file
 
-_EXACT_FLOAT = 2**53
+# Integers up to this magnitude are exact in a double (a cell's number), and print as ints.
+EXACT_FLOAT = 2**53
 # A spilled batch ends at this many cells or characters (bounds its Python strings).
 SPILL_CELLS = 1 << 18
 SPILL_CHARS = 32 << 20
@@ -44,7 +45,7 @@ def cell_text(value) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        if value.is_integer() and abs(value) < _EXACT_FLOAT:
+        if value.is_integer() and abs(value) < EXACT_FLOAT:
             return str(int(value))
         return repr(value)
     if isinstance(value, (dt.date, dt.time)):  # datetime is a date
