@@ -589,10 +589,13 @@ def _duckdb_checked(path: Path, out: Path, layout: Layout, settings: IngestSetti
         lines = pool.submit(count_lines, path)
         rows = _duckdb_copy(path, out, layout, settings)
         bound = lines.result().nonblank_bound
-    if rows + 1 == bound or (rows + 1 < bound and rows + 1 == count_nonblank_lines(path)):
+    if rows + 1 == bound:
+        return rows
+    nonblank = count_nonblank_lines(path) if rows + 1 < bound else None
+    if rows + 1 == nonblank:
         return rows
     d = layout.dialect
-    records = reference_records(path, d.reader_options(), d.quote, d.escape)
+    records = reference_records(path, d.reader_options(), d.quote, d.escape, nonblank=nonblank)
     return rows if rows == max(0, records - 1) else None
 
 

@@ -163,14 +163,17 @@ def count_nonblank_lines(path: Path) -> int:
     return count
 
 
-def reference_records(path: Path, reader_options: dict, quote: str | None, escape: str | None) -> int:
-    """Non-empty records of a UTF-8 file (header included), as Python's csv module reads them.
+def reference_records(
+    path: Path, reader_options: dict, quote: str | None, escape: str | None, *, nonblank: int | None = None
+) -> int:
+    """Non-empty records of a UTF-8 file (header included), as Python's csv module reads them;
+    ``nonblank`` is the file's non-blank lines when already counted.
 
     Records never outnumber non-blank lines: a converter that found exactly one record per
     non-blank line needs no parse to be confirmed (see ``delimited._duckdb_checked``)."""
     specials = {c.encode() for c in (quote, escape) if c}
     if not specials or not _has_any(path, specials):
-        return count_nonblank_lines(path)
+        return count_nonblank_lines(path) if nonblank is None else nonblank
     count = 0
     with open_text(path, UTF8) as fh:
         for row in csv.reader(fh, **reader_options):
