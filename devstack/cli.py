@@ -18,14 +18,13 @@ from devstack.postgres import EmbeddedPostgres
 from devstack.processes import run_foreground, run_procfile, signals_deferred
 from devstack.redis import EmbeddedRedis
 from devstack.s3 import EmbeddedS3
-from devstack.stack import ROOT, child_env, data_dir_from_env, resolve_stack
+from devstack.stack import MIGRATE_COMMAND, ROOT, child_env, data_dir_from_env, resolve_stack, tenant_command
 
 WEB_URL = "http://127.0.0.1:8000"
 
 
 def _create_dev_tenant(env: dict[str, str], name: str) -> str | None:
-    cmd = [sys.executable, "-m", "flask", "--app", "wsgi", "tenant", "create", name]
-    result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    result = subprocess.run(tenant_command(name), cwd=ROOT, env=env, capture_output=True, text=True)
     sys.stdout.write(result.stdout)
     sys.stderr.write(result.stderr)
     sys.stdout.flush()
@@ -97,7 +96,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 servers.callback(s3.stop)
                 env.update(s3.start().env())
             log("alembic upgrade head")
-            migrate = subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], cwd=ROOT, env=env)
+            migrate = subprocess.run(MIGRATE_COMMAND, cwd=ROOT, env=env)
             if migrate.returncode != 0:
                 log(f"migrations failed (rc={migrate.returncode})")
                 return migrate.returncode

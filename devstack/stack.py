@@ -79,14 +79,20 @@ def child_env(urls: dict[str, str], data_dir: Path, environ: Mapping[str, str] |
     return env
 
 
+MIGRATE_COMMAND = [sys.executable, "-m", "alembic", "upgrade", "head"]
+
+
+def tenant_command(name: str) -> list[str]:
+    """The command that creates tenant ``name`` and prints its API key last."""
+    return [sys.executable, "-m", "flask", "--app", "wsgi", "tenant", "create", name]
+
+
 def migrate_and_create_tenant(env: dict[str, str], tenant: str) -> str:
     """Migrate the database of ``env`` to head and create ``tenant``; its new API key.
     Raises CalledProcessError when either step fails."""
-    subprocess.run(
-        [sys.executable, "-m", "alembic", "upgrade", "head"], cwd=ROOT, env=env, check=True, capture_output=True
-    )
+    subprocess.run(MIGRATE_COMMAND, cwd=ROOT, env=env, check=True, capture_output=True)
     out = subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "wsgi", "tenant", "create", tenant],
+        tenant_command(tenant),
         cwd=ROOT,
         env=env,
         check=True,
