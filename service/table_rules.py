@@ -7,6 +7,8 @@ here, so bronze and silver tables look the same on every target.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pyarrow as pa
 
 DATASET_ID = "_dataset_id"
@@ -87,6 +89,12 @@ def to_storable_array(array: pa.Array, target: pa.DataType) -> pa.Array:
         # Delta stores microseconds; finer digits cannot be kept.
         return array.cast(target, safe=False)
     return array.cast(target)
+
+
+def meta_columns(dataset_id: str, ingested_at: datetime, source_file: str, rows: int) -> dict[str, pa.Array]:
+    """Bronze's metadata columns of one load, for ``rows`` rows, by name."""
+    values = (dataset_id, ingested_at, source_file)
+    return {f.name: pa.repeat(pa.scalar(v, f.type), rows) for v, f in zip(values, BRONZE_META_FIELDS, strict=True)}
 
 
 def quarantine_columns(rows: list[dict]) -> list[pa.Array]:

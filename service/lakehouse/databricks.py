@@ -60,6 +60,7 @@ from service.table_rules import (
     BRONZE_META_FIELDS,
     INGESTED_AT,
     QUARANTINE_FIELDS,
+    meta_columns,
     quarantine_columns,
     spark_compatible_type,
     to_storable_array,
@@ -488,8 +489,7 @@ class DatabricksTarget(LakehouseTarget):
     @staticmethod
     def _meta_arrays(ctx: SyncContext, ingested_at: datetime, n: int) -> list[pa.Array]:
         """Bronze's metadata columns for ``n`` rows of this load."""
-        values = (ctx.dataset_id, ingested_at, ctx.source_file)
-        return [pa.array([v] * n, type=f.type) for v, f in zip(values, BRONZE_META_FIELDS, strict=True)]
+        return list(meta_columns(ctx.dataset_id, ingested_at, ctx.source_file, n).values())
 
     def _bronze_file(self, ctx: SyncContext, ingested_at: datetime) -> Path:
         """The local Parquet file plus the metadata columns, written batch by batch."""

@@ -49,10 +49,9 @@ from service.storage import S3Settings
 from service.table_rules import (
     BRONZE_META,
     BRONZE_META_FIELDS,
-    DATASET_ID,
-    INGESTED_AT,
     QUARANTINE_FIELDS,
-    UTC_US,
+    SILVER_META,
+    meta_columns,
     quarantine_columns,
 )
 from service.transform import arrow_types
@@ -99,12 +98,9 @@ def _small_bronze_rows(ctx: SyncContext, plan: SilverPlan) -> pa.Table | None:
     rows = arrow_types.read_small_parquet(ctx.source_path)
     if rows is None:
         return None
-    constants = {
-        DATASET_ID: pa.scalar(ctx.dataset_id, pa.string()),
-        INGESTED_AT: pa.scalar(ctx.ingested_at, UTC_US),
-    }
-    for name, value in constants.items():
-        rows = rows.append_column(pa.field(name, value.type), pa.repeat(value, rows.num_rows))
+    meta = meta_columns(ctx.dataset_id, ctx.ingested_at, ctx.source_file, rows.num_rows)
+    for name in SILVER_META:
+        rows = rows.append_column(fields[name], meta[name])
     return rows
 
 
