@@ -3,7 +3,6 @@ with other work: process CPU seconds do not grow when another process takes the 
 
     python -m bench.micro upload [--rows N]     # upload -> 201 of one generated CSV, raw body vs multipart
     python -m bench.micro steps [--count N]     # CPU per small dataset of the three sync steps, in-process
-    python -m bench.micro dedup [--rows N ...]  # silver de-duplication: exact vs row hash, 8 columns
 
 Figures go to stdout as JSON lines and a short table; bench/README.md keeps the ones quoted.
 """
