@@ -20,7 +20,7 @@ from bench.machine import settle_disk
 from bench.settings import PEERS_REQUIREMENTS, PEERS_VENV, ROOT
 from bench.stats import median_run
 
-PEERS = ("duckdb", "pandas", "dlt")
+PEERS = ("duckdb", "floor", "pandas", "dlt")
 
 
 def peers_python() -> str:

@@ -1,6 +1,6 @@
 """The peers: one load of a CSV file per process, run inside the peers venv (bench/.venv).
 
-    python -m bench.peers duckdb|pandas|dlt CSV WORKDIR   # prints one JSON line
+    python -m bench.peers duckdb|floor|pandas|dlt CSV WORKDIR   # prints one JSON line
     python -m bench.peers versions                        # package versions, one JSON line
 
 Each run times its own work (imports excluded) and reports its peak RSS; the harness
@@ -27,9 +27,8 @@ def _duckdb(csv: Path, work: Path) -> dict:
     out = work / "duckdb.parquet"
     con = duckdb.connect()
     started = time.perf_counter()
-    rows = con.execute(
-        "COPY (SELECT * FROM read_csv(?)) TO '{}' (FORMAT parquet)".format(str(out).replace("'", "''")), [str(csv)]
-    ).fetchone()[0]
+    query = f"COPY (SELECT * FROM read_csv(?)) TO {_literal(out)} (FORMAT parquet)"
+    rows = con.execute(query, [str(csv)]).fetchone()[0]
     seconds = time.perf_counter() - started
     return {
         "rows": int(rows),
@@ -40,6 +39,40 @@ def _duckdb(csv: Path, work: Path) -> dict:
             "memory_limit": con.execute("SELECT current_setting('memory_limit')").fetchone()[0],
         },
     }
+
+
+def _floor(csv: Path, work: Path) -> dict:
+    """What lakesync's rules ask of a load, done by DuckDB alone in one process: every value
+    landed as text (bronze keeps each source value exactly), then that file typed with exact
+    duplicate rows removed (silver). No HTTP, queue, null tokens, checks or table commits."""
+    import duckdb
+
+    landed, out = work / "landed.parquet", work / "typed.parquet"
+    con = duckdb.connect()
+    started = time.perf_counter()
+    rows = con.execute(
+        f"COPY (SELECT * FROM read_csv(?, all_varchar=true)) TO {_literal(landed)} (FORMAT parquet)", [str(csv)]
+    ).fetchone()[0]
+    land_s = time.perf_counter() - started
+    # DuckDB's own sniffer picks the types, from a sample as in the single pass.
+    columns = con.execute("DESCRIBE SELECT * FROM read_csv(?)", [str(csv)]).fetchall()
+    casts = ", ".join(f'TRY_CAST("{name}" AS {kind}) AS "{name}"' for name, kind, *_ in columns)
+    distinct = con.execute(
+        f"COPY (SELECT DISTINCT * FROM (SELECT {casts} FROM read_parquet({_literal(landed)}))) "
+        f"TO {_literal(out)} (FORMAT parquet)"
+    ).fetchone()[0]
+    seconds = time.perf_counter() - started
+    return {
+        "rows": int(rows),
+        "distinct_rows": int(distinct),
+        "seconds": seconds,
+        "output_bytes": landed.stat().st_size + out.stat().st_size,
+        "stages": {"land_as_text": land_s, "typed_distinct": seconds - land_s},
+    }
+
+
+def _literal(path: Path) -> str:
+    return "'{}'".format(str(path).replace("'", "''"))
 
 
 def _pandas(csv: Path, work: Path) -> dict:
@@ -121,7 +154,7 @@ def main(argv: list[str]) -> int:
         return 0
     tool, csv, work = argv[0], Path(argv[1]).resolve(), Path(argv[2]).resolve()
     work.mkdir(parents=True, exist_ok=True)
-    result = {"duckdb": _duckdb, "pandas": _pandas, "dlt": _dlt}[tool](csv, work)
+    result = {"duckdb": _duckdb, "floor": _floor, "pandas": _pandas, "dlt": _dlt}[tool](csv, work)
     self_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     children_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     result.update(tool=tool, peak_rss_bytes=max(self_kb, children_kb) * 1024)

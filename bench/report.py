@@ -13,7 +13,12 @@ from pathlib import Path
 from bench.stats import lower_median
 
 MiB = 2**20
-PEER_TITLES = {"duckdb": "DuckDB CSV→Parquet", "pandas": "pandas read_csv→to_parquet", "dlt": "dlt arrow→Delta"}
+PEER_TITLES = {
+    "duckdb": "DuckDB CSV→Parquet",
+    "floor": "DuckDB as text, then typed DISTINCT",
+    "pandas": "pandas read_csv→to_parquet",
+    "dlt": "dlt arrow→Delta",
+}
 FILE_TITLES = {"big": "big", "huge": "4× big", "wide": "wide"}
 
 
@@ -390,7 +395,7 @@ def _files_table(file_labels: list[str], ours: dict, peers: dict, data: dict) ->
                 f"{_mib(mem.get('worker_peak_bytes'))} | |"
             )
             title = ""
-        for tool in ("duckdb", "pandas", "dlt"):
+        for tool in PEER_TITLES:
             p = (peers.get(label) or {}).get(tool)
             if not p:
                 continue
@@ -417,7 +422,7 @@ def _repeats(file_labels: list[str], ours: dict, peers: dict, repeat) -> list[st
         if len(o.get("repeats") or []) > 1:
             parts.append("lakesync → 201 " + " / ".join(_s(x.get("upload_s")) for x in o["repeats"]))
             parts.append("lakesync → synced " + " / ".join(_s(x.get("upload_to_synced_s")) for x in o["repeats"]))
-        for tool in ("duckdb", "pandas", "dlt"):
+        for tool in PEER_TITLES:
             p = (peers.get(label) or {}).get(tool) or {}
             if len(p.get("repeats") or []) > 1:
                 parts.append(f"{PEER_TITLES[tool]} " + " / ".join(_s(x.get("seconds")) for x in p["repeats"]))
@@ -537,7 +542,36 @@ def _goals_section(r: dict) -> list[str]:
         result = {True: "pass", False: "**FAIL**", None: "–"}[g["passed"]]
         lines.append(f"| {g['goal']} | {value} | {g['op']} {g['limit']:g} {g['unit']} | {result} |")
     lines.append("")
-    return lines
+    return lines + _floor_lines(r.get("peers", {}))
+
+
+def _floor_lines(peers: dict) -> list[str]:
+    """The work lakesync's rules ask for, done by DuckDB alone (the ``floor`` peer), in the
+    units of the ratio goals: what any implementation of those rules starts from."""
+    out = []
+    for label, tools in peers.items():
+        floor, single, dlt = (tools.get(t) or {} for t in ("floor", "duckdb", "dlt"))
+        stages = floor.get("stages")
+        if not stages or not single.get("seconds"):
+            continue
+        land, total = stages["land_as_text"], floor["seconds"]
+        text = (
+            f"- {FILE_TITLES[label]}: every value landed as text {_s(land)} = {_x(land / single['seconds'])} "
+            f"the single pass; then typed with duplicates removed, {_s(total)} in all = "
+            f"{_x(total / single['seconds'])} the single pass"
+        )
+        if dlt.get("seconds"):
+            text += f", {_x(total / dlt['seconds'])} dlt's load"
+        out.append(text)
+    if not out:
+        return []
+    return [
+        "The same work by DuckDB alone, in one process with no HTTP, queue, checks or table commits "
+        f"({PEER_TITLES['floor']}; medians):",
+        "",
+        *out,
+        "",
+    ]
 
 
 def _load(o: dict) -> str:
@@ -575,7 +609,7 @@ def chart(results_path: Path, out: Path) -> None:
         "silver": "#2ca02c",
         "metadata": "#9467bd",
     }
-    peer_colors = {"duckdb": "#8c564b", "pandas": "#e377c2", "dlt": "#17becf"}
+    peer_colors = {"duckdb": "#8c564b", "floor": "#bcbd22", "pandas": "#e377c2", "dlt": "#17becf"}
     for row, label in enumerate(labels):
         d = data.get(label, {})
         title = (
@@ -620,7 +654,7 @@ def chart(results_path: Path, out: Path) -> None:
             )
             names.append("lakesync")
             y += 1
-        for tool in ("duckdb", "pandas", "dlt"):
+        for tool in PEER_TITLES:
             p = (peers.get(label) or {}).get(tool)
             if p and "seconds" in p:
                 ax_t.barh(y, p["seconds"], color=peer_colors[tool])
@@ -638,7 +672,7 @@ def chart(results_path: Path, out: Path) -> None:
                 mem_names.append(f"lakesync {role}")
                 mem_vals.append(o["memory"].get(f"{role}_peak_bytes", 0) / MiB)
                 mem_cols.append(color)
-        for tool in ("duckdb", "pandas", "dlt"):
+        for tool in PEER_TITLES:
             p = (peers.get(label) or {}).get(tool)
             if p and "peak_rss_bytes" in p:
                 mem_names.append(PEER_TITLES[tool])

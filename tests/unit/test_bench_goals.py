@@ -153,6 +153,20 @@ def test_markdown_lists_the_goals_and_the_small_scenario():
     assert "per run 0.67 / 0.67 / 0.67×" in text
 
 
+def test_markdown_puts_the_duckdb_floor_in_the_units_of_the_goals():
+    results = _results() | {"settings": {"full": True, "repeat": 3}}
+    floor = _peer(4.5, 4.5, 4.5) | {"stages": {"land_as_text": 2.7, "typed_distinct": 1.8}}
+    results["peers"]["big"]["floor"] = floor
+    results["goals"] = goals(results)
+    text = markdown(results)
+    assert (
+        "- big: every value landed as text 2.7 s = 1.50× the single pass; then typed with duplicates "
+        "removed, 4.5 s in all = 2.50× the single pass, 0.75× dlt's load"
+    ) in text
+    # A peer row of its own in the files table.
+    assert "| DuckDB as text, then typed DISTINCT | | 4.5 s | 222 | 100 MiB |" in text
+
+
 def test_cpu_per_dataset_is_the_difference_of_two_readings_divided():
     out = cpu_per_dataset({"api": 10.0, "worker": 20.0}, {"api": 12.0, "worker": 28.0}, 200)
     assert out == pytest.approx(
