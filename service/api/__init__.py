@@ -12,6 +12,7 @@ from flask_smorest import Api
 from werkzeug.formparser import FormDataParser, MultiPartParser
 
 from schemas.common import ErrorResponseSchema
+from service.api.uploads import BODY_CHUNK
 from service.runtime import runtime
 from service.storage import UPLOAD_PREFIX, UPLOAD_SUFFIX
 
@@ -26,10 +27,6 @@ class LakesyncApi(Api):
 # parse loop, not the network, the bound; larger blocks make its boundary search slower
 # again. It must stay below MAX_FORM_MEMORY_SIZE, which also caps the parser's buffer.
 UPLOAD_READ_BYTES = 256 * 1024
-# Bytes read from the server's body stream at a time, buffered for the parser's reads.
-# Each read of gunicorn's body stream copies what it holds, so few large reads beat many
-# small ones (figures in bench/README.md).
-UPLOAD_RECEIVE_BYTES = 4 * 1024 * 1024
 
 
 class UploadFormParser(FormDataParser):
@@ -38,7 +35,7 @@ class UploadFormParser(FormDataParser):
     def _parse_multipart(self, stream, mimetype, content_length, options):
         body = stream
         if isinstance(stream, io.RawIOBase):
-            stream = io.BufferedReader(stream, buffer_size=UPLOAD_RECEIVE_BYTES)
+            stream = io.BufferedReader(stream, buffer_size=BODY_CHUNK)
         parser = MultiPartParser(
             stream_factory=self.stream_factory,
             max_form_memory_size=self.max_form_memory_size,
