@@ -31,7 +31,7 @@ from service.observability.run_metrics import run_ended
 from service.retry import quick_retrying
 from service.runtime import runtime
 from service.storage import StoredFileMissing
-from service.transform import SampledPlanRejected, infer_plan
+from service.transform import SampledPlanRejected, arrow_types, infer_plan
 
 log = logging.getLogger(__name__)
 
@@ -236,6 +236,8 @@ def _write_silver(ctx: SyncContext) -> tuple[TableResult, list]:
     rt = runtime()
     tgt, local = rt.target(), ctx.source_path
     assert local is not None, "silver is written inside _with_source"
+    # A small dataset's rows are read once, for the plan and for the target's write.
+    ctx = dataclasses.replace(ctx, source_rows=arrow_types.read_small_parquet(local))
 
     def infer(sampled: bool):
         return infer_plan(
@@ -244,6 +246,7 @@ def _write_silver(ctx: SyncContext) -> tuple[TableResult, list]:
             settings=rt.sync_settings,
             sampled=sampled,
             hints=dict(ctx.schema_hints),
+            small_rows=ctx.source_rows,
         )
 
     # A target that checks each value as it writes gets types from a sample, which saves

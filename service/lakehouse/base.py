@@ -10,8 +10,12 @@ import abc
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from service.transform.plan import SilverPlan
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 class TransientTargetError(Exception):
@@ -59,6 +63,9 @@ class SyncContext:
     columns: tuple = ()  # the dataset's columns: dicts of name, source_name, type, source_type
     row_count: int = 0  # rows of the local file
     schema_hints: tuple = ()  # (source name, type) pairs the uploader set
+    # The rows of source_path, when the dataset is small and the caller has read them whole
+    # (``arrow_types.read_small_parquet``): a write_silver call need not read them again.
+    source_rows: pa.Table | None = None
 
     @property
     def catalog(self) -> str:

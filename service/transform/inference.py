@@ -18,6 +18,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from service.config import DEFAULT_NULL_TOKENS
@@ -177,8 +178,11 @@ def infer_plan(
     settings=None,
     sampled: bool = False,
     hints: dict[str, str] | None = None,
+    small_rows: pa.Table | None = None,
 ) -> SilverPlan:
-    """The silver plan of the file; ``hints`` (source name -> type) set those columns' types."""
+    """The silver plan of the file; ``hints`` (source name -> type) set those columns' types.
+    ``small_rows``: the file's rows, when the caller has read it whole
+    (``arrow_types.read_small_parquet``); else a small file is read here."""
     hints = hints or {}
     path = Path(parquet_path)
     tokens = list(DEFAULT_NULL_TOKENS if null_tokens is None else null_tokens)
@@ -189,7 +193,9 @@ def infer_plan(
     types: dict[int, str] = {}
     verified = True
     if string_positions:
-        types, verified = _infer_string_types(path, len(schema), string_positions, tokens, settings, sampled=sampled)
+        types, verified = _infer_string_types(
+            path, len(schema), string_positions, tokens, settings, sampled=sampled, small_rows=small_rows
+        )
 
     columns = []
     for i, ((source_name, kind), name) in enumerate(zip(schema, names)):
@@ -209,14 +215,21 @@ def infer_plan(
 
 
 def _infer_string_types(
-    path: Path, column_count: int, positions: list[int], tokens: list[str], settings, *, sampled: bool
+    path: Path,
+    column_count: int,
+    positions: list[int],
+    tokens: list[str],
+    settings,
+    *,
+    sampled: bool,
+    small_rows: pa.Table | None = None,
 ) -> tuple[dict[int, str], bool]:
     """Silver type of each string column, by position in the file, and whether every value
     was checked. With ``sampled``, a column the sample gives a typed type keeps it
     unchecked; the plan's writer checks it (a sample that saw only nulls decides nothing,
     so such a column is still classified over every value)."""
     types: dict[int, str] = {}
-    table = arrow_types.read_small_parquet(path)
+    table = small_rows if small_rows is not None else arrow_types.read_small_parquet(path)
     if table is not None:
         # A small file: Arrow's kernels on its values, DuckDB only for what they leave open.
         for i in positions:

@@ -1,3 +1,4 @@
+import dataclasses
 import datetime as dt
 import errno
 import os
@@ -380,6 +381,26 @@ def test_small_silver_is_written_in_arrow_from_the_file_bronze_holds(tmp_path, t
         == {("ds-1", INGESTED)}
     )
     assert sorted(silver.column("customer_id").to_pylist(), key=lambda v: (v is None, v)) == [1, 2, 3, 4, None]
+
+
+def test_small_rows_read_by_the_caller_are_not_read_again(tmp_path, target, monkeypatch):
+    """The sync reads a small dataset's file once: the plan and the silver write take the rows
+    it hands them (``small_rows``, ``ctx.source_rows``) and give what they give from the file."""
+    src = write_parquet(tmp_path / "in.parquet", CSV_LIKE.drop_columns(["at"]))
+    ctx = source_for(src)
+    target.write_bronze(ctx)
+    expected_plan = infer_plan(src, null_tokens=TOKENS)
+    expected = sorted_rows(read(target.write_silver(ctx, expected_plan).location), "customer_id")
+    rows = arrow_types.read_small_parquet(src)
+
+    def no_read(path):
+        raise AssertionError(f"{path} was read again")
+
+    monkeypatch.setattr(arrow_types, "read_small_parquet", no_read)
+    plan = infer_plan(src, null_tokens=TOKENS, small_rows=rows)
+    assert plan == expected_plan
+    result = target.write_silver(dataclasses.replace(ctx, source_rows=rows), plan)
+    assert sorted_rows(read(result.location), "customer_id") == expected
 
 
 def test_silver_needs_the_bronze_table_even_when_the_file_is_there(tmp_path, target):

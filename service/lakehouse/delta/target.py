@@ -95,7 +95,7 @@ def _small_bronze_rows(ctx: SyncContext, plan: SilverPlan) -> pa.Table | None:
     fields = {f.name: f for f in (*data_fields, *BRONZE_META_FIELDS)}
     if not as_is or not arrow_silver.applies(plan, fields, metadata.num_rows):
         return None
-    rows = arrow_types.read_small_parquet(ctx.source_path)
+    rows = ctx.source_rows if ctx.source_rows is not None else arrow_types.read_small_parquet(ctx.source_path)
     if rows is None:
         return None
     meta = meta_columns(ctx.dataset_id, ctx.ingested_at, ctx.source_file, rows.num_rows)
