@@ -11,7 +11,8 @@ DEFAULT_DATA_DIR = ROOT / ".data"
 
 DEFAULT_NULL_TOKENS = ("", "NULL", "null", "N/A", "NA", "None")
 # The worker's steps de-duplicate whole tables: sized so the hash table of the 5M-row
-# benchmark file fits (bench/README.md, "Why the settings are what they are"); larger files spill.
+# benchmark file fits (bench/README.md, "Why the settings are what they are"); tables whose
+# hash table would not fit are de-duplicated by row hash (duckdb_sql.dedup_by_hash).
 DEFAULT_SYNC_MEMORY_LIMIT = "704MB"
 # Read for s3:// URLs (service.storage.s3); empty ones are left to the library's defaults.
 S3_SETTINGS = (

@@ -222,6 +222,14 @@ class SilverSQL:
 
 # Rows of more columns than this are deduplicated by row hash (see write_distinct).
 WIDE_TABLE_COLUMNS = 64
+# Bytes of one silver value in the hash table of a plain DISTINCT, by type: its fixed slot.
+# A string's slot holds up to 12 bytes; longer strings add theirs, which is left out here,
+# so the estimate errs toward the plain DISTINCT. Decimals and kept sources count as strings.
+_SLOT_BYTES = {"integer": 8, "double": 8, "boolean": 1, "date": 4, "timestamp": 8}
+_STRING_SLOT_BYTES = 16
+# Per row: its hash, validity bits and the table's pointer to it.
+_ROW_OVERHEAD_BYTES = 24
+_BYTE_UNITS = {"bytes": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}
 _ROW_HASH = "__lakesync_row_hash"
 # Rows per row group of a table written through Arrow.
 ARROW_BATCH_ROWS = 8192
@@ -272,18 +280,54 @@ def _copy(con: duckdb.DuckDBPyConnection, query: str, out_file: str, column_coun
     con.execute(f"COPY ({query}) TO {q.quote_literal(out_file)} ({SILVER_PARQUET_OPTIONS})").fetchall()
 
 
+def hash_table_bytes(plan: SilverPlan, rows: int) -> int:
+    """About the memory a plain DISTINCT's hash table of ``rows`` silver rows takes (a lower
+    bound: long strings are left out)."""
+    width = sum(_SLOT_BYTES.get(column.type, _STRING_SLOT_BYTES) for column in plan.columns)
+    if plan.rescues:
+        width += _STRING_SLOT_BYTES
+    return rows * (width + _ROW_OVERHEAD_BYTES)
+
+
+def memory_limit_bytes(con: duckdb.DuckDBPyConnection) -> int | None:
+    """The connection's memory_limit in bytes; None when DuckDB shows it in a form not known here."""
+    shown = str(con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0])  # e.g. "671.3 MiB"
+    number, _, unit = shown.partition(" ")
+    try:
+        return int(float(number) * _BYTE_UNITS[unit])
+    except (KeyError, ValueError):
+        return None
+
+
+def dedup_by_hash(con: duckdb.DuckDBPyConnection, plan: SilverPlan, rows: int) -> bool:
+    """Whether write_distinct should de-duplicate by row hash: for wide rows, and for rows
+    whose plain DISTINCT would outgrow memory_limit and spill."""
+    if len(plan.columns) > WIDE_TABLE_COLUMNS:
+        return True
+    limit = memory_limit_bytes(con)
+    return limit is not None and hash_table_bytes(plan, rows) > limit
+
+
 def write_distinct(
-    con: duckdb.DuckDBPyConnection, silver_sql: SilverSQL, column_count: int, staging: str, out_file: str
+    con: duckdb.DuckDBPyConnection,
+    silver_sql: SilverSQL,
+    column_count: int,
+    staging: str,
+    out_file: str,
+    *,
+    by_hash: bool,
 ) -> None:
     """Write the distinct silver rows to ``out_file``.
 
-    A plain DISTINCT is one pass and the fastest, but its hash table holds whole rows, and
-    with hundreds of columns it does not fit in memory_limit even when spilling. Wide rows
-    are therefore written as they are, then hashed from that file: rows whose hash occurs
-    once are certainly unique, and only when some hash is shared is the file rewritten,
-    with an exact DISTINCT over the rows sharing one. The plan is applied once either way.
+    A plain DISTINCT is one pass and the fastest while its hash table of whole rows fits in
+    memory_limit; past that it spills, and its cost grows faster than the rows. With
+    hundreds of columns it does not fit even when spilling. With ``by_hash``
+    (``dedup_by_hash``) the rows are therefore written as they are, then hashed from that
+    file: rows whose hash occurs once are certainly unique, and only when some hash is
+    shared is the file rewritten, with an exact DISTINCT over the rows sharing one. The
+    plan is applied once either way.
     """
-    if column_count <= WIDE_TABLE_COLUMNS:
+    if not by_hash:
         _copy(con, silver_sql.over(f"SELECT DISTINCT * FROM ({silver_sql.select})"), out_file, column_count)
         return
     every_row = os.path.join(staging, "rows.parquet")

@@ -284,15 +284,18 @@ def test_bronze_missing_or_invalid_source_is_permanent(tmp_path, target):
 # ---------------------------------------------------------------------- silver
 
 
-@pytest.fixture(params=["arrow", "per column", "listed"])
+@pytest.fixture(params=["arrow", "per column", "listed", "by row hash"])
 def both_silver_shapes(request, monkeypatch):
     """The silver rules hold in every way silver is written: in Arrow (small tables whose
-    plan it can apply), and in both shapes of the SQL: an expression per column, and (for
-    very wide plans) lists of values through one expression per rule."""
+    plan it can apply), in both shapes of the SQL (an expression per column, and for very
+    wide plans lists of values through one expression per rule), and de-duplicated by row
+    hash (wide rows, and rows whose plain DISTINCT would outgrow memory_limit)."""
     if request.param != "arrow":
         monkeypatch.setattr(arrow_types, "SMALL_ROWS", -1)
     if request.param == "listed":
         monkeypatch.setattr(duckdb_sql, "LISTED_COLUMNS", 0)
+    if request.param == "by row hash":
+        monkeypatch.setattr(duckdb_sql, "memory_limit_bytes", lambda con: 0)
 
 
 def write_both(tmp_path, target, table=CSV_LIKE, tokens=TOKENS):
@@ -771,6 +774,26 @@ def test_leftovers_of_a_killed_write_are_cleaned_up(tmp_path, target):
     # What is left is this process's own spill directory, kept for its next step.
     own = f"duckdb-{socket.gethostname()}-{os.getpid()}-"
     assert [name for name in os.listdir(target.temp_dir) if not name.startswith(own)] == []
+
+
+def test_rows_whose_distinct_would_outgrow_memory_are_deduplicated_by_hash():
+    plan = SilverPlan(
+        columns=[
+            SilverColumn(source_name="id", name="id", type="integer", source_type="string"),
+            SilverColumn(source_name="day", name="day", type="date", source_type="string"),
+            SilverColumn(source_name="name", name="name", type="string", source_type="string"),
+        ],
+        null_tokens=[],
+        verified=True,
+    )
+    # 8 + 4 + 16 bytes of slots and 24 of overhead a row.
+    assert duckdb_sql.hash_table_bytes(plan, 1000) == 52_000
+    con = duckdb.connect(config={"memory_limit": "1MiB"})
+    assert duckdb_sql.memory_limit_bytes(con) == 1 << 20
+    assert not duckdb_sql.dedup_by_hash(con, plan, 20_000)  # 1.04 MB
+    assert duckdb_sql.dedup_by_hash(con, plan, 30_000)  # 1.56 MB
+    wide = SilverPlan(columns=plan.columns * (duckdb_sql.WIDE_TABLE_COLUMNS // 3 + 1), null_tokens=[], verified=True)
+    assert duckdb_sql.dedup_by_hash(con, wide, 1)
 
 
 @pytest.mark.usefixtures("both_silver_shapes")
