@@ -309,38 +309,33 @@ def dedup_by_hash(con: duckdb.DuckDBPyConnection, plan: SilverPlan, rows: int) -
 
 
 def write_distinct(
-    con: duckdb.DuckDBPyConnection,
-    silver_sql: SilverSQL,
-    column_count: int,
-    staging: str,
-    out_file: str,
-    *,
-    by_hash: bool,
+    con: duckdb.DuckDBPyConnection, silver_sql: SilverSQL, plan: SilverPlan, rows: int, staging: str, out_file: str
 ) -> None:
-    """Write the distinct silver rows to ``out_file``.
+    """Write the distinct silver rows of ``rows`` bronze rows to ``out_file``.
 
     A plain DISTINCT is one pass and the fastest while its hash table of whole rows fits in
     memory_limit; past that it spills, and its cost grows faster than the rows. With
-    hundreds of columns it does not fit even when spilling. With ``by_hash``
+    hundreds of columns it does not fit even when spilling. In those cases
     (``dedup_by_hash``) the rows are therefore written as they are, then hashed from that
     file: rows whose hash occurs once are certainly unique, and only when some hash is
     shared is the file rewritten, with an exact DISTINCT over the rows sharing one. The
     plan is applied once either way.
     """
-    if not by_hash:
+    column_count = len(plan.columns)
+    if not dedup_by_hash(con, plan, rows):
         _copy(con, silver_sql.over(f"SELECT DISTINCT * FROM ({silver_sql.select})"), out_file, column_count)
         return
     every_row = os.path.join(staging, "rows.parquet")
     _copy(con, silver_sql.over(silver_sql.select), every_row, column_count)
-    rows = f"read_parquet({q.quote_literal(every_row)})"
+    written = f"read_parquet({q.quote_literal(every_row)})"
     con.execute(
         "CREATE OR REPLACE TEMP TABLE shared_hashes AS SELECT h FROM "
-        f"(SELECT hash(*COLUMNS(*)) AS h FROM {rows}) GROUP BY h HAVING count(*) > 1"
+        f"(SELECT hash(*COLUMNS(*)) AS h FROM {written}) GROUP BY h HAVING count(*) > 1"
     ).fetchall()
     if con.execute("SELECT count(*) FROM shared_hashes").fetchall()[0][0] == 0:
         os.rename(every_row, out_file)
         return
-    hashed = f"SELECT *, hash(*COLUMNS(*)) AS {_ROW_HASH} FROM {rows}"
+    hashed = f"SELECT *, hash(*COLUMNS(*)) AS {_ROW_HASH} FROM {written}"
     _copy(
         con,
         f"SELECT * EXCLUDE ({_ROW_HASH}) FROM ({hashed}) "

@@ -228,10 +228,7 @@ class DeltaTarget(LakehouseTarget):
                 with self.tables.staging(path) as staging_dir:
                     out_file = os.path.join(staging_dir, "data.parquet")
                     try:
-                        by_hash = duckdb_sql.dedup_by_hash(con, plan, ctx.row_count)
-                        duckdb_sql.write_distinct(
-                            con, silver_sql, len(plan.columns), staging_dir, out_file, by_hash=by_hash
-                        )
+                        duckdb_sql.write_distinct(con, silver_sql, plan, ctx.row_count, staging_dir, out_file)
                     except (duckdb.InvalidInputException, duckdb.ConversionException) as exc:
                         if plan.verified:
                             raise
