@@ -17,10 +17,12 @@ from pathlib import Path
 
 from bench.log import log
 from bench.machine import settle_disk
+from bench.report import PEER_TITLES
 from bench.settings import PEERS_REQUIREMENTS, PEERS_VENV, ROOT
 from bench.stats import median_run
 
-PEERS = ("duckdb", "floor", "pandas", "dlt")
+# Run in this order; the report names them.
+PEERS = tuple(PEER_TITLES)
 
 
 def peers_python() -> str:
